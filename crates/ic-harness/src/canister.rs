@@ -1,0 +1,225 @@
+//! A canister's system state: code, stable memory, cycles, status, call contexts and
+//! callbacks.
+//!
+//! Invariants:
+//! - a call context is deleted once it has responded (or needs no response) and has no
+//!   outstanding callbacks;
+//! - every callback belongs to a live call context; `outstanding` counts them.
+
+use std::collections::BTreeMap;
+
+use candid::Principal;
+
+use crate::execution::InstalledCode;
+use crate::stable_memory::StableMemory;
+use crate::types::{CanisterId, MessageId, SubnetId};
+
+/// Running, stopping or stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Status {
+    Running,
+    /// Stopping; the stop requests to answer once no call context is open.
+    Stopping(Vec<Origin>),
+    Stopped,
+}
+
+impl Status {
+    /// `ic0.canister_status` value.
+    pub(crate) fn code(&self) -> u32 {
+        match self {
+            Self::Running => 1,
+            Self::Stopping(_) => 2,
+            Self::Stopped => 3,
+        }
+    }
+}
+
+/// Who is waiting for the answer of a call context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// An ingress message.
+    Ingress(MessageId),
+    /// A canister (or the management canister on behalf of one) awaiting `callback`.
+    Canister {
+        caller: Principal,
+        callback: u64,
+        /// Deadline of a bounded-wait call (0 for unbounded).
+        deadline: u64,
+    },
+    /// The system (global timer, heartbeat): no answer is needed.
+    System,
+}
+
+/// A call context: one incoming message and everything it awaits.
+#[derive(Debug, Clone)]
+pub(crate) struct CallContext {
+    pub origin: Origin,
+    pub caller: Principal,
+    pub responded: bool,
+    pub outstanding: u32,
+    /// Cycles attached to the call and not accepted yet.
+    pub cycles_available: u128,
+    /// Deleted by uninstall: later callbacks are not run.
+    pub deleted: bool,
+    /// Instructions spent by its executions so far (`performance_counter(1)`).
+    pub instructions: u64,
+    /// `msg_deadline` of the call.
+    pub deadline: u64,
+}
+
+impl CallContext {
+    /// True if the context still owes its origin an answer.
+    pub(crate) fn needs_response(&self) -> bool {
+        !self.responded && self.origin != Origin::System
+    }
+}
+
+/// A registered callback of an outgoing call.
+#[derive(Debug, Clone)]
+pub(crate) struct Callback {
+    pub context: u64,
+    pub callee: Principal,
+    pub on_reply: (u32, u32),
+    pub on_reject: (u32, u32),
+    pub on_cleanup: Option<(u32, u32)>,
+    /// Deadline of a bounded-wait call (0 for unbounded).
+    pub deadline: u64,
+    /// The deadline passed and a SYS_UNKNOWN reject is queued: a real response is dropped.
+    pub timed_out: bool,
+}
+
+/// Counters for benchmarks and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CanisterMetrics {
+    /// Message executions (committed or trapped).
+    pub executions: u64,
+    /// Instructions executed in total.
+    pub instructions: u64,
+    /// The largest single execution, in instructions.
+    pub max_instructions_per_execution: u64,
+    /// Payload bytes of requests and responses this canister sent.
+    pub bytes_sent: u64,
+    /// Payload bytes of requests and responses this canister received.
+    pub bytes_received: u64,
+    /// The largest stable memory size seen, in bytes.
+    pub peak_stable_memory_bytes: u64,
+}
+
+/// One canister.
+pub(crate) struct Canister {
+    pub id: CanisterId,
+    pub subnet: SubnetId,
+    pub controllers: Vec<Principal>,
+    pub status: Status,
+    pub cycles: u128,
+    pub version: u64,
+    /// Global timer; 0 is inactive.
+    pub timer: u64,
+    pub freezing_threshold: u64,
+    pub code: Option<InstalledCode>,
+    pub stable: StableMemory,
+    pub certified_data: Vec<u8>,
+    pub contexts: BTreeMap<u64, CallContext>,
+    pub callbacks: BTreeMap<u64, Callback>,
+    pub next_id: u64,
+    pub logs: Vec<String>,
+    pub metrics: CanisterMetrics,
+    /// The canister sits out rounds before this one (a long execution's DTS slices).
+    pub busy_until_round: u64,
+}
+
+impl Canister {
+    pub(crate) fn new(
+        id: CanisterId,
+        subnet: SubnetId,
+        controllers: Vec<Principal>,
+        cycles: u128,
+    ) -> Self {
+        Self {
+            id,
+            subnet,
+            controllers,
+            status: Status::Running,
+            cycles,
+            version: 0,
+            timer: 0,
+            freezing_threshold: 2_592_000,
+            code: None,
+            stable: StableMemory::new(),
+            certified_data: Vec::new(),
+            contexts: BTreeMap::new(),
+            callbacks: BTreeMap::new(),
+            next_id: 1,
+            logs: Vec::new(),
+            metrics: CanisterMetrics::default(),
+            busy_until_round: 0,
+        }
+    }
+
+    pub(crate) fn fresh_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Opens a call context and returns its id.
+    pub(crate) fn open_context(
+        &mut self,
+        origin: Origin,
+        caller: Principal,
+        cycles: u128,
+        deadline: u64,
+    ) -> u64 {
+        let id = self.fresh_id();
+        self.contexts.insert(
+            id,
+            CallContext {
+                origin,
+                caller,
+                responded: false,
+                outstanding: 0,
+                cycles_available: cycles,
+                deleted: false,
+                instructions: 0,
+                deadline,
+            },
+        );
+        id
+    }
+
+    /// Drops a context that is answered (or needs no answer) and awaits nothing.
+    pub(crate) fn gc_context(&mut self, id: u64) {
+        if let Some(ctx) = self.contexts.get(&id)
+            && !ctx.needs_response()
+            && ctx.outstanding == 0
+        {
+            self.contexts.remove(&id);
+        }
+    }
+
+    pub(crate) fn is_controller(&self, p: &Principal) -> bool {
+        self.controllers.contains(p)
+    }
+
+    /// Total memory in bytes: heap, stable memory and module.
+    pub(crate) fn memory_bytes(&self) -> u64 {
+        let (heap, module) = self.code.as_ref().map_or((0, 0), |c| {
+            (c.heap_bytes(), c.compiled.prepared.wasm.len() as u64)
+        });
+        heap + self.stable.size_bytes() + module
+    }
+
+    pub(crate) fn record_execution(&mut self, instructions: u64, logs: Vec<String>) {
+        self.metrics.executions += 1;
+        self.metrics.instructions += instructions;
+        self.metrics.max_instructions_per_execution = self
+            .metrics
+            .max_instructions_per_execution
+            .max(instructions);
+        self.metrics.peak_stable_memory_bytes = self
+            .metrics
+            .peak_stable_memory_bytes
+            .max(self.stable.size_bytes());
+        self.logs.extend(logs);
+    }
+}

@@ -1,0 +1,265 @@
+//! Running one entry point of an installed module, atomically.
+//!
+//! Invariant: after [`InstalledCode::execute`] returns a trap, or for any execution whose
+//! state is not persisted (queries), the heap, the exported mutable globals and the stable
+//! memory are exactly what they were before it, and its buffered effects are dropped (the
+//! caller never sees its `ExecState`). The cost is one heap copy per execution plus the
+//! stable-memory blocks the execution touched.
+
+use wasmtime::{Global, Instance, Memory, Ref, Store, Val};
+
+use crate::runtime::{self, CompiledModule};
+use crate::stable_memory::StableMemory;
+use crate::system_api::{CanisterState, ExecState, HostTrap};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub(crate) enum Entry {
+    /// An exported `() -> ()` function, e.g. `canister_update put`.
+    Export(String),
+    /// A callback closure from the module's function table.
+    Callback {
+        /// Table index of a `(i32) -> ()` function.
+        fun: u32,
+        /// Its environment argument.
+        env: u32,
+    },
+}
+
+/// Who owns the stable-memory transaction of an execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StableTxn {
+    /// The execution begins, commits or rolls back its own transaction.
+    Own,
+    /// The caller has a transaction open around several executions (upgrade).
+    Outer,
+}
+
+/// Why an execution failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ExecTrap {
+    /// A host function trapped (ic0.trap, contract violation, instruction limit in a syscall).
+    Host(HostTrap),
+    /// The wasm code trapped (unreachable, out-of-bounds access...).
+    Wasm(String),
+    /// Fuel ran out.
+    OutOfInstructions,
+}
+
+impl ExecTrap {
+    /// The reject message the IC would give for this trap in `canister`.
+    pub(crate) fn reject_message(&self, canister: &candid::Principal) -> String {
+        match self {
+            Self::Host(HostTrap::Explicit(msg)) => format!(
+                "Error from Canister {canister}: Canister called `ic0.trap` with message: '{msg}'. (IC0503)"
+            ),
+            Self::Host(HostTrap::ContractViolation(msg)) => {
+                format!(
+                    "Error from Canister {canister}: Canister violated contract: {msg}. (IC0504)"
+                )
+            }
+            Self::Host(HostTrap::OutOfInstructions) | Self::OutOfInstructions => format!(
+                "Error from Canister {canister}: Canister exceeded the instruction limit for single message execution. (IC0522)"
+            ),
+            Self::Wasm(msg) => {
+                format!("Error from Canister {canister}: Canister trapped: {msg}. (IC0502)")
+            }
+        }
+    }
+}
+
+/// Result of one execution.
+pub(crate) struct Outcome {
+    /// The committed execution state (effects to apply), or the trap.
+    pub result: Result<ExecState, ExecTrap>,
+    /// Instructions (fuel) consumed.
+    pub instructions: u64,
+    /// `debug_print` output, kept even when the execution trapped.
+    pub logs: Vec<String>,
+}
+
+/// A module instantiated for one canister.
+pub(crate) struct InstalledCode {
+    pub compiled: CompiledModule,
+    store: Store<CanisterState>,
+    instance: Instance,
+    memory: Memory,
+    globals: Vec<Global>,
+}
+
+impl InstalledCode {
+    /// Instantiates `compiled` in a fresh store. Runs no canister code (the start
+    /// function was turned into the `canister_start` export).
+    pub(crate) fn instantiate(compiled: CompiledModule) -> Result<Self, String> {
+        let mut store = Store::new(runtime::engine(), CanisterState::default());
+        store.set_fuel(u64::MAX).map_err(|e| e.to_string())?;
+        let instance = compiled
+            .linker
+            .instantiate(&mut store, &compiled.module)
+            .map_err(|e| format!("instantiation failed: {e}"))?;
+        let memory = instance
+            .get_memory(&mut store, "memory")
+            .ok_or("the module exports no memory named \"memory\"")?;
+        store.data_mut().memory = Some(memory);
+        let globals = compiled
+            .prepared
+            .mutable_global_exports
+            .iter()
+            .map(|name| {
+                instance
+                    .get_global(&mut store, name)
+                    .ok_or_else(|| format!("mutable global export {name} is missing"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            compiled,
+            store,
+            instance,
+            memory,
+            globals,
+        })
+    }
+
+    /// True if the module exports `name`.
+    pub(crate) fn has_export(&mut self, name: &str) -> bool {
+        self.instance.get_func(&mut self.store, name).is_some()
+    }
+
+    /// Size of the wasm heap in bytes.
+    pub(crate) fn heap_bytes(&self) -> u64 {
+        self.memory.data_size(&self.store) as u64
+    }
+
+    /// Runs `entry` with `state` as its System API view. `persist` false discards every
+    /// change even on success (queries, and pre_upgrade until the upgrade commits).
+    pub(crate) fn execute(
+        &mut self,
+        stable: &mut StableMemory,
+        entry: &Entry,
+        state: ExecState,
+        persist: bool,
+        txn: StableTxn,
+    ) -> Outcome {
+        let heap_before = self.memory.data(&self.store).to_vec();
+        let globals_before: Vec<Val> = self
+            .globals
+            .iter()
+            .map(|g| g.get(&mut self.store))
+            .collect();
+        let limit = state.instruction_limit;
+
+        std::mem::swap(&mut self.store.data_mut().stable, stable);
+        if txn == StableTxn::Own {
+            self.store.data_mut().stable.begin();
+        }
+        self.store.data_mut().exec = Some(state);
+        self.store
+            .set_fuel(limit)
+            .expect("fuel is enabled on the engine");
+
+        let run = self.call(entry);
+
+        let instructions = limit.saturating_sub(self.store.get_fuel().unwrap_or(0));
+        let data = self.store.data_mut();
+        let state = data
+            .exec
+            .take()
+            .expect("exec state is present until taken here");
+        let logs = std::mem::take(&mut data.logs);
+        let result = run.map(|()| state);
+        let keep = persist && result.is_ok();
+        if txn == StableTxn::Own {
+            if keep {
+                self.store.data_mut().stable.commit();
+            } else {
+                self.store.data_mut().stable.rollback();
+            }
+        }
+        std::mem::swap(&mut self.store.data_mut().stable, stable);
+        if !keep {
+            self.restore(&heap_before, &globals_before);
+        }
+        Outcome {
+            result,
+            instructions,
+            logs,
+        }
+    }
+
+    fn call(&mut self, entry: &Entry) -> Result<(), ExecTrap> {
+        let outcome = match entry {
+            Entry::Export(name) => {
+                let func = self
+                    .instance
+                    .get_typed_func::<(), ()>(&mut self.store, name)
+                    .map_err(|e| ExecTrap::Wasm(format!("export {name} is not callable: {e}")))?;
+                func.call(&mut self.store, ())
+            }
+            Entry::Callback { fun, env } => {
+                let table = self
+                    .instance
+                    .get_table(&mut self.store, "table")
+                    .ok_or_else(|| ExecTrap::Wasm("the module has no function table".into()))?;
+                let func = match table.get(&mut self.store, u64::from(*fun)) {
+                    Some(Ref::Func(Some(f))) => f,
+                    Some(_) => {
+                        return Err(ExecTrap::Wasm(format!(
+                            "callback table entry {fun} is null"
+                        )));
+                    }
+                    None => {
+                        return Err(ExecTrap::Wasm(format!(
+                            "callback table index {fun} is out of bounds"
+                        )));
+                    }
+                };
+                let typed = func
+                    .typed::<u32, ()>(&self.store)
+                    .map_err(|_| ExecTrap::Wasm(format!("callback {fun} has the wrong type")))?;
+                typed.call(&mut self.store, *env)
+            }
+        };
+        outcome.map_err(classify)
+    }
+
+    /// Puts the heap and globals back. Memory cannot shrink, so a grown memory means a
+    /// fresh instance with the old contents copied in.
+    fn restore(&mut self, heap: &[u8], globals: &[Val]) {
+        if self.memory.data_size(&self.store) != heap.len() {
+            let stable = std::mem::take(&mut self.store.data_mut().stable);
+            let fresh = Self::instantiate(self.compiled.clone())
+                .expect("a module that instantiated once instantiates again");
+            *self = fresh;
+            self.store.data_mut().stable = stable;
+            let current_pages = self.memory.size(&self.store);
+            let wanted_pages = heap.len() as u64 / 65_536;
+            if wanted_pages > current_pages {
+                self.memory
+                    .grow(&mut self.store, wanted_pages - current_pages)
+                    .expect("regrowing to a size reached before succeeds");
+            }
+        }
+        self.memory.data_mut(&mut self.store)[..heap.len()].copy_from_slice(heap);
+        for (global, value) in self.globals.iter().zip(globals) {
+            global
+                .set(&mut self.store, *value)
+                .expect("restoring a global to its own earlier value succeeds");
+        }
+    }
+}
+
+fn classify(err: wasmtime::Error) -> ExecTrap {
+    if let Some(host) = err.downcast_ref::<HostTrap>() {
+        return match host {
+            HostTrap::OutOfInstructions => ExecTrap::OutOfInstructions,
+            other => ExecTrap::Host(other.clone()),
+        };
+    }
+    if let Some(trap) = err.downcast_ref::<wasmtime::Trap>() {
+        if *trap == wasmtime::Trap::OutOfFuel {
+            return ExecTrap::OutOfInstructions;
+        }
+        return ExecTrap::Wasm(trap.to_string());
+    }
+    ExecTrap::Wasm(format!("{err:#}"))
+}

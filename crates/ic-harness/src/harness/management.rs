@@ -1,0 +1,630 @@
+//! The management canister (`aaaaa-aa`): lifecycle, settings, status, cycles, randomness.
+//!
+//! Invariants: every method that names a canister checks that the caller controls it
+//! (IC0512 otherwise, `canister_status` also allows the canister itself); `install_code`
+//! is atomic: on any failure the canister's code, heap and stable memory are unchanged.
+
+use candid::{Decode, Encode, Nat, Principal};
+use ic_management_canister_types::{
+    CanisterIdRecord, CanisterInstallMode, CanisterSettings, CanisterStatusResult,
+    CanisterStatusType, CreateCanisterArgs, DefiniteCanisterSettings, InstallCodeArgs,
+    LogVisibility, MemoryMetrics, QueryStats, UpdateSettingsArgs, WasmMemoryPersistence,
+};
+
+use super::{Harness, Request};
+use crate::canister::{Canister, Origin, Status};
+use crate::execution::{Entry, InstalledCode, StableTxn};
+use crate::limits::MAX_CONTROLLERS;
+use crate::runtime::{self, CompiledModule};
+use crate::stable_memory::StableMemory;
+use crate::system_api::{ApiContext, ExecState};
+use crate::types::{CanisterId, Reject, RejectCode, canister_id_from_index};
+
+/// The canister a management call acts on, used to route it to that canister's subnet.
+pub(crate) fn effective_canister(method: &str, arg: &[u8]) -> Option<Principal> {
+    match method {
+        "create_canister" | "raw_rand" => None,
+        _ => Decode!(arg, CanisterIdRecord).ok().map(|r| r.canister_id),
+    }
+}
+
+fn reject(code: RejectCode, msg: impl Into<String>) -> Reject {
+    Reject::new(code, msg)
+}
+
+fn not_found(id: &CanisterId) -> Reject {
+    reject(
+        RejectCode::DestinationInvalid,
+        format!("Canister {id} not found. (IC0301)"),
+    )
+}
+
+fn decode<T: candid::CandidType + for<'de> serde::Deserialize<'de>>(
+    method: &str,
+    arg: &[u8],
+) -> Result<T, Reject> {
+    Decode!(arg, T).map_err(|e| {
+        reject(
+            RejectCode::CanisterReject,
+            format!("Error decoding candid for management method {method}: {e}"),
+        )
+    })
+}
+
+fn encode<T: candid::CandidType>(value: &T) -> Vec<u8> {
+    Encode!(value).expect("management replies encode")
+}
+
+impl Harness {
+    /// Answers every management request that is ready. True if any was handled.
+    pub(crate) fn process_management_queue(&mut self) -> bool {
+        let key = Principal::management_canister();
+        let Some(queue) = self.inputs.get_mut(&key) else {
+            return false;
+        };
+        let messages: Vec<_> = queue.drain(..).collect();
+        let progressed = !messages.is_empty();
+        for msg in messages {
+            let super::Message::Request(req) = msg else {
+                continue;
+            };
+            self.current_sender = effective_canister(&req.method, &req.arg).unwrap_or(req.sender);
+            if let Some((result, refund)) = self.handle_management(&req) {
+                self.current_sender =
+                    effective_canister(&req.method, &req.arg).unwrap_or(req.sender);
+                self.respond(&req.origin, result, refund);
+            }
+        }
+        progressed
+    }
+
+    /// Handles one management request; `None` when the answer comes later (stop_canister).
+    fn handle_management(&mut self, req: &Request) -> Option<(Result<Vec<u8>, Reject>, u128)> {
+        let from_canister = self.canisters.contains_key(&req.sender);
+        let sender = req.sender;
+        let arg = &req.arg;
+        let refund_all = |r: Result<Vec<u8>, Reject>| Some((r, req.cycles));
+        match req.method.as_str() {
+            "create_canister" if from_canister => {
+                Some(match self.mgmt_create_canister(sender, arg, req.cycles) {
+                    Ok(bytes) => (Ok(bytes), 0),
+                    Err(r) => (Err(r), req.cycles),
+                })
+            }
+            "deposit_cycles" if from_canister => {
+                Some(match decode::<CanisterIdRecord>("deposit_cycles", arg) {
+                    Ok(rec) => match self.canisters.get_mut(&rec.canister_id) {
+                        Some(c) => {
+                            c.cycles += req.cycles;
+                            (Ok(encode(&())), 0)
+                        }
+                        None => (Err(not_found(&rec.canister_id)), req.cycles),
+                    },
+                    Err(r) => (Err(r), req.cycles),
+                })
+            }
+            "raw_rand" if from_canister => {
+                let bytes: Vec<u8> = (0..4)
+                    .flat_map(|_| self.next_random().to_le_bytes())
+                    .collect();
+                refund_all(Ok(encode(&bytes)))
+            }
+            "create_canister" | "deposit_cycles" | "raw_rand" => refund_all(Err(reject(
+                RejectCode::CanisterReject,
+                format!("Only canisters can call ic00 method {}", req.method),
+            ))),
+            "install_code" => refund_all(
+                decode::<InstallCodeArgs>("install_code", arg)
+                    .and_then(|a| self.install_code(sender, a))
+                    .map(|()| encode(&())),
+            ),
+            "uninstall_code" => refund_all(
+                decode::<CanisterIdRecord>("uninstall_code", arg)
+                    .and_then(|a| self.uninstall_code(sender, a.canister_id))
+                    .map(|()| encode(&())),
+            ),
+            "update_settings" => refund_all(
+                decode::<UpdateSettingsArgs>("update_settings", arg)
+                    .and_then(|a| self.update_settings(sender, a.canister_id, a.settings))
+                    .map(|()| encode(&())),
+            ),
+            "canister_status" => refund_all(
+                decode::<CanisterIdRecord>("canister_status", arg)
+                    .and_then(|a| self.status_of(sender, a.canister_id))
+                    .map(|s| encode(&s)),
+            ),
+            "start_canister" => refund_all(
+                decode::<CanisterIdRecord>("start_canister", arg)
+                    .and_then(|a| self.start(sender, a.canister_id))
+                    .map(|()| encode(&())),
+            ),
+            "delete_canister" => refund_all(
+                decode::<CanisterIdRecord>("delete_canister", arg)
+                    .and_then(|a| self.delete(sender, a.canister_id))
+                    .map(|()| encode(&())),
+            ),
+            "stop_canister" => match decode::<CanisterIdRecord>("stop_canister", arg)
+                .and_then(|a| self.stop(sender, a.canister_id, req.origin.clone()))
+            {
+                Ok(true) => refund_all(Ok(encode(&()))),
+                Ok(false) => None,
+                Err(r) => refund_all(Err(r)),
+            },
+            other => refund_all(Err(reject(
+                RejectCode::CanisterReject,
+                format!("Management canister has no method '{other}'"),
+            ))),
+        }
+    }
+
+    /// The canister `id` if `sender` controls it.
+    fn controlled(
+        &self,
+        sender: Principal,
+        id: CanisterId,
+        method: &str,
+    ) -> Result<&Canister, Reject> {
+        let c = self.canisters.get(&id).ok_or_else(|| not_found(&id))?;
+        if c.is_controller(&sender) {
+            Ok(c)
+        } else {
+            Err(reject(
+                RejectCode::CanisterError,
+                format!(
+                    "Only controllers of canister {id} can call ic00 method {method}. Sender {sender} is not a controller. (IC0512)"
+                ),
+            ))
+        }
+    }
+
+    /// Creates a canister on `subnet` with `controllers` and `cycles`.
+    pub(crate) fn new_canister(
+        &mut self,
+        subnet: Principal,
+        controllers: Vec<Principal>,
+        cycles: u128,
+    ) -> CanisterId {
+        let id = canister_id_from_index(self.next_canister_index);
+        self.next_canister_index += 1;
+        self.canisters
+            .insert(id, Canister::new(id, subnet, controllers, cycles));
+        std::sync::Arc::make_mut(&mut self.routing).insert(id, subnet);
+        id
+    }
+
+    fn mgmt_create_canister(
+        &mut self,
+        sender: Principal,
+        arg: &[u8],
+        cycles: u128,
+    ) -> Result<Vec<u8>, Reject> {
+        let args: CreateCanisterArgs = decode("create_canister", arg)?;
+        let fee = self.fees.canister_creation;
+        if cycles < fee {
+            return Err(reject(
+                RejectCode::CanisterReject,
+                format!(
+                    "Insufficient cycles attached: {cycles} attached, the canister creation fee is {fee}."
+                ),
+            ));
+        }
+        let controllers = controllers_of(args.settings.as_ref(), sender)?;
+        let subnet = self.routing[&sender];
+        let id = self.new_canister(subnet, controllers, cycles - fee);
+        if let Some(settings) = args.settings {
+            self.apply_settings(id, &settings);
+        }
+        Ok(encode(&CanisterIdRecord { canister_id: id }))
+    }
+
+    /// `update_settings`, controllers only.
+    pub(crate) fn update_settings(
+        &mut self,
+        sender: Principal,
+        id: CanisterId,
+        settings: CanisterSettings,
+    ) -> Result<(), Reject> {
+        self.controlled(sender, id, "update_settings")?;
+        if let Some(cs) = &settings.controllers
+            && cs.len() > MAX_CONTROLLERS
+        {
+            return Err(reject(
+                RejectCode::CanisterReject,
+                format!("at most {MAX_CONTROLLERS} controllers"),
+            ));
+        }
+        self.apply_settings(id, &settings);
+        self.canisters.get_mut(&id).expect("checked").version += 1;
+        Ok(())
+    }
+
+    fn apply_settings(&mut self, id: CanisterId, settings: &CanisterSettings) {
+        let c = self.canisters.get_mut(&id).expect("exists");
+        if let Some(cs) = &settings.controllers {
+            c.controllers.clone_from(cs);
+        }
+        if let Some(t) = settings
+            .freezing_threshold
+            .as_ref()
+            .and_then(|n| u64::try_from(&n.0).ok())
+        {
+            c.freezing_threshold = t;
+        }
+    }
+
+    /// `install_code` in any mode, controllers only, atomic.
+    pub(crate) fn install_code(
+        &mut self,
+        sender: Principal,
+        args: InstallCodeArgs,
+    ) -> Result<(), Reject> {
+        let id = args.canister_id;
+        let has_code = self.controlled(sender, id, "install_code")?.code.is_some();
+        let compiled = runtime::compile(&args.wasm_module).map_err(|e| {
+            reject(
+                RejectCode::CanisterError,
+                format!(
+                    "Error from Canister {id}: Canister's Wasm module is not valid: {e}. (IC0505)"
+                ),
+            )
+        })?;
+        match args.mode {
+            CanisterInstallMode::Install if has_code => Err(reject(
+                RejectCode::CanisterError,
+                format!(
+                    "Canister {id} cannot be installed because the canister is not empty. Try installing with mode='reinstall' instead. (IC0514)"
+                ),
+            )),
+            CanisterInstallMode::Install | CanisterInstallMode::Reinstall => {
+                self.install_fresh(id, compiled, args.arg, sender)
+            }
+            CanisterInstallMode::Upgrade(flags) => {
+                if !has_code {
+                    return Err(reject(
+                        RejectCode::CanisterError,
+                        format!(
+                            "Error from Canister {id}: Canister {id} is empty: it contains no Wasm module to upgrade. (IC0537)"
+                        ),
+                    ));
+                }
+                let flags = flags.unwrap_or_default();
+                if flags.wasm_memory_persistence == Some(WasmMemoryPersistence::Keep) {
+                    return Err(reject(
+                        RejectCode::CanisterError,
+                        format!(
+                            "Error from Canister {id}: wasm_memory_persistence = keep is only for enhanced orthogonal persistence modules."
+                        ),
+                    ));
+                }
+                self.upgrade(
+                    id,
+                    compiled,
+                    args.arg,
+                    sender,
+                    flags.skip_pre_upgrade == Some(true),
+                )
+            }
+        }
+    }
+
+    /// Runs `export` of `lc.code`, if the module has it, within the install budget left.
+    /// The caller holds the stable-memory transaction of the whole install or upgrade.
+    fn lifecycle_step(
+        &mut self,
+        id: CanisterId,
+        lc: &mut Lifecycle<'_>,
+        (export, context): (&str, ApiContext),
+        arg: Vec<u8>,
+        persist: bool,
+    ) -> Result<Option<ExecState>, Reject> {
+        if !lc.code.has_export(export) {
+            return Ok(None);
+        }
+        let mut state = self.exec_state(&self.canisters[&id], context, lc.caller, arg, None);
+        state.instruction_limit = lc.budget;
+        let entry = Entry::Export(export.to_string());
+        let outcome = lc
+            .code
+            .execute(lc.stable, &entry, state, persist, StableTxn::Outer);
+        let c = self.canisters.get_mut(&id).expect("exists");
+        c.record_execution(outcome.instructions, outcome.logs);
+        lc.budget = lc.budget.saturating_sub(outcome.instructions);
+        outcome
+            .result
+            .map(Some)
+            .map_err(|t| reject(RejectCode::CanisterError, t.reject_message(&id)))
+    }
+
+    /// `(start)` then `canister_init` on a fresh instance; the stable memory is new.
+    fn install_fresh(
+        &mut self,
+        id: CanisterId,
+        compiled: CompiledModule,
+        arg: Vec<u8>,
+        sender: Principal,
+    ) -> Result<(), Reject> {
+        let mut code = instantiate(id, compiled)?;
+        let mut stable = StableMemory::new();
+        stable.begin();
+        let mut lc = Lifecycle {
+            code: &mut code,
+            stable: &mut stable,
+            caller: sender,
+            budget: self.config.limits.install,
+        };
+        self.lifecycle_step(id, &mut lc, START, Vec::new(), true)?;
+        let init =
+            self.lifecycle_step(id, &mut lc, ("canister_init", ApiContext::Init), arg, true)?;
+        stable.commit();
+        self.commit_install(id, code, stable, init);
+        Ok(())
+    }
+
+    /// pre_upgrade on the old instance, then `(start)` and post_upgrade on a new one, as
+    /// one transaction over stable memory.
+    fn upgrade(
+        &mut self,
+        id: CanisterId,
+        compiled: CompiledModule,
+        arg: Vec<u8>,
+        sender: Principal,
+        skip_pre: bool,
+    ) -> Result<(), Reject> {
+        let c = self.canisters.get_mut(&id).expect("exists");
+        let mut old = c.code.take().expect("checked has code");
+        let mut stable = std::mem::take(&mut c.stable);
+        stable.begin();
+        let budget = self.config.limits.install;
+        let result = (|| {
+            let mut lc = Lifecycle {
+                code: &mut old,
+                stable: &mut stable,
+                caller: sender,
+                budget,
+            };
+            if !skip_pre {
+                // Not persisted: the old heap must survive if the upgrade fails later.
+                self.lifecycle_step(
+                    id,
+                    &mut lc,
+                    ("canister_pre_upgrade", ApiContext::PreUpgrade),
+                    Vec::new(),
+                    false,
+                )?;
+            }
+            let budget = lc.budget;
+            let mut code = instantiate(id, compiled)?;
+            let mut lc = Lifecycle {
+                code: &mut code,
+                stable: &mut stable,
+                caller: sender,
+                budget,
+            };
+            self.lifecycle_step(id, &mut lc, START, Vec::new(), true)?;
+            let post = self.lifecycle_step(
+                id,
+                &mut lc,
+                ("canister_post_upgrade", ApiContext::Init),
+                arg,
+                true,
+            )?;
+            Ok((code, post))
+        })();
+        match result {
+            Ok((code, post)) => {
+                stable.commit();
+                self.commit_install(id, code, stable, post);
+                Ok(())
+            }
+            Err(r) => {
+                stable.rollback();
+                let c = self.canisters.get_mut(&id).expect("exists");
+                c.code = Some(old);
+                c.stable = stable;
+                Err(r)
+            }
+        }
+    }
+
+    /// Makes a successful install or upgrade visible: new code and stable memory, the
+    /// timer only as init/post_upgrade set it, the version bumped.
+    fn commit_install(
+        &mut self,
+        id: CanisterId,
+        code: InstalledCode,
+        stable: StableMemory,
+        last: Option<ExecState>,
+    ) {
+        let c = self.canisters.get_mut(&id).expect("exists");
+        c.code = Some(code);
+        c.stable = stable;
+        c.timer = last.as_ref().and_then(|s| s.new_timer).unwrap_or(0);
+        c.version += 1;
+        if let Some(s) = last {
+            c.cycles = s.balance;
+        }
+    }
+
+    fn uninstall_code(&mut self, sender: Principal, id: CanisterId) -> Result<(), Reject> {
+        self.controlled(sender, id, "uninstall_code")?;
+        let c = self.canisters.get_mut(&id).expect("checked");
+        c.code = None;
+        c.stable = StableMemory::new();
+        c.timer = 0;
+        c.version += 1;
+        let mut answers = Vec::new();
+        for ctx in c.contexts.values_mut() {
+            ctx.deleted = true;
+            if ctx.needs_response() {
+                ctx.responded = true;
+                answers.push((
+                    ctx.origin.clone(),
+                    std::mem::take(&mut ctx.cycles_available),
+                ));
+            }
+        }
+        let msg = format!("Canister {id} has been uninstalled.");
+        for (origin, refund) in answers {
+            self.respond(
+                &origin,
+                Err(reject(RejectCode::CanisterReject, msg.clone())),
+                refund,
+            );
+        }
+        Ok(())
+    }
+
+    /// `canister_status`: controllers or the canister itself.
+    pub(crate) fn status_of(
+        &self,
+        sender: Principal,
+        id: CanisterId,
+    ) -> Result<CanisterStatusResult, Reject> {
+        let c = self.canisters.get(&id).ok_or_else(|| not_found(&id))?;
+        if sender != id {
+            self.controlled(sender, id, "canister_status")?;
+        }
+        let heap = c.code.as_ref().map_or(0, InstalledCode::heap_bytes);
+        let (binary, custom) = c.code.as_ref().map_or((0, 0), |code| {
+            let p = &code.compiled.prepared;
+            (p.wasm.len() as u64, p.custom_sections_bytes)
+        });
+        Ok(CanisterStatusResult {
+            status: match c.status {
+                Status::Running => CanisterStatusType::Running,
+                Status::Stopping(_) => CanisterStatusType::Stopping,
+                Status::Stopped => CanisterStatusType::Stopped,
+            },
+            ready_for_migration: false,
+            version: c.version,
+            settings: DefiniteCanisterSettings {
+                controllers: c.controllers.clone(),
+                compute_allocation: Nat::from(0u8),
+                memory_allocation: Nat::from(0u8),
+                freezing_threshold: Nat::from(c.freezing_threshold),
+                reserved_cycles_limit: Nat::from(5_000_000_000_000u64),
+                log_visibility: LogVisibility::Controllers,
+                log_memory_limit: Nat::from(0u8),
+                wasm_memory_limit: Nat::from(0u8),
+                wasm_memory_threshold: Nat::from(0u8),
+                environment_variables: Vec::new(),
+            },
+            module_hash: c
+                .code
+                .as_ref()
+                .map(|code| code.compiled.prepared.module_hash.to_vec()),
+            memory_size: Nat::from(c.memory_bytes()),
+            memory_metrics: MemoryMetrics {
+                wasm_memory_size: Nat::from(heap),
+                stable_memory_size: Nat::from(c.stable.size_bytes()),
+                global_memory_size: Nat::from(0u8),
+                wasm_binary_size: Nat::from(binary),
+                custom_sections_size: Nat::from(custom),
+                canister_history_size: Nat::from(0u8),
+                wasm_chunk_store_size: Nat::from(0u8),
+                snapshots_size: Nat::from(0u8),
+                log_memory_store_size: Nat::from(0u8),
+            },
+            cycles: Nat::from(c.cycles),
+            reserved_cycles: Nat::from(0u8),
+            idle_cycles_burned_per_day: Nat::from(0u8),
+            query_stats: QueryStats {
+                num_calls_total: Nat::from(0u8),
+                num_instructions_total: Nat::from(0u8),
+                request_payload_bytes_total: Nat::from(0u8),
+                response_payload_bytes_total: Nat::from(0u8),
+            },
+        })
+    }
+
+    /// `start_canister`: pending stop calls of a stopping canister are rejected.
+    pub(crate) fn start(&mut self, sender: Principal, id: CanisterId) -> Result<(), Reject> {
+        self.controlled(sender, id, "start_canister")?;
+        let c = self.canisters.get_mut(&id).expect("checked");
+        let previous = std::mem::replace(&mut c.status, Status::Running);
+        c.version += 1;
+        if let Status::Stopping(waiters) = previous {
+            for origin in waiters {
+                let msg = format!("Canister {id} was started before it stopped. (IC0509)");
+                self.respond(&origin, Err(reject(RejectCode::CanisterError, msg)), 0);
+            }
+        }
+        Ok(())
+    }
+
+    /// `stop_canister`: true if already stopped (answer now), false if the answer comes
+    /// when the last call context closes.
+    pub(crate) fn stop(
+        &mut self,
+        sender: Principal,
+        id: CanisterId,
+        origin: Origin,
+    ) -> Result<bool, Reject> {
+        self.controlled(sender, id, "stop_canister")?;
+        let c = self.canisters.get_mut(&id).expect("checked");
+        match &mut c.status {
+            Status::Stopped => Ok(true),
+            Status::Stopping(waiters) => {
+                waiters.push(origin);
+                Ok(false)
+            }
+            Status::Running => {
+                c.status = Status::Stopping(vec![origin]);
+                Ok(false)
+            }
+        }
+    }
+
+    /// `delete_canister`: controllers only, and only once stopped.
+    pub(crate) fn delete(&mut self, sender: Principal, id: CanisterId) -> Result<(), Reject> {
+        let c = self.controlled(sender, id, "delete_canister")?;
+        if c.status != Status::Stopped {
+            return Err(reject(
+                RejectCode::CanisterError,
+                format!("Canister {id} must be stopped before it is deleted. (IC0510)"),
+            ));
+        }
+        self.canisters.remove(&id);
+        std::sync::Arc::make_mut(&mut self.routing).remove(&id);
+        self.inputs.remove(&id);
+        Ok(())
+    }
+}
+
+/// The install or upgrade in progress: the instance being run, the stable memory under
+/// its transaction, the requester and the instructions left of the install budget.
+struct Lifecycle<'a> {
+    code: &'a mut InstalledCode,
+    stable: &'a mut StableMemory,
+    caller: Principal,
+    budget: u64,
+}
+
+/// The wasm start function, run before init and post_upgrade.
+const START: (&str, ApiContext) = ("canister_start", ApiContext::Start);
+
+fn instantiate(id: CanisterId, compiled: CompiledModule) -> Result<InstalledCode, Reject> {
+    InstalledCode::instantiate(compiled).map_err(|e| {
+        reject(
+            RejectCode::CanisterError,
+            format!("Error from Canister {id}: {e}. (IC0505)"),
+        )
+    })
+}
+
+/// The controllers of a new canister: from the settings, else the creator.
+fn controllers_of(
+    settings: Option<&CanisterSettings>,
+    creator: Principal,
+) -> Result<Vec<Principal>, Reject> {
+    let controllers = settings
+        .and_then(|s| s.controllers.clone())
+        .unwrap_or_else(|| vec![creator]);
+    if controllers.len() > MAX_CONTROLLERS {
+        return Err(reject(
+            RejectCode::CanisterReject,
+            format!("at most {MAX_CONTROLLERS} controllers"),
+        ));
+    }
+    Ok(controllers)
+}

@@ -1,0 +1,317 @@
+//! Rounds: delivery, timers, bounded-wait deadlines, execution passes and stopping.
+//!
+//! One `tick` is one round on every subnet:
+//! 1. the clock advances by the round duration;
+//! 2. messages in transit whose delivery round has come reach their input queues;
+//! 3. bounded-wait callbacks past their deadline get a SYS_UNKNOWN reject;
+//! 4. execution passes run until no canister makes progress: each canister first runs
+//!    its due global timer (and heartbeat), then its input queue, within its round
+//!    instruction budget; same-subnet messages may execute in the same round;
+//! 5. stopping canisters with no open call context become stopped.
+
+use candid::Principal;
+
+use super::{Harness, Message, ResponseMsg};
+use crate::canister::{Origin, Status};
+use crate::execution::Entry;
+use crate::system_api::ApiContext;
+use crate::types::{CanisterId, HarnessError, Reject, RejectCode};
+
+/// Bound on execution passes per round (each pass may create same-subnet work).
+const MAX_PASSES_PER_ROUND: usize = 1_000;
+
+impl Harness {
+    /// Executes one round on every subnet.
+    pub fn tick(&mut self) {
+        self.round += 1;
+        self.time += self.config.round_nanos;
+        self.deliver_due();
+        self.expire_deadlines();
+        let ids: Vec<CanisterId> = self.canisters.keys().copied().collect();
+        let mut budgets: std::collections::BTreeMap<CanisterId, u64> = ids
+            .iter()
+            .map(|id| (*id, self.config.limits.round_per_canister))
+            .collect();
+        for id in &ids {
+            self.run_system_tasks(*id, &mut budgets);
+        }
+        for _ in 0..MAX_PASSES_PER_ROUND {
+            let mut progressed = self.process_management_queue();
+            progressed |= self.reject_messages_to_missing_canisters();
+            for id in &ids {
+                progressed |= self.drain_inputs(*id, &mut budgets);
+            }
+            self.finish_stops();
+            if !progressed {
+                break;
+            }
+        }
+    }
+
+    /// Moves the simulated clock forward without executing anything.
+    pub fn advance_time(&mut self, duration: std::time::Duration) {
+        self.time += u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+    }
+
+    /// Ticks until no message, timer or call is pending anywhere, at most `max_rounds`.
+    /// Returns the rounds executed.
+    ///
+    /// # Errors
+    /// [`HarnessError::Livelock`] when work is still pending after `max_rounds`.
+    pub fn run_until_idle(&mut self, max_rounds: u64) -> Result<u64, HarnessError> {
+        for executed in 0..max_rounds {
+            if self.is_idle() {
+                return Ok(executed);
+            }
+            self.tick();
+        }
+        if self.is_idle() {
+            return Ok(max_rounds);
+        }
+        Err(HarnessError::Livelock {
+            rounds: max_rounds,
+            busy: self.busy_summary(),
+        })
+    }
+
+    /// True when nothing is in flight, queued, awaited or due.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.in_transit.is_empty()
+            && self
+                .inputs
+                .values()
+                .all(std::collections::VecDeque::is_empty)
+            && self.ingress.values().all(Option::is_some)
+            && self.canisters.values().all(|c| {
+                c.contexts.is_empty()
+                    && c.callbacks.is_empty()
+                    && (c.timer == 0 || c.status != Status::Running || c.code.is_none())
+            })
+    }
+
+    pub(crate) fn busy_summary(&self) -> String {
+        let mut parts = vec![format!("{} messages in transit", self.in_transit.len())];
+        for (id, q) in &self.inputs {
+            if !q.is_empty() {
+                parts.push(format!("{} queued for {id}", q.len()));
+            }
+        }
+        for c in self.canisters.values() {
+            if !c.contexts.is_empty() || !c.callbacks.is_empty() {
+                let awaiting: Vec<String> =
+                    c.callbacks.values().map(|cb| cb.callee.to_text()).collect();
+                parts.push(format!(
+                    "{}: {} open call contexts, awaiting [{}]",
+                    c.id,
+                    c.contexts.len(),
+                    awaiting.join(", ")
+                ));
+            }
+            if c.timer != 0 && c.status == Status::Running && c.code.is_some() {
+                parts.push(format!(
+                    "{}: timer armed at {} (now {})",
+                    c.id, c.timer, self.time
+                ));
+            }
+        }
+        parts.join("; ")
+    }
+
+    fn deliver_due(&mut self) {
+        let round = self.round;
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.in_transit)
+            .into_iter()
+            .partition(|(at, _)| *at <= round);
+        self.in_transit = later;
+        for (_, msg) in due {
+            let key = msg.queue_key();
+            self.inputs.entry(key).or_default().push_back(msg);
+        }
+    }
+
+    fn expire_deadlines(&mut self) {
+        let now = self.time;
+        let mut expired = Vec::new();
+        for c in self.canisters.values_mut() {
+            for (id, cb) in &mut c.callbacks {
+                if cb.deadline != 0 && cb.deadline <= now && !cb.timed_out {
+                    cb.timed_out = true;
+                    expired.push((c.id, *id));
+                }
+            }
+        }
+        for (canister, callback) in expired {
+            let msg = Message::Response(ResponseMsg {
+                receiver: canister,
+                callback,
+                result: Err(Reject::new(
+                    RejectCode::SysUnknown,
+                    "Timeout expired: the deadline of the bounded-wait call passed before a response arrived. (IC0601)",
+                )),
+                refund: 0,
+                synthetic: true,
+            });
+            self.inputs.entry(canister).or_default().push_back(msg);
+        }
+    }
+
+    /// Requests to canisters that do not exist (never created, or deleted while the
+    /// request was in flight) get DESTINATION_INVALID from the caller's own subnet;
+    /// responses to deleted canisters are dropped. True if any message was handled.
+    fn reject_messages_to_missing_canisters(&mut self) -> bool {
+        let orphans: Vec<Principal> = self
+            .inputs
+            .iter()
+            .filter(|(id, q)| {
+                !q.is_empty()
+                    && **id != Principal::management_canister()
+                    && !self.canisters.contains_key(id)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &orphans {
+            let queue = self.inputs.remove(id).unwrap_or_default();
+            for msg in queue {
+                if let Message::Request(req) = msg {
+                    self.current_sender = req.sender;
+                    let reject = Reject::new(
+                        RejectCode::DestinationInvalid,
+                        format!("Canister {id} not found. (IC0301)"),
+                    );
+                    self.respond(&req.origin, Err(reject), req.cycles);
+                }
+            }
+        }
+        !orphans.is_empty()
+    }
+
+    /// Runs a due global timer and the heartbeat of `id`.
+    fn run_system_tasks(
+        &mut self,
+        id: CanisterId,
+        budgets: &mut std::collections::BTreeMap<CanisterId, u64>,
+    ) {
+        let round = self.round;
+        let now = self.time;
+        let Some(c) = self.canisters.get_mut(&id) else {
+            return;
+        };
+        if c.status != Status::Running || c.busy_until_round > round {
+            return;
+        }
+        let Some(code) = c.code.as_ref() else { return };
+        let prepared = code.compiled.prepared.clone();
+        let mut tasks = Vec::new();
+        if prepared.has_heartbeat {
+            tasks.push("canister_heartbeat");
+        }
+        if prepared.has_global_timer && c.timer != 0 && c.timer <= now {
+            c.timer = 0; // deactivated when scheduled
+            tasks.push("canister_global_timer");
+        }
+        for task in tasks {
+            let c = self.canisters.get_mut(&id).expect("present");
+            let ctx = c.open_context(Origin::System, Principal::management_canister(), 0, 0);
+            let c = &self.canisters[&id];
+            let state = self.exec_state(
+                c,
+                ApiContext::SystemTask,
+                Principal::management_canister(),
+                Vec::new(),
+                Some(ctx),
+            );
+            let c = self.canisters.get_mut(&id).expect("present");
+            let outcome = Self::run(c, &Entry::Export(task.to_string()), state, true);
+            let used = outcome.instructions;
+            self.current_sender = id;
+            self.apply(id, ctx, outcome);
+            self.charge_budget(id, used, budgets);
+        }
+    }
+
+    /// Executes queued messages of `id` within its round budget. True if any ran.
+    fn drain_inputs(
+        &mut self,
+        id: CanisterId,
+        budgets: &mut std::collections::BTreeMap<CanisterId, u64>,
+    ) -> bool {
+        let mut progressed = false;
+        loop {
+            let round = self.round;
+            if budgets.get(&id).copied().unwrap_or(0) == 0 {
+                break;
+            }
+            if self
+                .canisters
+                .get(&id)
+                .is_some_and(|c| c.busy_until_round > round)
+            {
+                break;
+            }
+            let Some(msg) = self
+                .inputs
+                .get_mut(&id)
+                .and_then(std::collections::VecDeque::pop_front)
+            else {
+                break;
+            };
+            progressed = true;
+            self.current_sender = id;
+            let used = match msg {
+                Message::Request(req) => self.execute_request(req),
+                Message::Response(resp) => self.execute_response(resp),
+            };
+            self.charge_budget(id, used, budgets);
+        }
+        progressed
+    }
+
+    /// Deducts `used` from the round budget; a message longer than the budget makes the
+    /// canister sit out the rounds its remaining DTS slices would take.
+    fn charge_budget(
+        &mut self,
+        id: CanisterId,
+        used: u64,
+        budgets: &mut std::collections::BTreeMap<CanisterId, u64>,
+    ) {
+        let slice = self.config.limits.round_per_canister.max(1);
+        let budget = budgets.entry(id).or_insert(0);
+        if used >= *budget {
+            *budget = 0;
+            let extra_rounds = used.saturating_sub(1) / slice;
+            if let Some(c) = self.canisters.get_mut(&id) {
+                c.busy_until_round = c
+                    .busy_until_round
+                    .max(self.round + extra_rounds + 1)
+                    .max(self.round + 1);
+            }
+        } else {
+            *budget -= used;
+        }
+    }
+
+    /// Stopping canisters with no open call context become stopped; their stop calls are answered.
+    pub(crate) fn finish_stops(&mut self) {
+        let mut done = Vec::new();
+        for c in self.canisters.values_mut() {
+            if matches!(c.status, Status::Stopping(_)) && c.contexts.is_empty() {
+                let Status::Stopping(waiters) = std::mem::replace(&mut c.status, Status::Stopped)
+                else {
+                    unreachable!("matched above");
+                };
+                c.version += 1;
+                done.push((c.id, waiters));
+            }
+        }
+        for (id, waiters) in done {
+            self.current_sender = id;
+            for origin in waiters {
+                self.respond(
+                    &origin,
+                    Ok(candid::encode_args(()).expect("empty args encode")),
+                    0,
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! IC limits the harness enforces (application subnet values, see docs/harness.md).
+
+/// Largest request payload to a canister on another subnet (and for ingress).
+pub const MAX_CROSS_SUBNET_REQUEST_BYTES: usize = 2 * 1024 * 1024;
+/// Largest request payload to a canister on the same subnet.
+pub const MAX_SAME_SUBNET_REQUEST_BYTES: usize = 10 * 1024 * 1024;
+/// Largest response of a replicated execution.
+pub const MAX_REPLICATED_RESPONSE_BYTES: usize = 2 * 1024 * 1024;
+/// Largest response of a non-replicated (ingress) query.
+pub const MAX_QUERY_RESPONSE_BYTES: usize = 3 * 1024 * 1024;
+/// Longest bounded-wait timeout (`MAX_CALL_TIMEOUT`).
+pub const MAX_CALL_TIMEOUT_SECONDS: u32 = 300;
+/// Outstanding requests allowed per (caller, callee) pair before `call_perform` fails.
+pub const MAX_QUEUE_PER_PAIR: usize = 500;
+/// Most controllers a canister may have.
+pub const MAX_CONTROLLERS: usize = 10;
+/// Largest principal, in bytes.
+pub const MAX_PRINCIPAL_BYTES: usize = 29;
