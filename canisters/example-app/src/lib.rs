@@ -1,0 +1,270 @@
+//! canvault's example app: a small social network (users, posts) kept in
+//! ic-stable-structures on the kit's memory, with bulk endpoints so tests and the demo
+//! can build realistic images of any size. It embeds the kit in three lines:
+//! `canvault_kit::init`, `canvault_kit::post_upgrade` and `canvault_kit::export_endpoints!()`.
+
+mod content;
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+
+use candid::{CandidType, Decode, Encode, Principal};
+use canvault_kit::{AppMemory, Hooks};
+use ic_stable_structures::memory_manager::{MemoryId, MemoryManager, VirtualMemory};
+use ic_stable_structures::storable::Bound;
+use ic_stable_structures::{StableBTreeMap, Storable};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use content::Rng;
+
+type Vm = VirtualMemory<AppMemory>;
+
+/// Instructions a bulk call may spend before it returns and asks to be called again.
+const BULK_INSTRUCTION_BUDGET: u64 = 20_000_000_000;
+
+/// A user.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    /// Id.
+    pub id: u64,
+    /// Display name.
+    pub name: String,
+    /// When the user joined.
+    pub joined_at_ns: u64,
+}
+
+/// A post.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Post {
+    /// Id.
+    pub id: u64,
+    /// Author's user id.
+    pub author: u64,
+    /// When it was posted.
+    pub created_at_ns: u64,
+    /// The text.
+    pub text: String,
+    /// Times it was edited.
+    pub edits: u32,
+}
+
+macro_rules! candid_storable {
+    ($t:ty) => {
+        impl Storable for $t {
+            fn to_bytes(&self) -> Cow<'_, [u8]> {
+                Cow::Owned(Encode!(self).expect("encodes"))
+            }
+            fn into_bytes(self) -> Vec<u8> {
+                Encode!(&self).expect("encodes")
+            }
+            fn from_bytes(bytes: Cow<'_, [u8]>) -> Self {
+                Decode!(&bytes, Self).expect("decodes")
+            }
+            const BOUND: Bound = Bound::Unbounded;
+        }
+    };
+}
+candid_storable!(User);
+candid_storable!(Post);
+
+/// Counts and size.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct AppStats {
+    /// Users.
+    pub users: u64,
+    /// Posts.
+    pub posts: u64,
+    /// Size of the app's stable memory image in bytes.
+    pub image_bytes: u64,
+}
+
+/// Errors of the app's own endpoints.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum AppError {
+    /// Only the app's controllers may change data in bulk.
+    Unauthorized(Principal),
+}
+
+struct Db {
+    users: StableBTreeMap<u64, User, Vm>,
+    posts: StableBTreeMap<u64, Post, Vm>,
+}
+
+thread_local! {
+    static DB: RefCell<Option<Db>> = const { RefCell::new(None) };
+}
+
+fn open() -> Db {
+    let mm = MemoryManager::init(canvault_kit::memory());
+    Db {
+        users: StableBTreeMap::init(mm.get(MemoryId::new(0))),
+        posts: StableBTreeMap::init(mm.get(MemoryId::new(1))),
+    }
+}
+
+fn with_db<R>(f: impl FnOnce(&mut Db) -> R) -> R {
+    DB.with(|d| f(d.borrow_mut().get_or_insert_with(open)))
+}
+
+/// After a restore the image under the maps changed: re-open them.
+fn reopen() {
+    DB.with(|d| *d.borrow_mut() = Some(open()));
+}
+
+const HOOKS: Hooks = Hooks { before_snapshot: None, after_restore: Some(reopen) };
+
+fn require_controller() -> Result<(), AppError> {
+    let caller = ic_cdk::api::msg_caller();
+    if ic_cdk::api::is_controller(&caller) { Ok(()) } else { Err(AppError::Unauthorized(caller)) }
+}
+
+fn image_bytes() -> u64 {
+    use ic_stable_structures::Memory;
+    canvault_kit::memory().size() * 65_536
+}
+
+#[ic_cdk::init]
+fn init() {
+    canvault_kit::init(HOOKS);
+    with_db(|_| ());
+}
+
+#[ic_cdk::post_upgrade]
+fn post_upgrade() {
+    canvault_kit::post_upgrade(HOOKS);
+}
+
+/// Adds `count` users; returns the user count.
+#[ic_cdk::update]
+fn add_users(count: u32, seed: u64) -> Result<u64, AppError> {
+    require_controller()?;
+    let now = ic_cdk::api::time();
+    Ok(with_db(|db| {
+        for _ in 0..count {
+            let id = db.users.len();
+            let name = content::user_name(&mut Rng::new(seed, id), id);
+            db.users.insert(id, User { id, name, joined_at_ns: now });
+        }
+        db.users.len()
+    }))
+}
+
+fn new_post(db: &mut Db, seed: u64, now: u64) {
+    let id = db.posts.len();
+    let mut rng = Rng::new(seed, id);
+    let author = rng.below(db.users.len().max(1));
+    let text = content::post_text(&mut rng);
+    db.posts.insert(id, Post { id, author, created_at_ns: now, text, edits: 0 });
+}
+
+/// Adds `count` posts; returns the post count.
+#[ic_cdk::update]
+fn add_posts(count: u32, seed: u64) -> Result<u64, AppError> {
+    require_controller()?;
+    let now = ic_cdk::api::time();
+    Ok(with_db(|db| {
+        for _ in 0..count {
+            new_post(db, seed, now);
+        }
+        db.posts.len()
+    }))
+}
+
+/// Adds posts until the image reaches `target_bytes` or this call's instruction budget
+/// is spent; call again until it returns stats with `image_bytes >= target_bytes`.
+#[ic_cdk::update]
+fn fill_to(target_bytes: u64, seed: u64) -> Result<AppStats, AppError> {
+    require_controller()?;
+    let now = ic_cdk::api::time();
+    with_db(|db| {
+        while image_bytes() < target_bytes && ic_cdk::api::instruction_counter() < BULK_INSTRUCTION_BUDGET {
+            for _ in 0..64 {
+                new_post(db, seed, now);
+            }
+        }
+    });
+    Ok(stats())
+}
+
+/// Rewrites the text of posts `first_id..first_id + count` (recent edits, as users make
+/// them); returns how many were edited.
+#[ic_cdk::update]
+fn edit_posts(first_id: u64, count: u64, seed: u64) -> Result<u64, AppError> {
+    require_controller()?;
+    Ok(with_db(|db| {
+        let mut edited = 0;
+        for id in first_id..first_id.saturating_add(count) {
+            let Some(mut post) = db.posts.get(&id) else { break };
+            post.text = content::post_text(&mut Rng::new(seed ^ 0xED17, id));
+            post.edits += 1;
+            db.posts.insert(id, post);
+            edited += 1;
+        }
+        edited
+    }))
+}
+
+/// One post.
+#[ic_cdk::query]
+fn get_post(id: u64) -> Option<Post> {
+    with_db(|db| db.posts.get(&id))
+}
+
+/// One user.
+#[ic_cdk::query]
+fn get_user(id: u64) -> Option<User> {
+    with_db(|db| db.users.get(&id))
+}
+
+/// Counts and image size.
+#[ic_cdk::query]
+fn stats() -> AppStats {
+    with_db(|db| AppStats { users: db.users.len(), posts: db.posts.len(), image_bytes: image_bytes() })
+}
+
+/// SHA-256 over the candid encoding of posts `start..` (at most `limit`), and the id
+/// to continue from: lets a client compare two apps' content page by page.
+#[ic_cdk::query]
+fn digest(start: u64, limit: u64) -> (Vec<u8>, Option<u64>) {
+    with_db(|db| {
+        let mut h = Sha256::new();
+        let mut next = None;
+        for (n, entry) in db.posts.range(start..).enumerate() {
+            if n as u64 == limit {
+                next = Some(*entry.key());
+                break;
+            }
+            h.update(entry.value().to_bytes());
+        }
+        (h.finalize().to_vec(), next)
+    })
+}
+
+canvault_kit::export_endpoints!();
+
+/// The candid interface, generated from the endpoints (`example-app.did` is its
+/// committed copy, checked by the test below).
+mod candid_interface {
+    #[allow(clippy::wildcard_imports)]
+    use super::*;
+
+    ic_cdk::export_candid!();
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn candid_interface_matches_example_app_did() {
+            use candid_parser::utils::{CandidSource, service_equal};
+            let code = super::__export_service();
+            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/example-app.did");
+            if std::env::var_os("CANVAULT_UPDATE_DID").is_some() {
+                std::fs::write(path, &code).expect("writes example-app.did");
+            }
+            let committed = std::fs::read_to_string(path).expect("example-app.did exists");
+            service_equal(CandidSource::Text(&committed), CandidSource::Text(&code)).unwrap_or_else(|e| {
+                panic!("example-app.did is out of date ({e}); regenerate: CANVAULT_UPDATE_DID=1 cargo test -p canvault-example-app")
+            });
+        }
+    }
+}

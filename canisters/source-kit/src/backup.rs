@@ -1,0 +1,311 @@
+//! The backup state machine, without effects: freeze, plan batches, acknowledge,
+//! commit or fail. The driver (`driver.rs`) performs the calls.
+//!
+//! A backup moves through: freeze (dirty set → to-send set) → begin (the vault assigns
+//! a snapshot id) → batches until the to-send set is empty → commit (root) → complete.
+//! Invariants:
+//! - a chunk leaves the to-send set only when the vault acknowledged its `(index, hash)`;
+//! - a failed backup puts every chunk it had to send back into the dirty set, and the
+//!   known table (the last complete backup) is untouched, so nothing is ever skipped;
+//! - unchanged chunks are never read: the snapshot references them by their known digest.
+
+use std::collections::BTreeSet;
+
+use canvault_protocol::Hash256;
+use canvault_protocol::chunk::{self, ENTRY_OVERHEAD_BYTES, MAX_BATCH_PAYLOAD_BYTES, chunk_count, chunk_len};
+use canvault_protocol::kit_api::{FailedBackup, KitError, LastBackup};
+use canvault_protocol::merkle::image_root;
+use canvault_protocol::vault_api::{BeginSnapshotRequest, ChunkBody, ChunkPut, SnapshotId};
+use candid::Principal;
+use ic_stable_structures::Memory;
+
+use crate::kit::{Kit, WASM_PAGE};
+use crate::state::Backup;
+
+/// Chunks of one `put_chunks` call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    /// The chunks, in index order.
+    pub chunks: Vec<ChunkPut>,
+    /// Encoded bytes carried.
+    pub data_bytes: u64,
+}
+
+impl<M: Memory> Kit<M> {
+    /// Freezes the image for a backup to `vault` (call the app's `before_snapshot` hook
+    /// first, in the same message). The backup is exactly the image at this moment.
+    ///
+    /// # Errors
+    /// A backup is running, or a restore is armed.
+    pub fn freeze(&mut self, vault: Principal, now_ns: u64) -> Result<(), KitError> {
+        let s = self.state();
+        if s.backup.is_some() {
+            return Err(KitError::BackupInProgress);
+        }
+        if s.restore.is_some() {
+            return Err(KitError::RestoreInProgress);
+        }
+        let image_size = s.image_pages * WASM_PAGE;
+        let incremental = s
+            .last_backup
+            .as_ref()
+            .filter(|last| last.vault == vault && s.known_chunk_size == s.config.chunk_size)
+            .map(|last| last.snapshot_id);
+        let chunk_size = s.config.chunk_size;
+        let count = chunk_count(image_size, chunk_size);
+        self.send.clear_all();
+        if incremental.is_some() {
+            let dirty: Vec<u32> = self.dirty.iter_from(0).filter(|i| *i < count).collect();
+            for i in dirty {
+                self.send.set(i);
+            }
+        } else {
+            self.known.clear_new();
+            self.invalidate_known_set();
+            self.send.set_range(count);
+        }
+        self.dirty.clear_all();
+        self.pending.clear_new();
+        self.release_all_frozen();
+        let total = self.send.count();
+        self.update_state(|s| {
+            s.known_chunk_size = chunk_size;
+            s.backup = Some(Backup {
+                nonce: s.next_nonce,
+                vault,
+                snapshot_id: None,
+                parent: incremental,
+                started_at_ns: now_ns,
+                image_size,
+                chunk_size,
+                chunks_total: total,
+                chunks_done: 0,
+                data_chunks: 0,
+                bytes_sent: 0,
+                retries: 0,
+                failures_in_a_row: 0,
+                last_error: None,
+            });
+            s.next_nonce += 1;
+        });
+        Ok(())
+    }
+
+    /// The `begin_snapshot` request of the backup in progress.
+    pub fn begin_request(&self) -> Option<BeginSnapshotRequest> {
+        self.state().backup.as_ref().map(|b| BeginSnapshotRequest {
+            parent: b.parent,
+            image_size: b.image_size,
+            chunk_size: b.chunk_size,
+            nonce: b.nonce,
+            label: None,
+            source: None,
+        })
+    }
+
+    /// Records the vault's snapshot id. If the vault could not use the parent (it no
+    /// longer holds it), the backup becomes a full one.
+    pub fn begun(&mut self, snapshot_id: SnapshotId, parent_used: Option<SnapshotId>) {
+        let Some(b) = self.state().backup.clone() else { return };
+        if b.parent.is_some() && parent_used.is_none() {
+            let count = chunk_count(b.image_size, b.chunk_size);
+            self.known.clear_new();
+            self.invalidate_known_set();
+            self.send.set_range(count);
+            let total = self.send.count();
+            self.update_state(|s| {
+                if let Some(b) = s.backup.as_mut() {
+                    b.parent = None;
+                    b.chunks_total = total;
+                }
+            });
+        }
+        self.update_state(|s| {
+            if let Some(b) = s.backup.as_mut() {
+                b.snapshot_id = Some(snapshot_id);
+            }
+        });
+    }
+
+    /// Plans up to `max_batches` batches of chunks not yet acknowledged and not in
+    /// `in_flight`. `force_data` lists indices the vault reported missing: their bytes
+    /// are sent even if the digest looks known. `keep_going` is asked before each chunk
+    /// (the driver bounds the instructions of one execution with it).
+    pub fn plan_batches(
+        &mut self,
+        max_batches: usize,
+        in_flight: &BTreeSet<u32>,
+        force_data: &BTreeSet<u32>,
+        mut keep_going: impl FnMut() -> bool,
+    ) -> Vec<Batch> {
+        let Some(b) = self.state().backup.clone() else { return Vec::new() };
+        let todo: Vec<u32> = self.send.iter_from(0).filter(|i| !in_flight.contains(i)).collect();
+        let mut batches: Vec<Batch> = Vec::new();
+        let mut current = Batch { chunks: Vec::new(), data_bytes: 0 };
+        let mut current_bytes = 0usize;
+        for i in todo {
+            if !keep_going() {
+                break;
+            }
+            let raw = self.frozen_chunk(i, b.image_size, b.chunk_size);
+            let hash = Hash256::of(&raw);
+            let body = if chunk::is_zero(&raw) {
+                ChunkBody::Zero
+            } else if !force_data.contains(&i) && self.vault_knows(&hash) {
+                ChunkBody::Known
+            } else {
+                let (codec, bytes) = chunk::encode(&raw);
+                ChunkBody::Data { codec, bytes: bytes.into() }
+            };
+            let size = ENTRY_OVERHEAD_BYTES
+                + match &body {
+                    ChunkBody::Data { bytes, .. } => bytes.len(),
+                    _ => 0,
+                };
+            if current_bytes + size > MAX_BATCH_PAYLOAD_BYTES && !current.chunks.is_empty() {
+                batches.push(std::mem::replace(&mut current, Batch { chunks: Vec::new(), data_bytes: 0 }));
+                current_bytes = 0;
+                if batches.len() == max_batches {
+                    break;
+                }
+            }
+            current_bytes += size;
+            if let ChunkBody::Data { bytes, .. } = &body {
+                current.data_bytes += bytes.len() as u64;
+            }
+            let len = u32::try_from(raw.len()).expect("chunk length fits u32");
+            current.chunks.push(ChunkPut { index: i, hash, len, body });
+        }
+        if !current.chunks.is_empty() && batches.len() < max_batches {
+            batches.push(current);
+        }
+        batches
+    }
+
+    /// Records the vault's acknowledgement of `batch`; indices in `missing` (sent as
+    /// `Known` but not held by the vault) stay to be sent with data. Returns how many
+    /// chunks were acknowledged.
+    pub fn acknowledge(&mut self, batch: &Batch, missing: &[u32]) -> u32 {
+        let missing: BTreeSet<u32> = missing.iter().copied().collect();
+        let mut acked = 0;
+        let mut data_chunks = 0;
+        for c in &batch.chunks {
+            if missing.contains(&c.index) || !self.send.get(c.index) {
+                continue;
+            }
+            self.send.clear(c.index);
+            self.pending.insert(c.index, c.hash.0);
+            self.release_frozen(c.index);
+            acked += 1;
+            if matches!(c.body, ChunkBody::Data { .. }) {
+                data_chunks += 1;
+            }
+        }
+        self.update_state(|s| {
+            if let Some(b) = s.backup.as_mut() {
+                b.chunks_done += acked;
+                b.data_chunks += data_chunks;
+                b.bytes_sent += batch.data_bytes;
+                b.failures_in_a_row = 0;
+            }
+        });
+        acked
+    }
+
+    /// True when every chunk was acknowledged.
+    pub fn ready_to_commit(&self) -> bool {
+        self.state().backup.is_some() && self.send.count() == 0
+    }
+
+    /// The root of the frozen image: new digests where acknowledged, known ones elsewhere.
+    ///
+    /// # Panics
+    /// If a chunk has neither (an invariant violation).
+    pub fn frozen_root(&self) -> Option<Hash256> {
+        let b = self.state().backup.as_ref()?;
+        let count = chunk_count(b.image_size, b.chunk_size);
+        let hashes = (0..count).map(|i| {
+            let h = self
+                .pending
+                .get(&i)
+                .or_else(|| self.known.get(&i))
+                .unwrap_or_else(|| panic!("chunk {i} has no digest: neither sent nor known"));
+            Hash256(h)
+        });
+        Some(image_root(b.image_size, b.chunk_size, hashes))
+    }
+
+    /// The vault committed: the frozen image becomes the known base for the next backup.
+    pub fn complete(&mut self, root: Hash256, now_ns: u64) {
+        let Some(b) = self.state().backup.clone() else { return };
+        let count = chunk_count(b.image_size, b.chunk_size);
+        let acked: Vec<(u32, [u8; 32])> = self.pending.iter().map(|e| e.into_pair()).collect();
+        for (i, h) in acked {
+            self.known.insert(i, h);
+        }
+        let beyond: Vec<u32> = self.known.keys_range(count..).collect();
+        for i in beyond {
+            self.known.remove(&i);
+        }
+        self.pending.clear_new();
+        self.release_all_frozen();
+        self.invalidate_known_set();
+        self.update_state(|s| {
+            s.last_backup = Some(LastBackup {
+                vault: b.vault,
+                snapshot_id: b.snapshot_id.unwrap_or_default(),
+                root,
+                image_size: b.image_size,
+                completed_at_ns: now_ns,
+                chunks_sent: b.data_chunks,
+                bytes_sent: b.bytes_sent,
+            });
+            s.last_failure = None;
+            s.backup = None;
+            s.backups_completed += 1;
+        });
+    }
+
+    /// Gives the backup up: every chunk it had to send becomes dirty again.
+    pub fn fail(&mut self, reason: String, now_ns: u64) {
+        if self.state().backup.is_none() {
+            return;
+        }
+        let unsent: Vec<u32> = self.send.iter_from(0).collect();
+        let sent: Vec<u32> = self.pending.keys().collect();
+        for i in unsent.into_iter().chain(sent) {
+            self.dirty.set(i);
+        }
+        self.send.clear_all();
+        self.pending.clear_new();
+        self.release_all_frozen();
+        self.update_state(|s| {
+            s.backup = None;
+            s.last_failure = Some(FailedBackup { at_ns: now_ns, reason });
+        });
+    }
+
+    /// Counts a failed call of the current step; returns the consecutive failures.
+    pub fn record_failure(&mut self, error: String) -> u32 {
+        let mut n = 0;
+        self.update_state(|s| {
+            if let Some(b) = s.backup.as_mut() {
+                b.retries += 1;
+                b.failures_in_a_row += 1;
+                b.last_error = Some(error);
+                n = b.failures_in_a_row;
+            }
+        });
+        n
+    }
+
+    /// Chunks written since the last freeze (what the next backup sends at most).
+    pub fn dirty_chunks(&self) -> u32 {
+        self.dirty.count()
+    }
+
+    /// Length of chunk `i` in the frozen geometry.
+    pub fn frozen_chunk_len(&self, i: u32) -> Option<u32> {
+        self.state().backup.as_ref().map(|b| chunk_len(i, b.image_size, b.chunk_size))
+    }
+}

@@ -1,0 +1,218 @@
+//! The effectful side of backups: timers and inter-canister calls to the vault.
+//!
+//! One pump task at a time walks the backup state machine (`backup.rs`): begin, send
+//! windows of batches concurrently, commit. Every call is bounded-wait and idempotent
+//! (keyed by snapshot id, index and hash), so a timeout or a lost reply is handled by
+//! sending the same thing again. Progress lives in stable memory, so an upgrade in the
+//! middle only loses the in-flight calls; `post_upgrade` re-arms the pump.
+//!
+//! Retry policy: transient rejects (SYS_TRANSIENT 2, SYS_UNKNOWN 6, and CANISTER_ERROR 5,
+//! which a stopped or upgrading vault returns) are retried after an exponential backoff
+//! (1 s doubling to 60 s); after [`MAX_FAILURES_IN_A_ROW`] the backup ends as failed.
+//! A typed refusal from the vault (`VaultError`) ends it at once, with its reason.
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use candid::{CandidType, Principal};
+use canvault_protocol::vault_api::{
+    BeginSnapshotResponse, CommitSnapshotRequest, PutChunksRequest, PutChunksResponse, SnapshotInfo, VaultError,
+};
+use ic_cdk::call::{Call, CallFailed};
+use serde::de::DeserializeOwned;
+
+use crate::backup::Batch;
+use crate::{now, with_kit};
+
+/// Consecutive failed calls after which a backup is given up.
+pub const MAX_FAILURES_IN_A_ROW: u32 = 20;
+/// Instructions one pump execution may spend preparing batches (one DTS slice is 2B).
+const PREPARE_INSTRUCTION_BUDGET: u64 = 1_000_000_000;
+/// A pump that has not made progress for this long is presumed dead (its task was
+/// cancelled by a trap) and may be replaced.
+const STALE_PUMP_NS: u64 = 15 * 60 * 1_000_000_000;
+
+#[derive(Default)]
+struct Pump {
+    /// When the running pump last made progress (0: none running).
+    alive_at_ns: u64,
+    in_flight: BTreeSet<u32>,
+    force_data: BTreeSet<u32>,
+}
+
+thread_local! {
+    static PUMP: RefCell<Pump> = RefCell::new(Pump::default());
+}
+
+/// What the pump does next.
+enum Step {
+    Idle,
+    Begin(Principal),
+    Send(Principal, u64),
+    Commit(Principal, u64),
+}
+
+/// Why a call did not produce a usable answer.
+enum CallError {
+    /// Try again later.
+    Retry(String),
+    /// Give the backup up.
+    Fatal(String),
+}
+
+/// Starts the pump after `delay` unless one is running.
+pub fn schedule(delay: Duration) {
+    ic_cdk_timers::set_timer(delay, async { pump().await });
+}
+
+fn take_pump() -> bool {
+    PUMP.with(|p| {
+        let mut p = p.borrow_mut();
+        let t = now();
+        if p.alive_at_ns != 0 && t.saturating_sub(p.alive_at_ns) < STALE_PUMP_NS {
+            return false;
+        }
+        *p = Pump { alive_at_ns: t, ..Pump::default() };
+        true
+    })
+}
+
+fn heartbeat() {
+    PUMP.with(|p| p.borrow_mut().alive_at_ns = now());
+}
+
+fn release_pump() {
+    PUMP.with(|p| p.borrow_mut().alive_at_ns = 0);
+}
+
+fn next_step() -> Step {
+    with_kit(|k| {
+        let Some(b) = k.state().backup.as_ref() else { return Step::Idle };
+        match b.snapshot_id {
+            None => Step::Begin(b.vault),
+            Some(id) if k.ready_to_commit() => Step::Commit(b.vault, id),
+            Some(id) => Step::Send(b.vault, id),
+        }
+    })
+}
+
+async fn pump() {
+    if !take_pump() {
+        return;
+    }
+    loop {
+        heartbeat();
+        let outcome = match next_step() {
+            Step::Idle => break,
+            Step::Begin(vault) => begin(vault).await,
+            Step::Send(vault, id) => send_window(vault, id).await,
+            Step::Commit(vault, id) => commit(vault, id).await,
+        };
+        match outcome {
+            Ok(()) => {}
+            Err(CallError::Fatal(reason)) => {
+                ic_cdk::println!("canvault: backup failed: {reason}");
+                with_kit(|k| k.fail(reason, now()));
+                break;
+            }
+            Err(CallError::Retry(reason)) => {
+                let failures = with_kit(|k| k.record_failure(reason.clone()));
+                if failures >= MAX_FAILURES_IN_A_ROW {
+                    let reason = format!("gave up after {failures} failed attempts; last: {reason}");
+                    with_kit(|k| k.fail(reason, now()));
+                    break;
+                }
+                let delay = Duration::from_secs(1u64 << (failures - 1).min(6)).min(Duration::from_secs(60));
+                release_pump();
+                schedule(delay);
+                return;
+            }
+        }
+    }
+    release_pump();
+}
+
+async fn call<A: CandidType, R: CandidType + DeserializeOwned>(vault: Principal, method: &str, arg: A) -> Result<R, CallError> {
+    let response = Call::bounded_wait(vault, method).with_arg(arg).await.map_err(|e| match e {
+        CallFailed::CallRejected(r) => {
+            let msg = format!("{method}: reject code {}: {}", r.raw_reject_code(), r.reject_message());
+            match r.raw_reject_code() {
+                2 | 5 | 6 => CallError::Retry(msg),
+                _ => CallError::Fatal(msg),
+            }
+        }
+        other => CallError::Retry(format!("{method}: {other}")),
+    })?;
+    response
+        .candid::<R>()
+        .map_err(|e| CallError::Fatal(format!("{method}: undecodable reply: {e}")))
+}
+
+fn vault_refused(method: &str, e: &VaultError) -> CallError {
+    let msg = format!("{method}: the vault refused: {e}");
+    if e.is_retryable() { CallError::Retry(msg) } else { CallError::Fatal(msg) }
+}
+
+async fn begin(vault: Principal) -> Result<(), CallError> {
+    let Some(req) = with_kit(|k| k.begin_request()) else { return Ok(()) };
+    let reply: Result<BeginSnapshotResponse, VaultError> = call(vault, "begin_snapshot", req).await?;
+    let resp = reply.map_err(|e| vault_refused("begin_snapshot", &e))?;
+    with_kit(|k| k.begun(resp.snapshot_id, resp.parent));
+    Ok(())
+}
+
+async fn send_window(vault: Principal, snapshot_id: u64) -> Result<(), CallError> {
+    let (in_flight, force) = PUMP.with(|p| {
+        let p = p.borrow();
+        (p.in_flight.clone(), p.force_data.clone())
+    });
+    let window = with_kit(|k| k.state().config.window.max(1)) as usize;
+    let batches: Vec<Batch> = with_kit(|k| {
+        k.plan_batches(window, &in_flight, &force, || ic_cdk::api::instruction_counter() < PREPARE_INSTRUCTION_BUDGET)
+    });
+    if batches.is_empty() {
+        return Err(CallError::Retry("nothing could be prepared in this execution".into()));
+    }
+    PUMP.with(|p| {
+        let mut p = p.borrow_mut();
+        for b in &batches {
+            p.in_flight.extend(b.chunks.iter().map(|c| c.index));
+        }
+    });
+    let calls = batches.iter().map(|b| {
+        let req = PutChunksRequest { snapshot_id, chunks: b.chunks.clone() };
+        call::<_, Result<PutChunksResponse, VaultError>>(vault, "put_chunks", req)
+    });
+    let results = futures::future::join_all(calls).await;
+    let mut first_error = None;
+    for (batch, result) in batches.iter().zip(results) {
+        PUMP.with(|p| {
+            let mut p = p.borrow_mut();
+            for c in &batch.chunks {
+                p.in_flight.remove(&c.index);
+            }
+        });
+        match result.and_then(|r| r.map_err(|e| vault_refused("put_chunks", &e))) {
+            Ok(resp) => {
+                with_kit(|k| k.acknowledge(batch, &resp.missing));
+                PUMP.with(|p| p.borrow_mut().force_data.extend(resp.missing));
+            }
+            Err(e) => {
+                if first_error.is_none() || matches!(e, CallError::Fatal(_)) {
+                    first_error = Some(e);
+                }
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+async fn commit(vault: Principal, snapshot_id: u64) -> Result<(), CallError> {
+    let Some(root) = with_kit(|k| k.frozen_root()) else { return Ok(()) };
+    let req = CommitSnapshotRequest { snapshot_id, root };
+    let reply: Result<SnapshotInfo, VaultError> = call(vault, "commit_snapshot", req).await?;
+    reply.map_err(|e| vault_refused("commit_snapshot", &e))?;
+    with_kit(|k| k.complete(root, now()));
+    Ok(())
+}

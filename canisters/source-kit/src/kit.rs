@@ -1,0 +1,229 @@
+//! The kit's stable-memory layout and the app image's read/write path.
+//!
+//! ```text
+//! raw stable memory ── MemoryManager (owned by the kit)
+//!   MemoryId 0  image A ┐ the app sees exactly one of them (state.active_image);
+//!   MemoryId 1  image B ┘ the other one is the restore staging area
+//!   MemoryId 2  KitState cell (config, progress)
+//!   MemoryId 3  copy-on-write store: chunk index → content at the freeze
+//!   MemoryId 4  known hashes: chunk index → digest in the last complete backup
+//!   MemoryId 5  pending hashes: chunk index → digest acknowledged in this backup
+//!   MemoryId 6  dirty bitmap: chunks written since the last freeze
+//!   MemoryId 7  to-send bitmap: chunks of this backup not yet acknowledged
+//!   MemoryId 8  staged hashes: chunk index → digest verified in the restore staging image
+//! ```
+//! Ids are never reused. The backed-up image is exactly the app's memory: the kit's
+//! own state lives outside it, so a restore never overwrites the kit.
+//!
+//! Invariants of the write path, during a backup frozen at image size `S`:
+//! - every chunk the app writes is marked dirty (it goes into the next backup);
+//! - the first write to a chunk still in the to-send set saves its content at the
+//!   freeze into the copy-on-write store first, so the backup is exactly the image
+//!   at the freeze while the app keeps writing.
+
+use std::collections::{BTreeSet, HashSet};
+
+use canvault_protocol::Hash256;
+use canvault_protocol::chunk::chunk_len;
+use ic_stable_structures::memory_manager::{MemoryId, MemoryManager, VirtualMemory};
+use ic_stable_structures::{Memory, StableBTreeMap, StableCell};
+
+use crate::bitmap::Bitmap;
+use crate::state::KitState;
+
+/// Bytes per wasm page.
+pub const WASM_PAGE: u64 = 65_536;
+
+const IMAGE_A: MemoryId = MemoryId::new(0);
+const IMAGE_B: MemoryId = MemoryId::new(1);
+const STATE: MemoryId = MemoryId::new(2);
+const COW: MemoryId = MemoryId::new(3);
+const KNOWN: MemoryId = MemoryId::new(4);
+const PENDING: MemoryId = MemoryId::new(5);
+const DIRTY: MemoryId = MemoryId::new(6);
+const SEND: MemoryId = MemoryId::new(7);
+const STAGED: MemoryId = MemoryId::new(8);
+
+type Vm<M> = VirtualMemory<M>;
+
+/// All of the kit's persistent structures, over raw stable memory `M`.
+pub struct Kit<M: Memory> {
+    pub(crate) images: [Vm<M>; 2],
+    pub(crate) state: StableCell<KitState, Vm<M>>,
+    pub(crate) cow: StableBTreeMap<u32, Vec<u8>, Vm<M>>,
+    pub(crate) known: StableBTreeMap<u32, [u8; 32], Vm<M>>,
+    pub(crate) pending: StableBTreeMap<u32, [u8; 32], Vm<M>>,
+    pub(crate) dirty: Bitmap<Vm<M>>,
+    pub(crate) send: Bitmap<Vm<M>>,
+    pub(crate) staged: StableBTreeMap<u32, [u8; 32], Vm<M>>,
+    /// Heap mirror of the copy-on-write store's keys (the write path must not touch stable
+    /// memory to find out whether a chunk was already preserved).
+    preserved: BTreeSet<u32>,
+    /// Digests the vault holds from the last complete backup (built on demand).
+    known_set: Option<HashSet<Hash256>>,
+}
+
+impl<M: Memory + Clone> Kit<M> {
+    /// Opens the kit's structures in `raw` (fresh memory: an empty image).
+    pub fn load(raw: M) -> Self {
+        let manager = MemoryManager::init(raw);
+        let cow: StableBTreeMap<u32, Vec<u8>, Vm<M>> = StableBTreeMap::init(manager.get(COW));
+        let preserved = cow.keys().collect();
+        Self {
+            images: [manager.get(IMAGE_A), manager.get(IMAGE_B)],
+            state: StableCell::init(manager.get(STATE), KitState::default()),
+            cow,
+            known: StableBTreeMap::init(manager.get(KNOWN)),
+            pending: StableBTreeMap::init(manager.get(PENDING)),
+            dirty: Bitmap::load(manager.get(DIRTY)),
+            send: Bitmap::load(manager.get(SEND)),
+            staged: StableBTreeMap::init(manager.get(STAGED)),
+            preserved,
+            known_set: None,
+        }
+    }
+}
+
+impl<M: Memory> Kit<M> {
+    /// The persisted state.
+    pub fn state(&self) -> &KitState {
+        self.state.get()
+    }
+
+    /// Changes the persisted state.
+    pub fn update_state(&mut self, f: impl FnOnce(&mut KitState)) {
+        let mut s = self.state.get().clone();
+        f(&mut s);
+        self.state.set(s);
+    }
+
+    /// The app image's logical size in pages.
+    pub fn image_pages(&self) -> u64 {
+        self.state.get().image_pages
+    }
+
+    fn active(&self) -> &Vm<M> {
+        &self.images[usize::from(self.state.get().active_image)]
+    }
+
+    pub(crate) fn staging(&self) -> &Vm<M> {
+        &self.images[usize::from(1 - self.state.get().active_image)]
+    }
+
+    fn check_bounds(&self, offset: u64, len: usize) {
+        let size = self.image_pages() * WASM_PAGE;
+        let end = offset.checked_add(len as u64);
+        assert!(
+            end.is_some_and(|e| e <= size),
+            "app memory access out of bounds: offset {offset} + {len} > {size} bytes"
+        );
+    }
+
+    /// Reads from the app image (traps out of bounds, as stable memory does).
+    pub fn image_read(&self, offset: u64, dst: &mut [u8]) {
+        self.check_bounds(offset, dst.len());
+        self.active().read(offset, dst);
+    }
+
+    /// Writes to the app image: marks chunks dirty and preserves frozen content first.
+    pub fn image_write(&mut self, offset: u64, src: &[u8]) {
+        self.check_bounds(offset, src.len());
+        if !src.is_empty() {
+            self.touch(offset, src.len() as u64);
+        }
+        self.active().write(offset, src);
+    }
+
+    /// Grows the app image; returns the old size in pages, or -1.
+    pub fn image_grow(&mut self, pages: u64) -> i64 {
+        let old = self.image_pages();
+        let Some(new) = old.checked_add(pages) else { return -1 };
+        let underlying = self.active().size();
+        if underlying < new {
+            if self.active().grow(new - underlying) < 0 {
+                return -1;
+            }
+        }
+        // A reused image (a former staging area) may hold stale bytes past the old end.
+        let stale_end = underlying.min(new);
+        if stale_end > old {
+            let zeros = vec![0u8; WASM_PAGE as usize];
+            for page in old..stale_end {
+                self.active().write(page * WASM_PAGE, &zeros);
+            }
+        }
+        if pages > 0 {
+            self.touch(old * WASM_PAGE, pages * WASM_PAGE);
+        }
+        self.update_state(|s| s.image_pages = new);
+        i64::try_from(old).expect("page counts fit i64")
+    }
+
+    /// Marks the chunks of `[offset, offset+len)` dirty, preserving frozen content first.
+    fn touch(&mut self, offset: u64, len: u64) {
+        let cs = u64::from(self.state.get().known_chunk_size);
+        let first = u32::try_from(offset / cs).expect("chunk index fits u32");
+        let last = u32::try_from((offset + len - 1) / cs).expect("chunk index fits u32");
+        let frozen = self
+            .state
+            .get()
+            .backup
+            .as_ref()
+            .map(|b| (b.image_size, b.chunk_size));
+        for i in first..=last {
+            self.dirty.set(i);
+            if let Some((size, chunk_size)) = frozen
+                && self.send.get(i)
+                && !self.preserved.contains(&i)
+            {
+                let mut content = vec![0u8; chunk_len(i, size, chunk_size) as usize];
+                self.active().read(u64::from(i) * u64::from(chunk_size), &mut content);
+                self.cow.insert(i, content);
+                self.preserved.insert(i);
+            }
+        }
+    }
+
+    /// Content of chunk `i` as it was at the freeze.
+    pub(crate) fn frozen_chunk(&self, i: u32, image_size: u64, chunk_size: u32) -> Vec<u8> {
+        if let Some(saved) = self.cow.get(&i) {
+            return saved;
+        }
+        let mut content = vec![0u8; chunk_len(i, image_size, chunk_size) as usize];
+        self.active().read(u64::from(i) * u64::from(chunk_size), &mut content);
+        content
+    }
+
+    /// Drops the frozen copy of chunk `i` (acknowledged by the vault).
+    pub(crate) fn release_frozen(&mut self, i: u32) {
+        if self.preserved.remove(&i) {
+            self.cow.remove(&i);
+        }
+    }
+
+    /// Drops every frozen copy.
+    pub(crate) fn release_all_frozen(&mut self) {
+        self.cow.clear_new();
+        self.preserved.clear();
+    }
+
+    /// True if the vault holds a chunk with digest `h` from the last complete backup.
+    pub(crate) fn vault_knows(&mut self, h: &Hash256) -> bool {
+        if self.known_set.is_none() {
+            self.known_set = Some(self.known.iter().map(|e| Hash256(e.value())).collect());
+        }
+        self.known_set.as_ref().is_some_and(|s| s.contains(h))
+    }
+
+    /// Forgets the cached digest set (the known table changed).
+    pub(crate) fn invalidate_known_set(&mut self) {
+        self.known_set = None;
+    }
+
+    /// The whole app image (host-side helpers and tests).
+    pub fn image_bytes(&self) -> Vec<u8> {
+        let mut out = vec![0u8; usize::try_from(self.image_pages() * WASM_PAGE).expect("fits")];
+        self.active().read(0, &mut out);
+        out
+    }
+}

@@ -1,0 +1,169 @@
+//! The canvault source kit: embed it in an app canister to back its stable memory up
+//! to a vault on another subnet, and to receive restores.
+//!
+//! ```ignore
+//! use canvault_kit::{AppMemory, Hooks};
+//! use ic_stable_structures::{memory_manager::{MemoryId, MemoryManager}, StableBTreeMap};
+//!
+//! thread_local! {
+//!     // The app builds its structures on the kit's memory instead of raw stable memory.
+//!     static MM: RefCell<MemoryManager<AppMemory>> = RefCell::new(MemoryManager::init(canvault_kit::memory()));
+//! }
+//!
+//! #[ic_cdk::init]
+//! fn init() { canvault_kit::init(Hooks::default()); }
+//! #[ic_cdk::post_upgrade]
+//! fn post_upgrade() { canvault_kit::post_upgrade(Hooks::default()); }
+//!
+//! canvault_kit::export_endpoints!(); // canvault_configure, canvault_backup_now, canvault_status, ...
+//! ```
+//!
+//! The app's image is exactly the bytes it writes through [`AppMemory`]; the kit keeps
+//! its own state in other memories of the raw stable memory (see `kit.rs`).
+
+mod api;
+pub mod backup;
+pub mod bitmap;
+mod driver;
+pub mod kit;
+mod restore;
+pub mod state;
+
+use std::cell::RefCell;
+
+use ic_stable_structures::{DefaultMemoryImpl, Memory};
+
+pub use api::{
+    abandon_restore, arm_restore, backup_now, configure, restore_begin, restore_chunks, restore_finish, status,
+};
+pub use canvault_protocol::kit_api::{
+    ArmRestoreRequest, KitConfig, KitError, KitStatus, RestoreBeginRequest, RestoreChunksRequest,
+};
+pub use kit::Kit;
+
+/// App callbacks around backups and restores.
+#[derive(Clone, Copy, Default)]
+pub struct Hooks {
+    /// Runs right before the image is frozen: serialise heap state into the memory here.
+    pub before_snapshot: Option<fn()>,
+    /// Runs right after a restore switched the image: reload heap caches here (e.g.
+    /// re-open `StableBTreeMap`s, whose roots live on the heap).
+    pub after_restore: Option<fn()>,
+}
+
+thread_local! {
+    static KIT: RefCell<Option<Kit<DefaultMemoryImpl>>> = const { RefCell::new(None) };
+    static HOOKS: RefCell<Hooks> = RefCell::new(Hooks::default());
+}
+
+/// Runs `f` on the kit, opening it on first use.
+pub(crate) fn with_kit<R>(f: impl FnOnce(&mut Kit<DefaultMemoryImpl>) -> R) -> R {
+    KIT.with(|k| {
+        let mut k = k.borrow_mut();
+        let kit = k.get_or_insert_with(|| Kit::load(DefaultMemoryImpl::default()));
+        f(kit)
+    })
+}
+
+pub(crate) fn hooks() -> Hooks {
+    HOOKS.with(|h| *h.borrow())
+}
+
+pub(crate) fn now() -> u64 {
+    ic_cdk::api::time()
+}
+
+/// Call from `#[init]`: registers the hooks and arms the backup schedule.
+pub fn init(hooks: Hooks) {
+    HOOKS.with(|h| *h.borrow_mut() = hooks);
+    with_kit(|_| ());
+    api::arm_timers();
+}
+
+/// Call from `#[post_upgrade]`: as [`init`], and resumes a backup that was in progress.
+pub fn post_upgrade(hooks: Hooks) {
+    init(hooks);
+}
+
+/// The app's stable memory. Build `MemoryManager`s and stable structures on it as on
+/// `DefaultMemoryImpl`; the kit tracks writes for incremental, point-in-time backups.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AppMemory;
+
+/// The app's memory handle.
+#[must_use]
+pub fn memory() -> AppMemory {
+    AppMemory
+}
+
+impl Memory for AppMemory {
+    fn size(&self) -> u64 {
+        with_kit(|k| k.image_pages())
+    }
+
+    fn grow(&self, pages: u64) -> i64 {
+        with_kit(|k| k.image_grow(pages))
+    }
+
+    fn read(&self, offset: u64, dst: &mut [u8]) {
+        with_kit(|k| k.image_read(offset, dst));
+    }
+
+    fn write(&self, offset: u64, src: &[u8]) {
+        with_kit(|k| k.image_write(offset, src));
+    }
+}
+
+/// Exports the kit's endpoints from the app canister, one line:
+/// `canvault_configure`, `canvault_backup_now`, `canvault_status`,
+/// `canvault_arm_restore`, `canvault_abandon_restore`, and the vault-facing
+/// `canvault_restore_begin`, `canvault_restore_chunks`, `canvault_restore_finish`.
+/// Admin endpoints accept the app's controllers and the configured admins.
+///
+/// The app must depend on this crate as `canvault_kit` (the candid export records
+/// the argument types by path).
+#[macro_export]
+macro_rules! export_endpoints {
+    () => {
+        /// Changes kit settings (admins).
+        #[ic_cdk::update]
+        fn canvault_configure(config: ::canvault_kit::KitConfig) -> Result<(), ::canvault_kit::KitError> {
+            ::canvault_kit::configure(config)
+        }
+        /// Freezes the image and starts a backup (admins).
+        #[ic_cdk::update]
+        fn canvault_backup_now() -> Result<(), ::canvault_kit::KitError> {
+            ::canvault_kit::backup_now()
+        }
+        /// Backup and restore progress (admins).
+        #[ic_cdk::query]
+        fn canvault_status() -> Result<::canvault_kit::KitStatus, ::canvault_kit::KitError> {
+            ::canvault_kit::status()
+        }
+        /// Allows one vault to push one snapshot into this canister (admins).
+        #[ic_cdk::update]
+        fn canvault_arm_restore(req: ::canvault_kit::ArmRestoreRequest) -> Result<(), ::canvault_kit::KitError> {
+            ::canvault_kit::arm_restore(req)
+        }
+        /// Drops an armed restore; the live image is untouched (admins).
+        #[ic_cdk::update]
+        fn canvault_abandon_restore() -> Result<(), ::canvault_kit::KitError> {
+            ::canvault_kit::abandon_restore()
+        }
+        /// The armed vault announces the image.
+        #[ic_cdk::update]
+        fn canvault_restore_begin(req: ::canvault_kit::RestoreBeginRequest) -> Result<(), ::canvault_kit::KitError> {
+            ::canvault_kit::restore_begin(req)
+        }
+        /// The armed vault pushes verified chunks into the staging image.
+        #[ic_cdk::update]
+        fn canvault_restore_chunks(req: ::canvault_kit::RestoreChunksRequest) -> Result<u32, ::canvault_kit::KitError> {
+            ::canvault_kit::restore_chunks(req)
+        }
+        /// The armed vault asks to verify the whole image and switch to it.
+        #[ic_cdk::update]
+        fn canvault_restore_finish(snapshot_id: u64) -> Result<(), ::canvault_kit::KitError> {
+            ::canvault_kit::restore_finish(snapshot_id)
+        }
+    };
+}

@@ -1,0 +1,166 @@
+//! The kit's persisted state: configuration, the active image, backup and restore
+//! progress. Stored candid-encoded in one `StableCell`; it is small (under a kilobyte)
+//! and written only when progress changes, never on the app's write path.
+
+use std::borrow::Cow;
+
+use candid::{CandidType, Decode, Encode, Principal};
+use canvault_protocol::Hash256;
+use canvault_protocol::kit_api::{FailedBackup, LastBackup};
+use canvault_protocol::vault_api::SnapshotId;
+use ic_stable_structures::Storable;
+use ic_stable_structures::storable::Bound;
+use serde::{Deserialize, Serialize};
+
+/// Layout version of [`KitState`]; bump on incompatible changes.
+pub const STATE_VERSION: u32 = 1;
+
+/// Kit settings.
+#[derive(CandidType, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Where backups go.
+    pub vault: Option<Principal>,
+    /// Admins besides the app's controllers.
+    pub admins: Vec<Principal>,
+    /// Automatic backup interval in seconds (0: off).
+    pub interval_seconds: u64,
+    /// Chunk size for the next full backup.
+    pub chunk_size: u32,
+    /// Most `put_chunks` calls in flight.
+    pub window: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            vault: None,
+            admins: Vec::new(),
+            interval_seconds: 0,
+            chunk_size: canvault_protocol::chunk::DEFAULT_CHUNK_SIZE,
+            window: 4,
+        }
+    }
+}
+
+/// A backup between its freeze and its commit.
+#[derive(CandidType, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Backup {
+    /// Idempotency key of `begin_snapshot`.
+    pub nonce: u64,
+    /// The vault it goes to.
+    pub vault: Principal,
+    /// The vault's snapshot id, once begun.
+    pub snapshot_id: Option<SnapshotId>,
+    /// The parent asked for (incremental), if any.
+    pub parent: Option<SnapshotId>,
+    /// When the image was frozen.
+    pub started_at_ns: u64,
+    /// Image size at the freeze.
+    pub image_size: u64,
+    /// Chunk size.
+    pub chunk_size: u32,
+    /// Chunks in the to-send set at the freeze.
+    pub chunks_total: u32,
+    /// Chunks acknowledged.
+    pub chunks_done: u32,
+    /// Chunks sent with data.
+    pub data_chunks: u32,
+    /// Encoded bytes sent.
+    pub bytes_sent: u64,
+    /// Failed calls retried.
+    pub retries: u32,
+    /// Consecutive failures of the current step.
+    pub failures_in_a_row: u32,
+    /// The last error.
+    pub last_error: Option<String>,
+}
+
+/// A restore armed by an admin.
+#[derive(CandidType, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Restore {
+    /// The vault allowed to push.
+    pub vault: Principal,
+    /// The snapshot expected.
+    pub snapshot_id: SnapshotId,
+    /// The root the admin expects.
+    pub expected_root: Option<Hash256>,
+    /// Geometry and root announced by the vault.
+    pub begun: Option<RestoreGeometry>,
+}
+
+/// What the vault announced.
+#[derive(CandidType, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestoreGeometry {
+    /// Image size.
+    pub image_size: u64,
+    /// Chunk size.
+    pub chunk_size: u32,
+    /// Root to verify.
+    pub root: Hash256,
+}
+
+/// Everything the kit persists besides its structures.
+#[derive(CandidType, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct KitState {
+    /// [`STATE_VERSION`].
+    pub version: u32,
+    /// Settings.
+    pub config: Config,
+    /// Which image memory the app sees: 0 or 1.
+    pub active_image: u8,
+    /// Logical size of the active image, in wasm pages.
+    pub image_pages: u64,
+    /// Chunk size of the hashes in the known table (the last complete backup's).
+    pub known_chunk_size: u32,
+    /// The last complete backup.
+    pub last_backup: Option<LastBackup>,
+    /// The last failure since then.
+    pub last_failure: Option<FailedBackup>,
+    /// The backup in progress.
+    pub backup: Option<Backup>,
+    /// The armed restore.
+    pub restore: Option<Restore>,
+    /// Complete backups since install.
+    pub backups_completed: u64,
+    /// Restores applied since install.
+    pub restores_completed: u64,
+    /// Next `begin_snapshot` nonce.
+    pub next_nonce: u64,
+}
+
+impl Default for KitState {
+    fn default() -> Self {
+        Self {
+            version: STATE_VERSION,
+            config: Config::default(),
+            active_image: 0,
+            image_pages: 0,
+            known_chunk_size: canvault_protocol::chunk::DEFAULT_CHUNK_SIZE,
+            last_backup: None,
+            last_failure: None,
+            backup: None,
+            restore: None,
+            backups_completed: 0,
+            restores_completed: 0,
+            next_nonce: 1,
+        }
+    }
+}
+
+impl Storable for KitState {
+    fn to_bytes(&self) -> Cow<'_, [u8]> {
+        Cow::Owned(Encode!(self).expect("kit state encodes"))
+    }
+
+    fn into_bytes(self) -> Vec<u8> {
+        Encode!(&self).expect("kit state encodes")
+    }
+
+    fn from_bytes(bytes: Cow<'_, [u8]>) -> Self {
+        let state = Decode!(&bytes, Self).expect("kit state decodes");
+        assert_eq!(state.version, STATE_VERSION, "unsupported kit state version");
+        state
+    }
+
+    const BOUND: Bound = Bound::Unbounded;
+}

@@ -1,0 +1,17 @@
+//! canvault's wire protocol, shared by the source kit, the vault and the CLI.
+//!
+//! - [`chunk`]: how an image is cut into fixed, aligned chunks, hashed (SHA-256 of the
+//!   uncompressed bytes), compressed (LZ4) and verified;
+//! - [`merkle`]: the image root, a Merkle tree over chunk digests bound to the geometry;
+//! - [`vault_api`] and [`kit_api`]: the candid types of both canister interfaces.
+//!
+//! Pure Rust: no ic-cdk, builds for wasm32 and for the host.
+
+pub mod chunk;
+mod hash;
+pub mod kit_api;
+pub mod merkle;
+pub mod vault_api;
+
+pub use chunk::{ChunkError, Codec};
+pub use hash::Hash256;

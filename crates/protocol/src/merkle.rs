@@ -1,0 +1,67 @@
+//! The image root: a Merkle tree over chunk digests, bound to the image geometry.
+//!
+//! ```text
+//! leaf(i)      = H(0x00 || chunk_hash[i])
+//! node(l, r)   = H(0x01 || l || r)          an odd node at the end of a level moves up as is
+//! tree_root    = the last remaining node     (H(0x03) for an empty image)
+//! image_root   = H(0x02 || image_size u64 LE || chunk_size u32 LE || chunk_count u32 LE || tree_root)
+//! ```
+//! Domain-separation prefixes keep a leaf from being mistaken for a node. Binding the
+//! geometry into the root means two images with the same chunks but different sizes
+//! never share a root.
+
+use crate::Hash256;
+
+const LEAF: u8 = 0x00;
+const NODE: u8 = 0x01;
+const IMAGE: u8 = 0x02;
+const EMPTY: u8 = 0x03;
+
+/// The Merkle root over chunk digests, in index order.
+#[must_use]
+pub fn tree_root<I: IntoIterator<Item = Hash256>>(chunk_hashes: I) -> Hash256 {
+    let mut level: Vec<Hash256> = chunk_hashes
+        .into_iter()
+        .map(|h| Hash256::of_parts(&[&[LEAF], &h.0]))
+        .collect();
+    if level.is_empty() {
+        return Hash256::of(&[EMPTY]);
+    }
+    while level.len() > 1 {
+        level = level
+            .chunks(2)
+            .map(|pair| match pair {
+                [l, r] => Hash256::of_parts(&[&[NODE], &l.0, &r.0]),
+                [odd] => *odd,
+                _ => unreachable!("chunks(2) yields one or two"),
+            })
+            .collect();
+    }
+    level[0]
+}
+
+/// The root of a whole image: its geometry and the tree over its chunk digests.
+///
+/// # Panics
+/// If the iterator does not yield exactly `chunk_count(image_size, chunk_size)` digests.
+#[must_use]
+pub fn image_root<I: IntoIterator<Item = Hash256>>(image_size: u64, chunk_size: u32, chunk_hashes: I) -> Hash256 {
+    let hashes: Vec<Hash256> = chunk_hashes.into_iter().collect();
+    let count = crate::chunk::chunk_count(image_size, chunk_size);
+    assert_eq!(hashes.len(), count as usize, "one digest per chunk");
+    let tree = tree_root(hashes);
+    Hash256::of_parts(&[
+        &[IMAGE],
+        &image_size.to_le_bytes(),
+        &chunk_size.to_le_bytes(),
+        &count.to_le_bytes(),
+        &tree.0,
+    ])
+}
+
+/// The root of `image` computed directly from its bytes (tests, CLI verification).
+#[must_use]
+pub fn image_root_of_bytes(image: &[u8], chunk_size: u32) -> Hash256 {
+    let hashes = image.chunks(chunk_size as usize).map(Hash256::of);
+    image_root(image.len() as u64, chunk_size, hashes)
+}
