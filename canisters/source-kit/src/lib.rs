@@ -167,3 +167,6 @@ macro_rules! export_endpoints {
         }
     };
 }
+
+#[cfg(test)]
+mod tests;
