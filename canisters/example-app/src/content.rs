@@ -65,3 +65,25 @@ pub fn post_text(rng: &mut Rng) -> String {
 pub fn user_name(rng: &mut Rng, id: u64) -> String {
     format!("{}_{}{}", WORDS[rng.below(WORDS.len() as u64) as usize], WORDS[rng.below(WORDS.len() as u64) as usize], id)
 }
+
+/// A long-form post (an article): several paragraphs, about 4 KiB.
+#[must_use]
+pub fn article_text(rng: &mut Rng) -> String {
+    let paragraphs = 8 + rng.below(8);
+    let mut text = String::with_capacity(4096);
+    for p in 0..paragraphs {
+        if p > 0 {
+            text.push_str("\n\n");
+        }
+        text.push_str(&post_text(rng));
+    }
+    text
+}
+
+/// Fills `buf` with incompressible pseudo-random bytes.
+pub fn random_bytes(rng: &mut Rng, buf: &mut [u8]) {
+    for word in buf.chunks_mut(8) {
+        let v = rng.next_u64().to_le_bytes();
+        word.copy_from_slice(&v[..word.len()]);
+    }
+}

@@ -89,6 +89,10 @@ pub enum AppError {
 struct Db {
     users: StableBTreeMap<u64, User, Vm>,
     posts: StableBTreeMap<u64, Post, Vm>,
+    /// Raw media bytes (incompressible), for benchmarks of worst-case images.
+    media: Vm,
+    /// Reserved but unwritten space (zeros), for benchmarks of mostly-empty images.
+    reserve: Vm,
 }
 
 thread_local! {
@@ -100,6 +104,8 @@ fn open() -> Db {
     Db {
         users: StableBTreeMap::init(mm.get(MemoryId::new(0))),
         posts: StableBTreeMap::init(mm.get(MemoryId::new(1))),
+        media: mm.get(MemoryId::new(2)),
+        reserve: mm.get(MemoryId::new(3)),
     }
 }
 
@@ -182,6 +188,54 @@ fn fill_to(target_bytes: u64, seed: u64) -> Result<AppStats, AppError> {
             for _ in 0..64 {
                 new_post(db, seed, now);
             }
+        }
+    });
+    Ok(stats())
+}
+
+/// As `fill_to`, with long-form posts (about 4 KiB each): builds large images fast.
+#[ic_cdk::update]
+fn fill_articles_to(target_bytes: u64, seed: u64) -> Result<AppStats, AppError> {
+    require_controller()?;
+    let now = ic_cdk::api::time();
+    with_db(|db| {
+        while image_bytes() < target_bytes && ic_cdk::api::instruction_counter() < BULK_INSTRUCTION_BUDGET {
+            let id = db.posts.len();
+            let mut rng = Rng::new(seed, id);
+            let author = rng.below(db.users.len().max(1));
+            let text = content::article_text(&mut rng);
+            db.posts.insert(id, Post { id, author, created_at_ns: now, text, edits: 0 });
+        }
+    });
+    Ok(stats())
+}
+
+/// Appends incompressible media bytes until the image reaches `target_bytes` (or the
+/// call's budget is spent; call again).
+#[ic_cdk::update]
+fn fill_media_to(target_bytes: u64, seed: u64) -> Result<AppStats, AppError> {
+    use ic_stable_structures::Memory;
+    require_controller()?;
+    with_db(|db| {
+        let mut buf = vec![0u8; 1 << 20];
+        while image_bytes() < target_bytes && ic_cdk::api::instruction_counter() < BULK_INSTRUCTION_BUDGET {
+            let offset = db.media.size() * 65_536;
+            content::random_bytes(&mut Rng::new(seed, offset), &mut buf);
+            assert!(db.media.grow(16) >= 0, "stable memory exhausted");
+            db.media.write(offset, &buf);
+        }
+    });
+    Ok(stats())
+}
+
+/// Grows the image to `target_bytes` without writing (reserved, all-zero space).
+#[ic_cdk::update]
+fn reserve_to(target_bytes: u64) -> Result<AppStats, AppError> {
+    use ic_stable_structures::Memory;
+    require_controller()?;
+    with_db(|db| {
+        while image_bytes() < target_bytes {
+            assert!(db.reserve.grow(128) >= 0, "stable memory exhausted");
         }
     });
     Ok(stats())
