@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use candid::Principal;
 
 use crate::execution::InstalledCode;
+use crate::harness::snapshots::CanisterSnapshot;
 use crate::stable_memory::StableMemory;
 use crate::types::{CanisterId, MessageId, SubnetId};
 
@@ -88,6 +89,47 @@ pub(crate) struct Callback {
     pub timed_out: bool,
 }
 
+/// Cycles a canister paid, by what it paid for. Every fee the harness charges lands in
+/// exactly one field, so the balance falls by [`CyclesBurned::total`] plus whatever the
+/// canister sent away as attached cycles.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CyclesBurned {
+    /// Base fee of each replicated execution (`update_message_execution`).
+    pub execution: u128,
+    /// Instructions executed (`ten_update_instructions` per 10).
+    pub instructions: u128,
+    /// Per-call fee of the calls it made (`xnet_call`).
+    pub calls: u128,
+    /// Request and response bytes of the calls it made (`xnet_byte_transmission`).
+    pub bytes: u128,
+    /// Ingress messages it received (`ingress_message_reception` + per byte).
+    pub ingress: u128,
+    /// Memory held over simulated time (`gib_storage_per_second`).
+    pub storage: u128,
+    /// Creation fees of canisters it created (`canister_creation`).
+    pub creation: u128,
+    /// Explicit `ic0.cycles_burn128`.
+    pub burned: u128,
+    /// Cycles it attached to calls whose response was dropped or timed out (SYS_UNKNOWN).
+    pub lost: u128,
+}
+
+impl CyclesBurned {
+    /// Every category added up.
+    #[must_use]
+    pub fn total(&self) -> u128 {
+        self.execution
+            + self.instructions
+            + self.calls
+            + self.bytes
+            + self.ingress
+            + self.storage
+            + self.creation
+            + self.burned
+            + self.lost
+    }
+}
+
 /// Counters for benchmarks and tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CanisterMetrics {
@@ -103,6 +145,8 @@ pub struct CanisterMetrics {
     pub bytes_received: u64,
     /// The largest stable memory size seen, in bytes.
     pub peak_stable_memory_bytes: u64,
+    /// Cycles paid, by category.
+    pub cycles_burned: CyclesBurned,
 }
 
 /// One canister.
@@ -126,6 +170,22 @@ pub(crate) struct Canister {
     pub metrics: CanisterMetrics,
     /// The canister sits out rounds before this one (a long execution's DTS slices).
     pub busy_until_round: u64,
+    /// The module as installed (raw or gzipped), for snapshots; empty without code.
+    pub wasm_module: Vec<u8>,
+    /// The wasm chunk store of `upload_chunk`: SHA-256 → chunk.
+    pub chunk_store: BTreeMap<[u8; 32], Vec<u8>>,
+    /// Native snapshots by local id.
+    pub snapshots: BTreeMap<u64, CanisterSnapshot>,
+    /// The next snapshot's local id (ids are never reused).
+    pub next_snapshot: u64,
+    /// Frozen by fault injection, whatever its balance.
+    pub frozen_by_fault: bool,
+    /// Fault injection: this many next replicated executions trap.
+    pub trap_next: u32,
+    /// Storage fee carried between charges (see [`crate::fees::FeeSchedule::storage`]).
+    pub storage_carry: u128,
+    /// Simulated time up to which storage has been charged.
+    pub storage_since: u64,
 }
 
 impl Canister {
@@ -153,6 +213,14 @@ impl Canister {
             logs: Vec::new(),
             metrics: CanisterMetrics::default(),
             busy_until_round: 0,
+            wasm_module: Vec::new(),
+            chunk_store: BTreeMap::new(),
+            snapshots: BTreeMap::new(),
+            next_snapshot: 0,
+            frozen_by_fault: false,
+            trap_next: 0,
+            storage_carry: 0,
+            storage_since: 0,
         }
     }
 
@@ -201,12 +269,37 @@ impl Canister {
         self.controllers.contains(p)
     }
 
-    /// Total memory in bytes: heap, stable memory and module.
+    /// Total memory in bytes: heap, stable memory, module, chunk store and snapshots.
+    /// This is what storage is billed on and what the freezing reserve is computed from.
     pub(crate) fn memory_bytes(&self) -> u64 {
         let (heap, module) = self.code.as_ref().map_or((0, 0), |c| {
             (c.heap_bytes(), c.compiled.prepared.wasm.len() as u64)
         });
-        heap + self.stable.size_bytes() + module
+        heap + self.stable.size_bytes() + module + self.chunk_store_bytes() + self.snapshots_bytes()
+    }
+
+    /// Bytes held by the wasm chunk store.
+    pub(crate) fn chunk_store_bytes(&self) -> u64 {
+        self.chunk_store.values().map(|c| c.len() as u64).sum()
+    }
+
+    /// Bytes held by the canister's snapshots.
+    pub(crate) fn snapshots_bytes(&self) -> u64 {
+        self.snapshots
+            .values()
+            .map(CanisterSnapshot::total_size)
+            .sum()
+    }
+
+    /// Drops everything that lives in the canister's memory: code, heap, stable memory,
+    /// chunk store and snapshots (what running out of cycles destroys).
+    pub(crate) fn wipe_memory(&mut self) {
+        self.code = None;
+        self.wasm_module = Vec::new();
+        self.stable = StableMemory::new();
+        self.chunk_store.clear();
+        self.snapshots.clear();
+        self.timer = 0;
     }
 
     pub(crate) fn record_execution(&mut self, instructions: u64, logs: Vec<String>) {

@@ -130,6 +130,64 @@ impl InstalledCode {
         self.memory.data_size(&self.store) as u64
     }
 
+    /// A copy of the wasm heap (for snapshots).
+    pub(crate) fn heap_copy(&self) -> Vec<u8> {
+        self.memory.data(&self.store).to_vec()
+    }
+
+    /// The values of the exported mutable globals, in export order (for snapshots).
+    pub(crate) fn global_values(&mut self) -> Vec<Val> {
+        self.globals
+            .iter()
+            .map(|g| g.get(&mut self.store))
+            .collect()
+    }
+
+    /// A fresh instance of `compiled` whose heap is `heap` and whose exported mutable
+    /// globals are `globals` (loading a snapshot). The heap must be whole wasm pages and at
+    /// least the module's initial memory; the globals must match the module's in number
+    /// and type.
+    pub(crate) fn from_snapshot(
+        compiled: CompiledModule,
+        heap: &[u8],
+        globals: &[Val],
+    ) -> Result<Self, String> {
+        let mut code = Self::instantiate(compiled)?;
+        if heap.len() % 65_536 != 0 {
+            return Err(format!(
+                "the wasm memory size {} is not a multiple of the 64 KiB page size",
+                heap.len()
+            ));
+        }
+        let current = code.memory.data_size(&code.store);
+        if heap.len() < current {
+            return Err(format!(
+                "the wasm memory of {} bytes is smaller than the module's initial memory of {current} bytes",
+                heap.len()
+            ));
+        }
+        let extra_pages = ((heap.len() - current) / 65_536) as u64;
+        if extra_pages > 0 {
+            code.memory
+                .grow(&mut code.store, extra_pages)
+                .map_err(|e| format!("cannot grow the wasm memory to {} bytes: {e}", heap.len()))?;
+        }
+        code.memory.data_mut(&mut code.store)[..heap.len()].copy_from_slice(heap);
+        if globals.len() != code.globals.len() {
+            return Err(format!(
+                "the snapshot has {} globals, the module exports {} mutable globals",
+                globals.len(),
+                code.globals.len()
+            ));
+        }
+        for (i, (global, value)) in code.globals.clone().iter().zip(globals).enumerate() {
+            global
+                .set(&mut code.store, *value)
+                .map_err(|e| format!("global {i} does not match the module: {e}"))?;
+        }
+        Ok(code)
+    }
+
     /// Runs `entry` with `state` as its System API view. `persist` false discards every
     /// change even on success (queries, and pre_upgrade until the upgrade commits).
     pub(crate) fn execute(

@@ -22,6 +22,7 @@
 //!
 //! What is modelled and what is not: see `docs/harness.md`.
 
+pub mod backend;
 mod canister;
 mod execution;
 pub mod fees;
@@ -33,8 +34,11 @@ pub mod stable_memory;
 pub mod system_api;
 mod types;
 
+pub use backend::IcBackend;
 pub use candid::Principal;
-pub use canister::CanisterMetrics;
+pub use canister::{CanisterMetrics, CyclesBurned};
+/// The cycles minting canister's candid types (mainnet `cmc.did`), as the harness's CMC speaks them.
+pub use cmc_types;
 pub use harness::DEFAULT_CANISTER_CYCLES;
 pub use harness::{Harness, HarnessBuilder, Topology};
 pub use types::{

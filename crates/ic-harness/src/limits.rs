@@ -16,3 +16,11 @@ pub const MAX_QUEUE_PER_PAIR: usize = 500;
 pub const MAX_CONTROLLERS: usize = 10;
 /// Largest principal, in bytes.
 pub const MAX_PRINCIPAL_BYTES: usize = 29;
+/// Most bytes one `read_canister_snapshot_data` returns (the replica's `MAX_SLICE_SIZE_BYTES`).
+pub const MAX_SLICE_BYTES: u64 = 2_000_000;
+/// Most native snapshots a canister may hold.
+pub const MAX_SNAPSHOTS: usize = 10;
+/// Largest chunk `upload_chunk` (and a snapshot's chunk store) accepts: 1 MiB.
+pub const MAX_CHUNK_BYTES: usize = 1024 * 1024;
+/// Capacity of a canister's wasm chunk store, in bytes (100 chunks of 1 MiB).
+pub const MAX_CHUNK_STORE_BYTES: usize = 100 * MAX_CHUNK_BYTES;

@@ -160,8 +160,18 @@ impl Harness {
                 ),
             ));
         }
-        if canister != Principal::management_canister() {
+        if canister != Principal::management_canister() && canister != super::cmc::CMC {
             self.inspect_message(canister, sender, method, &arg)?;
+        }
+        // The receiving canister (for management calls, the canister acted on) pays for
+        // the ingress message, and must not be frozen.
+        let payer = if canister == Principal::management_canister() {
+            super::management::effective_canister(method, &arg)
+        } else {
+            Some(canister)
+        };
+        if let Some(payer) = payer {
+            self.charge_ingress(payer, (method.len() + arg.len()) as u64)?;
         }
         let id = MessageId(self.next_message);
         self.next_message += 1;
@@ -174,8 +184,11 @@ impl Harness {
             cycles: 0,
             origin: Origin::Ingress(id),
         };
-        self.in_transit
-            .push((self.round + 1, Message::Request(req)));
+        self.in_transit.push(super::InTransit {
+            at: self.round + 1,
+            from_subnet: None,
+            msg: Message::Request(req),
+        });
         Ok(id)
     }
 
@@ -205,6 +218,7 @@ impl Harness {
             &Entry::Export("canister_inspect_message".into()),
             state,
             false,
+            &mut self.events,
         );
         match outcome.result {
             Ok(s) if s.message_accepted => Ok(()),
@@ -272,6 +286,16 @@ impl Harness {
         method: &str,
         arg: Vec<u8>,
     ) -> Result<Vec<u8>, Reject> {
+        if canister == super::cmc::CMC {
+            return self.cmc_query(method).ok_or_else(|| {
+                Reject::new(
+                    RejectCode::CanisterError,
+                    format!(
+                        "Error from Canister {canister}: Canister has no query method '{method}'. (IC0536)"
+                    ),
+                )
+            });
+        }
         let c = self.canisters.get(&canister).ok_or_else(|| {
             Reject::new(
                 RejectCode::DestinationInvalid,
@@ -301,7 +325,7 @@ impl Harness {
         let mut state = self.exec_state(c, context, sender, arg, None);
         state.can_respond = true;
         let c = self.canisters.get_mut(&canister).expect("present");
-        let outcome = Self::run(c, &Entry::Export(export), state, false);
+        let outcome = Self::run(c, &Entry::Export(export), state, false, &mut self.events);
         match outcome.result {
             Ok(s) if !s.calls.is_empty() => Err(Reject::new(
                 RejectCode::CanisterError,

@@ -6,10 +6,11 @@
 
 use candid::Principal;
 
+use super::faults::EventLog;
 use super::{Harness, Message, Request, ResponseMsg};
 use crate::canister::{Callback, Canister, Origin};
 use crate::execution::{Entry, ExecTrap, Outcome, StableTxn};
-use crate::system_api::{ApiContext, ExecState, Response};
+use crate::system_api::{ApiContext, ExecState, HostTrap, Response};
 use crate::types::{CanisterId, Reject, RejectCode};
 
 /// What kind of method a request targets.
@@ -94,7 +95,14 @@ impl Harness {
             controllers: canister.controllers.clone(),
             status: canister.status.code(),
             version: canister.version,
-            reserved_cycles: 0,
+            reserved_cycles: self.freeze_reserve(canister),
+            outstanding_calls: canister.callbacks.values().fold(
+                std::collections::BTreeMap::new(),
+                |mut m, cb| {
+                    *m.entry(cb.callee).or_insert(0) += 1;
+                    m
+                },
+            ),
             cycles_available,
             cycles_refunded: 0,
             deadline,
@@ -117,19 +125,66 @@ impl Harness {
         }
     }
 
-    /// Runs `entry` on `canister` and records metrics and logs.
+    /// Runs `entry` on `canister`, records metrics and logs, and charges the execution:
+    /// replicated executions pay the base fee (cleanups only their instructions);
+    /// non-replicated queries and inspect_message are free. An armed trap fault makes a
+    /// replicated execution trap before any code runs.
     pub(crate) fn run(
         canister: &mut Canister,
         entry: &Entry,
         state: ExecState,
         persist: bool,
+        events: &mut EventLog,
     ) -> Outcome {
-        let code = canister
-            .code
-            .as_mut()
-            .expect("callers check that code is installed");
-        let outcome = code.execute(&mut canister.stable, entry, state, persist, StableTxn::Own);
+        let context = state.context;
+        let fees = state.fees.clone();
+        let replicated = !matches!(
+            context,
+            ApiContext::NonReplicatedQuery
+                | ApiContext::CompositeQuery
+                | ApiContext::InspectMessage
+        );
+        let mut outcome = if replicated && canister.trap_next > 0 {
+            canister.trap_next -= 1;
+            let msg = format!(
+                "fault fired: execution of {} in canister {} trapped",
+                context.letter(),
+                canister.id
+            );
+            events.push(Some(canister), &msg);
+            Outcome {
+                result: Err(ExecTrap::Host(HostTrap::Explicit(
+                    "ic-harness fault injection: this execution traps".into(),
+                ))),
+                instructions: 0,
+                logs: Vec::new(),
+            }
+        } else {
+            let code = canister
+                .code
+                .as_mut()
+                .expect("callers check that code is installed");
+            code.execute(&mut canister.stable, entry, state, persist, StableTxn::Own)
+        };
         canister.record_execution(outcome.instructions, outcome.logs.clone());
+        if replicated {
+            let base = if context == ApiContext::Cleanup {
+                0
+            } else {
+                fees.update_message_execution
+            };
+            let instruction_fee = fees.instructions(u128::from(outcome.instructions));
+            let fee = base + instruction_fee;
+            canister.metrics.cycles_burned.execution += base;
+            canister.metrics.cycles_burned.instructions += instruction_fee;
+            // A committed update-like execution's balance is applied from its state.
+            match &mut outcome.result {
+                Ok(s) if persist && !context.is_query() => {
+                    s.balance = s.balance.saturating_sub(fee);
+                }
+                _ => canister.cycles = canister.cycles.saturating_sub(fee),
+            }
+        }
         outcome
     }
 
@@ -144,7 +199,10 @@ impl Harness {
             );
             return 0;
         };
-        if let Err(reject) = self.check_accepts_calls(canister) {
+        if let Err(reject) = self
+            .check_accepts_calls(canister)
+            .and_then(|()| self.check_not_frozen(canister))
+        {
             self.respond(&req.origin, Err(reject), req.cycles);
             return 0;
         }
@@ -192,7 +250,13 @@ impl Harness {
             req.method
         ));
         let canister = self.canisters.get_mut(&receiver).expect("checked above");
-        let outcome = Self::run(canister, &entry, state, !context.is_query());
+        let outcome = Self::run(
+            canister,
+            &entry,
+            state,
+            !context.is_query(),
+            &mut self.events,
+        );
         let instructions = outcome.instructions;
         self.apply(receiver, ctx, outcome);
         instructions
@@ -222,15 +286,27 @@ impl Harness {
             return 0;
         };
         let Some(cb) = canister.callbacks.get(&resp.callback) else {
-            return 0; // answered already (e.g. timed out): a late response is dropped
+            // Answered already (timed out): a late response is dropped with its refund.
+            canister.metrics.cycles_burned.lost += resp.refund;
+            return 0;
         };
         if cb.timed_out && !resp.synthetic {
+            canister.metrics.cycles_burned.lost += resp.refund;
             return 0;
         }
         let cb = canister.callbacks.remove(&resp.callback).expect("present");
         canister.cycles += resp.refund;
         let payload_len = resp.result.as_ref().map_or(0, Vec::len);
         canister.metrics.bytes_received += payload_len as u64;
+        // Replies pay for their data, rejects for their message; the deadline-expiry
+        // reject is made on the caller's own subnet and transmits nothing.
+        let response_bytes = match &resp.result {
+            _ if resp.synthetic => 0,
+            Ok(bytes) => bytes.len(),
+            Err(r) => r.message.len(),
+        };
+        self.settle_response_fees(resp.receiver, response_bytes as u64);
+        let canister = self.canisters.get_mut(&resp.receiver).expect("present");
         let Some(ctx) = canister.contexts.get_mut(&cb.context) else {
             return 0;
         };
@@ -259,7 +335,7 @@ impl Harness {
             env: fun_env.1,
         };
         let canister = self.canisters.get_mut(&receiver).expect("present");
-        let outcome = Self::run(canister, &entry, state, true);
+        let outcome = Self::run(canister, &entry, state, true, &mut self.events);
         let mut instructions = outcome.instructions;
         if let Err(trap) = &outcome.result {
             if let Some((fun, env)) = cb.on_cleanup {
@@ -294,10 +370,17 @@ impl Harness {
             Some(cb.context),
         );
         let canister = self.canisters.get_mut(&receiver).expect("present");
-        let outcome = Self::run(canister, &Entry::Callback { fun, env }, state, true);
+        let outcome = Self::run(
+            canister,
+            &Entry::Callback { fun, env },
+            state,
+            true,
+            &mut self.events,
+        );
         if let Ok(state) = outcome.result {
             // A cleanup keeps its state, timer and cycle changes; it sends nothing.
             canister.cycles = state.balance;
+            canister.metrics.cycles_burned.burned += state.burned;
             if let Some(t) = state.new_timer {
                 canister.timer = t;
             }
@@ -348,6 +431,7 @@ impl Harness {
         let canister = self.canisters.get_mut(&id).expect("present");
         if persisted {
             canister.cycles = state.balance;
+            canister.metrics.cycles_burned.burned += state.burned;
             canister.version += 1;
             if let Some(t) = state.new_timer {
                 canister.timer = t;
@@ -408,10 +492,17 @@ impl Harness {
         }
     }
 
-    /// Registers the callback of a performed call and routes its request.
+    /// Registers the callback of a performed call and routes its request (or, under a
+    /// reject fault, a reject in its place). `call_perform` already withdrew the call's
+    /// cost; here it is recorded: the request part as spent, the reservation as held.
     fn send_call(&mut self, caller: CanisterId, ctx_id: u64, call: crate::system_api::PendingCall) {
         let now = self.time;
+        let request_bytes = (call.payload.len() + call.method.len()) as u64;
+        let fees = self.fees.clone();
         let canister = self.canisters.get_mut(&caller).expect("present");
+        canister.metrics.cycles_burned.calls += fees.xnet_call;
+        canister.metrics.cycles_burned.bytes +=
+            fees.xnet_byte_transmission * u128::from(request_bytes);
         let deadline = call
             .timeout_seconds
             .map_or(0, |s| now + u64::from(s) * 1_000_000_000);
@@ -434,6 +525,40 @@ impl Harness {
             .expect("open")
             .outstanding += 1;
         canister.metrics.bytes_sent += (call.payload.len() + call.method.len()) as u64;
+        if let Some(code) = self.take_reject_fault(caller, call.callee) {
+            let refund = if code == RejectCode::SysUnknown {
+                self.canisters
+                    .get_mut(&caller)
+                    .expect("present")
+                    .metrics
+                    .cycles_burned
+                    .lost += call.cycles;
+                0
+            } else {
+                call.cycles
+            };
+            let reject = Reject::new(
+                code,
+                format!(
+                    "ic-harness fault injection: the call from {caller} to {}.{} was rejected by the system",
+                    call.callee, call.method
+                ),
+            );
+            let from = if call.callee == Principal::management_canister() {
+                caller
+            } else {
+                call.callee
+            };
+            let msg = Message::Response(ResponseMsg {
+                receiver: caller,
+                callback: cb_id,
+                result: Err(reject),
+                refund,
+                synthetic: false,
+            });
+            self.route(from, msg);
+            return;
+        }
         let req = Request {
             sender: caller,
             receiver: call.callee,
@@ -461,8 +586,24 @@ impl Harness {
                 self.ingress.insert(*id, Some(result));
             }
             Origin::Canister {
-                caller, callback, ..
+                caller,
+                callback,
+                deadline,
             } => {
+                let callee = self
+                    .canisters
+                    .get(caller)
+                    .and_then(|c| c.callbacks.get(callback))
+                    .map(|cb| cb.callee);
+                if *deadline != 0
+                    && let Some(callee) = callee
+                    && self.take_drop_fault(*caller, callee)
+                {
+                    if let Some(c) = self.canisters.get_mut(caller) {
+                        c.metrics.cycles_burned.lost += refund;
+                    }
+                    return;
+                }
                 let from = self.current_sender;
                 let msg = Message::Response(ResponseMsg {
                     receiver: *caller,

@@ -7,8 +7,9 @@
 use candid::{Decode, Encode, Nat, Principal};
 use ic_management_canister_types::{
     CanisterIdRecord, CanisterInstallMode, CanisterSettings, CanisterStatusResult,
-    CanisterStatusType, CreateCanisterArgs, DefiniteCanisterSettings, InstallCodeArgs,
-    LogVisibility, MemoryMetrics, QueryStats, UpdateSettingsArgs, WasmMemoryPersistence,
+    CanisterStatusType, CreateCanisterArgs, DefiniteCanisterSettings, InstallChunkedCodeArgs,
+    InstallCodeArgs, LogVisibility, MemoryMetrics, QueryStats, UpdateSettingsArgs,
+    WasmMemoryPersistence,
 };
 
 use super::{Harness, Request};
@@ -24,22 +25,25 @@ use crate::types::{CanisterId, Reject, RejectCode, canister_id_from_index};
 pub(crate) fn effective_canister(method: &str, arg: &[u8]) -> Option<Principal> {
     match method {
         "create_canister" | "raw_rand" => None,
+        "install_chunked_code" => Decode!(arg, InstallChunkedCodeArgs)
+            .ok()
+            .map(|r| r.target_canister),
         _ => Decode!(arg, CanisterIdRecord).ok().map(|r| r.canister_id),
     }
 }
 
-fn reject(code: RejectCode, msg: impl Into<String>) -> Reject {
+pub(super) fn reject(code: RejectCode, msg: impl Into<String>) -> Reject {
     Reject::new(code, msg)
 }
 
-fn not_found(id: &CanisterId) -> Reject {
+pub(super) fn not_found(id: &CanisterId) -> Reject {
     reject(
         RejectCode::DestinationInvalid,
         format!("Canister {id} not found. (IC0301)"),
     )
 }
 
-fn decode<T: candid::CandidType + for<'de> serde::Deserialize<'de>>(
+pub(super) fn decode<T: candid::CandidType + for<'de> serde::Deserialize<'de>>(
     method: &str,
     arg: &[u8],
 ) -> Result<T, Reject> {
@@ -51,7 +55,7 @@ fn decode<T: candid::CandidType + for<'de> serde::Deserialize<'de>>(
     })
 }
 
-fn encode<T: candid::CandidType>(value: &T) -> Vec<u8> {
+pub(super) fn encode<T: candid::CandidType>(value: &T) -> Vec<u8> {
     Encode!(value).expect("management replies encode")
 }
 
@@ -63,8 +67,17 @@ impl Harness {
             return false;
         };
         let messages: Vec<_> = queue.drain(..).collect();
-        let progressed = !messages.is_empty();
+        let mut progressed = false;
         for msg in messages {
+            if self
+                .destination_subnet(&msg)
+                .is_some_and(|s| self.is_subnet_offline(s))
+            {
+                // Its target's subnet is offline: the request waits.
+                self.inputs.entry(key).or_default().push_back(msg);
+                continue;
+            }
+            progressed = true;
             let super::Message::Request(req) = msg else {
                 continue;
             };
@@ -150,15 +163,23 @@ impl Harness {
                 Ok(false) => None,
                 Err(r) => refund_all(Err(r)),
             },
-            other => refund_all(Err(reject(
-                RejectCode::CanisterReject,
-                format!("Management canister has no method '{other}'"),
-            ))),
+            other => {
+                let handled = match self.handle_snapshot_method(sender, other, arg) {
+                    Some(result) => Some(result),
+                    None => self.handle_chunk_method(sender, other, arg),
+                };
+                refund_all(handled.unwrap_or_else(|| {
+                    Err(reject(
+                        RejectCode::CanisterReject,
+                        format!("Management canister has no method '{other}'"),
+                    ))
+                }))
+            }
         }
     }
 
     /// The canister `id` if `sender` controls it.
-    fn controlled(
+    pub(super) fn controlled(
         &self,
         sender: Principal,
         id: CanisterId,
@@ -186,8 +207,9 @@ impl Harness {
     ) -> CanisterId {
         let id = canister_id_from_index(self.next_canister_index);
         self.next_canister_index += 1;
-        self.canisters
-            .insert(id, Canister::new(id, subnet, controllers, cycles));
+        let mut canister = Canister::new(id, subnet, controllers, cycles);
+        canister.storage_since = self.time;
+        self.canisters.insert(id, canister);
         std::sync::Arc::make_mut(&mut self.routing).insert(id, subnet);
         id
     }
@@ -211,6 +233,9 @@ impl Harness {
         let controllers = controllers_of(args.settings.as_ref(), sender)?;
         let subnet = self.routing[&sender];
         let id = self.new_canister(subnet, controllers, cycles - fee);
+        if let Some(creator) = self.canisters.get_mut(&sender) {
+            creator.metrics.cycles_burned.creation += fee;
+        }
         if let Some(settings) = args.settings {
             self.apply_settings(id, &settings);
         }
@@ -252,8 +277,30 @@ impl Harness {
         }
     }
 
-    /// `install_code` in any mode, controllers only, atomic.
+    /// `install_code` in any mode, controllers only, atomic. The target pays the base
+    /// execution fee and the instructions of every step, whether the install succeeds or not.
     pub(crate) fn install_code(
+        &mut self,
+        sender: Principal,
+        args: InstallCodeArgs,
+    ) -> Result<(), Reject> {
+        let id = args.canister_id;
+        let before = self.canisters.get(&id).map(|c| c.metrics.instructions);
+        let wasm = args.wasm_module.clone();
+        let result = self.install_code_steps(sender, args);
+        if let (Some(before), Some(c)) = (before, self.canisters.get_mut(&id)) {
+            let used = c.metrics.instructions - before;
+            if used > 0 || result.is_ok() {
+                super::cycles::charge_execution(c, &self.fees, used, true);
+            }
+            if result.is_ok() {
+                c.wasm_module = wasm;
+            }
+        }
+        result
+    }
+
+    fn install_code_steps(
         &mut self,
         sender: Principal,
         args: InstallCodeArgs,
@@ -445,10 +492,15 @@ impl Harness {
         }
     }
 
-    fn uninstall_code(&mut self, sender: Principal, id: CanisterId) -> Result<(), Reject> {
+    pub(super) fn uninstall_code(
+        &mut self,
+        sender: Principal,
+        id: CanisterId,
+    ) -> Result<(), Reject> {
         self.controlled(sender, id, "uninstall_code")?;
         let c = self.canisters.get_mut(&id).expect("checked");
         c.code = None;
+        c.wasm_module = Vec::new();
         c.stable = StableMemory::new();
         c.timer = 0;
         c.version += 1;
@@ -521,13 +573,13 @@ impl Harness {
                 wasm_binary_size: Nat::from(binary),
                 custom_sections_size: Nat::from(custom),
                 canister_history_size: Nat::from(0u8),
-                wasm_chunk_store_size: Nat::from(0u8),
-                snapshots_size: Nat::from(0u8),
+                wasm_chunk_store_size: Nat::from(c.chunk_store_bytes()),
+                snapshots_size: Nat::from(c.snapshots_bytes()),
                 log_memory_store_size: Nat::from(0u8),
             },
             cycles: Nat::from(c.cycles),
             reserved_cycles: Nat::from(0u8),
-            idle_cycles_burned_per_day: Nat::from(0u8),
+            idle_cycles_burned_per_day: Nat::from(self.fees.idle_burn_per_day(c.memory_bytes())),
             query_stats: QueryStats {
                 num_calls_total: Nat::from(0u8),
                 num_instructions_total: Nat::from(0u8),

@@ -2,10 +2,16 @@
 //! PocketIC-shaped test API.
 
 mod api;
+mod api_platform;
 pub use api::DEFAULT_CANISTER_CYCLES;
+mod chunks;
+mod cmc;
+mod cycles;
 mod dispatch;
+mod faults;
 mod management;
 mod scheduler;
+pub(crate) mod snapshots;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -58,6 +64,16 @@ impl Message {
     }
 }
 
+/// A message between subnets, waiting for its delivery round.
+#[derive(Debug, Clone)]
+pub(crate) struct InTransit {
+    /// The round from which it may be delivered.
+    pub at: u64,
+    /// The sender's subnet (`None` for users and the CMC).
+    pub from_subnet: Option<SubnetId>,
+    pub msg: Message,
+}
+
 /// Configuration of a harness.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
@@ -65,12 +81,15 @@ pub(crate) struct Config {
     pub round_nanos: u64,
     pub limits: InstructionLimits,
     pub seed: u64,
+    pub fees: FeeSchedule,
+    pub shuffle_seed: Option<u64>,
 }
 
 /// Builds a [`Harness`] with a chosen topology.
 #[derive(Debug, Clone)]
 pub struct HarnessBuilder {
-    subnets: usize,
+    /// One entry per subnet: its CMC subnet type (`None`: a default application subnet).
+    subnets: Vec<Option<String>>,
     config: Config,
 }
 
@@ -85,20 +104,46 @@ impl HarnessBuilder {
     #[must_use]
     pub fn new() -> Self {
         Self {
-            subnets: 0,
+            subnets: Vec::new(),
             config: Config {
                 latency_rounds: 2,
                 round_nanos: 1_000_000_000,
                 limits: InstructionLimits::default(),
                 seed: 0,
+                fees: FeeSchedule::default(),
+                shuffle_seed: None,
             },
         }
     }
 
-    /// Adds one application subnet.
+    /// Adds one application subnet, one of the CMC's default subnets.
     #[must_use]
     pub fn with_application_subnet(mut self) -> Self {
-        self.subnets += 1;
+        self.subnets.push(None);
+        self
+    }
+
+    /// Adds one application subnet of CMC subnet type `subnet_type` (e.g. `"fiduciary"`):
+    /// listed by `get_subnet_types_to_subnets`, reachable through the CMC only by
+    /// `Filter { subnet_type = opt "<type>" }` or by naming it, and not a default subnet.
+    #[must_use]
+    pub fn with_application_subnet_of_type(mut self, subnet_type: &str) -> Self {
+        self.subnets.push(Some(subnet_type.to_string()));
+        self
+    }
+
+    /// The fee table (default: a 13-node application subnet's, see [`FeeSchedule`]).
+    #[must_use]
+    pub fn with_fee_schedule(mut self, fees: FeeSchedule) -> Self {
+        self.config.fees = fees;
+        self
+    }
+
+    /// Randomises, with `seed`, the order in which ready queues execute (see
+    /// [`Harness::set_queue_shuffle`]); the default is FIFO order.
+    #[must_use]
+    pub fn with_queue_shuffle(mut self, seed: u64) -> Self {
+        self.config.shuffle_seed = Some(seed);
         self
     }
 
@@ -133,10 +178,22 @@ impl HarnessBuilder {
     /// Builds the harness; with no subnet requested, it has one.
     #[must_use]
     pub fn build(self) -> Harness {
-        let count = self.subnets.max(1);
-        let subnets = (0..count as u64).map(subnet_id_from_index).collect();
-        Harness {
+        let mut kinds = self.subnets;
+        if kinds.is_empty() {
+            kinds.push(None);
+        }
+        let subnets: Vec<SubnetId> = (0..kinds.len() as u64).map(subnet_id_from_index).collect();
+        let subnet_types = subnets
+            .iter()
+            .zip(kinds)
+            .filter_map(|(s, t)| t.map(|t| (*s, t)))
+            .collect();
+        let fees = Arc::new(self.config.fees.clone());
+        let mut harness = Harness {
             subnets,
+            subnet_types,
+            faults: faults::Faults::default(),
+            events: faults::EventLog::default(),
             canisters: BTreeMap::new(),
             routing: Arc::new(BTreeMap::new()),
             next_canister_index: 0,
@@ -148,9 +205,11 @@ impl HarnessBuilder {
             inputs: BTreeMap::new(),
             ingress: BTreeMap::new(),
             next_message: 0,
-            fees: Arc::new(FeeSchedule::default()),
+            fees,
             current_sender: Principal::management_canister(),
-        }
+        };
+        harness.set_queue_shuffle(harness.config.shuffle_seed);
+        harness
     }
 }
 
@@ -164,6 +223,10 @@ pub struct Topology {
 /// An in-process Internet Computer.
 pub struct Harness {
     subnets: Vec<SubnetId>,
+    /// CMC subnet types of the typed subnets (the others are default subnets).
+    subnet_types: BTreeMap<SubnetId, String>,
+    faults: faults::Faults,
+    events: faults::EventLog,
     canisters: BTreeMap<CanisterId, Canister>,
     /// Canister → subnet; shared with executions for payload limits.
     routing: Arc<BTreeMap<Principal, SubnetId>>,
@@ -173,8 +236,8 @@ pub struct Harness {
     /// Simulated time in nanoseconds since the epoch.
     time: u64,
     round: u64,
-    /// Messages between subnets: (delivery round, message), in send order.
-    in_transit: Vec<(u64, Message)>,
+    /// Messages between subnets, in send order.
+    in_transit: Vec<InTransit>,
     /// Input queues by receiver (the management canister included).
     inputs: BTreeMap<Principal, VecDeque<Message>>,
     /// Ingress messages: `None` while pending.
@@ -194,23 +257,33 @@ impl Harness {
             }
             other => other.queue_key(),
         };
-        let from_subnet = self.routing.get(&from);
-        let same_subnet = from_subnet.is_some() && from_subnet == self.routing.get(&to);
+        let from_subnet = self.routing.get(&from).copied();
+        let same_subnet = from_subnet.is_some() && from_subnet.as_ref() == self.routing.get(&to);
         let key = msg.queue_key();
         if same_subnet {
             self.inputs.entry(key).or_default().push_back(msg);
         } else {
-            self.in_transit
-                .push((self.round + self.config.latency_rounds, msg));
+            self.in_transit.push(InTransit {
+                at: self.round + self.config.latency_rounds,
+                from_subnet,
+                msg,
+            });
         }
+    }
+
+    /// The subnet a message is delivered to (`None`: the CMC, or a missing canister).
+    pub(crate) fn destination_subnet(&self, msg: &Message) -> Option<SubnetId> {
+        let to = match msg {
+            Message::Request(r) if r.receiver == Principal::management_canister() => {
+                management::effective_canister(&r.method, &r.arg)?
+            }
+            other => other.queue_key(),
+        };
+        self.routing.get(&to).copied()
     }
 
     fn next_random(&mut self) -> u64 {
         // splitmix64: deterministic, seeded, good enough for raw_rand in tests.
-        self.rng_state = self.rng_state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.rng_state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        faults::splitmix(&mut self.rng_state)
     }
 }

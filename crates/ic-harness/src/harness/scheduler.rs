@@ -1,12 +1,15 @@
 //! Rounds: delivery, timers, bounded-wait deadlines, execution passes and stopping.
 //!
 //! One `tick` is one round on every subnet:
-//! 1. the clock advances by the round duration;
-//! 2. messages in transit whose delivery round has come reach their input queues;
+//! 1. the clock advances by the round duration, and every canister pays storage for the
+//!    time elapsed since its last charge;
+//! 2. messages in transit whose delivery round has come reach their input queues (unless
+//!    the sending or receiving subnet is offline);
 //! 3. bounded-wait callbacks past their deadline get a SYS_UNKNOWN reject;
 //! 4. execution passes run until no canister makes progress: each canister first runs
 //!    its due global timer (and heartbeat), then its input queue, within its round
-//!    instruction budget; same-subnet messages may execute in the same round;
+//!    instruction budget; same-subnet messages may execute in the same round. Canisters
+//!    on offline subnets execute nothing; frozen canisters run no timer or heartbeat;
 //! 5. stopping canisters with no open call context become stopped.
 
 use candid::Principal;
@@ -24,22 +27,29 @@ impl Harness {
     /// Executes one round on every subnet.
     pub fn tick(&mut self) {
         self.round += 1;
+        self.events.round = self.round;
         self.time += self.config.round_nanos;
+        self.charge_storage();
         self.deliver_due();
         self.expire_deadlines();
-        let ids: Vec<CanisterId> = self.canisters.keys().copied().collect();
+        let all: Vec<CanisterId> = self.canisters.keys().copied().collect();
+        let ids: Vec<CanisterId> = all
+            .into_iter()
+            .filter(|id| !self.is_subnet_offline(self.canisters[id].subnet))
+            .collect();
         let mut budgets: std::collections::BTreeMap<CanisterId, u64> = ids
             .iter()
             .map(|id| (*id, self.config.limits.round_per_canister))
             .collect();
-        for id in &ids {
-            self.run_system_tasks(*id, &mut budgets);
+        for id in self.shuffled(ids.clone()) {
+            self.run_system_tasks(id, &mut budgets);
         }
         for _ in 0..MAX_PASSES_PER_ROUND {
             let mut progressed = self.process_management_queue();
+            progressed |= self.process_cmc_queue();
             progressed |= self.reject_messages_to_missing_canisters();
-            for id in &ids {
-                progressed |= self.drain_inputs(*id, &mut budgets);
+            for id in self.shuffled(ids.clone()) {
+                progressed |= self.drain_inputs(id, &mut budgets);
             }
             self.finish_stops();
             if !progressed {
@@ -117,22 +127,37 @@ impl Harness {
         parts.join("; ")
     }
 
+    /// Moves due messages to their input queues; those from or to an offline subnet wait.
     fn deliver_due(&mut self) {
         let round = self.round;
-        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.in_transit)
-            .into_iter()
-            .partition(|(at, _)| *at <= round);
-        self.in_transit = later;
-        for (_, msg) in due {
-            let key = msg.queue_key();
-            self.inputs.entry(key).or_default().push_back(msg);
+        let pending = std::mem::take(&mut self.in_transit);
+        for t in pending {
+            let blocked = t.from_subnet.is_some_and(|s| self.is_subnet_offline(s))
+                || self
+                    .destination_subnet(&t.msg)
+                    .is_some_and(|s| self.is_subnet_offline(s));
+            if t.at > round || blocked {
+                self.in_transit.push(t);
+            } else {
+                let key = t.msg.queue_key();
+                self.inputs.entry(key).or_default().push_back(t.msg);
+            }
         }
     }
 
     fn expire_deadlines(&mut self) {
         let now = self.time;
         let mut expired = Vec::new();
+        let offline: Vec<_> = self
+            .subnets
+            .iter()
+            .filter(|s| self.is_subnet_offline(**s))
+            .copied()
+            .collect();
         for c in self.canisters.values_mut() {
+            if offline.contains(&c.subnet) {
+                continue;
+            }
             for (id, cb) in &mut c.callbacks {
                 if cb.deadline != 0 && cb.deadline <= now && !cb.timed_out {
                     cb.timed_out = true;
@@ -165,6 +190,7 @@ impl Harness {
             .filter(|(id, q)| {
                 !q.is_empty()
                     && **id != Principal::management_canister()
+                    && **id != super::cmc::CMC
                     && !self.canisters.contains_key(id)
             })
             .map(|(id, _)| *id)
@@ -199,6 +225,10 @@ impl Harness {
         if c.status != Status::Running || c.busy_until_round > round {
             return;
         }
+        if self.check_not_frozen(&self.canisters[&id]).is_err() {
+            return; // a frozen canister cannot prepay its timer or heartbeat
+        }
+        let c = self.canisters.get_mut(&id).expect("present");
         let Some(code) = c.code.as_ref() else { return };
         let prepared = code.compiled.prepared.clone();
         let mut tasks = Vec::new();
@@ -221,7 +251,13 @@ impl Harness {
                 Some(ctx),
             );
             let c = self.canisters.get_mut(&id).expect("present");
-            let outcome = Self::run(c, &Entry::Export(task.to_string()), state, true);
+            let outcome = Self::run(
+                c,
+                &Entry::Export(task.to_string()),
+                state,
+                true,
+                &mut self.events,
+            );
             let used = outcome.instructions;
             self.current_sender = id;
             self.apply(id, ctx, outcome);
@@ -248,11 +284,10 @@ impl Harness {
             {
                 break;
             }
-            let Some(msg) = self
-                .inputs
-                .get_mut(&id)
-                .and_then(std::collections::VecDeque::pop_front)
-            else {
+            let Some(index) = self.next_input_index(id) else {
+                break;
+            };
+            let Some(msg) = self.inputs.get_mut(&id).and_then(|q| q.remove(index)) else {
                 break;
             };
             progressed = true;

@@ -10,7 +10,7 @@ use wasmtime::{Caller, Linker};
 use super::{
     Allowed, ApiContext as Ctx, CanisterState, ExecState, HostTrap, PendingCall, Response,
 };
-use crate::limits::{MAX_CALL_TIMEOUT_SECONDS, MAX_PRINCIPAL_BYTES};
+use crate::limits::{MAX_CALL_TIMEOUT_SECONDS, MAX_PRINCIPAL_BYTES, MAX_QUEUE_PER_PAIR};
 use crate::stable_memory::MAX_STABLE_PAGES;
 
 type C<'a> = Caller<'a, CanisterState>;
@@ -644,6 +644,18 @@ fn register_calls(linker: &mut Linker<CanisterState>) -> R<()> {
         let Some(call) = s.pending_call.take() else {
             return violation("ic0.call_perform called with no call under construction".into());
         };
+        // SYS_TRANSIENT, with the attached cycles back and nothing sent, when the pair's
+        // queue is full or the call's cost would dip into the freezing reserve.
+        let queued = s.outstanding_calls.get(&call.callee).copied().unwrap_or(0)
+            + s.calls.iter().filter(|p| p.callee == call.callee).count();
+        let cost = s
+            .fees
+            .cost_call(call.method.len() as u64, call.payload.len() as u64);
+        if queued >= MAX_QUEUE_PER_PAIR || s.liquid_balance() < cost {
+            s.balance += call.cycles;
+            return Ok(2);
+        }
+        s.balance -= cost;
         s.calls.push(call);
         Ok(0)
     })?;

@@ -181,6 +181,8 @@ pub struct ExecState {
     pub version: u64,
     /// Cycles that must stay on the balance (freezing threshold); liquid = balance - this.
     pub reserved_cycles: u128,
+    /// Calls of this canister awaiting a response, by callee (for the per-pair queue limit).
+    pub outstanding_calls: BTreeMap<Principal, usize>,
     /// `msg_cycles_available`: cycles attached to the call, not yet accepted.
     pub cycles_available: u128,
     /// `msg_cycles_refunded`: cycles returned with the response.
