@@ -84,6 +84,12 @@ pub struct AppStats {
 pub enum AppError {
     /// Only the app's controllers may change data in bulk.
     Unauthorized(Principal),
+    /// The caller has not joined (call `join` first).
+    NotAMember(Principal),
+    /// The caller has not opted in to a personal vault.
+    NotOptedIn(Principal),
+    /// The kit refused the data-set backup.
+    Backup(String),
 }
 
 struct Db {
@@ -93,6 +99,10 @@ struct Db {
     media: Vm,
     /// Reserved but unwritten space (zeros), for benchmarks of mostly-empty images.
     reserve: Vm,
+    /// Signed-in principals → their user id.
+    members: StableBTreeMap<Principal, u64, Vm>,
+    /// Users who opted in to a personal vault → that vault.
+    personal_vaults: StableBTreeMap<Principal, Principal, Vm>,
 }
 
 thread_local! {
@@ -106,6 +116,8 @@ fn open() -> Db {
         posts: StableBTreeMap::init(mm.get(MemoryId::new(1))),
         media: mm.get(MemoryId::new(2)),
         reserve: mm.get(MemoryId::new(3)),
+        members: StableBTreeMap::init(mm.get(MemoryId::new(4))),
+        personal_vaults: StableBTreeMap::init(mm.get(MemoryId::new(5))),
     }
 }
 
@@ -257,6 +269,73 @@ fn edit_posts(first_id: u64, count: u64, seed: u64) -> Result<u64, AppError> {
         }
         edited
     }))
+}
+
+fn member() -> Result<(Principal, u64), AppError> {
+    let caller = ic_cdk::api::msg_caller();
+    with_db(|db| db.members.get(&caller)).map(|id| (caller, id)).ok_or(AppError::NotAMember(caller))
+}
+
+/// The caller joins the app as a user with `name`; returns their user id (joining
+/// twice returns the same id).
+#[ic_cdk::update]
+fn join(name: String) -> Result<u64, AppError> {
+    let caller = ic_cdk::api::msg_caller();
+    if caller == Principal::anonymous() {
+        return Err(AppError::NotAMember(caller));
+    }
+    let now = ic_cdk::api::time();
+    Ok(with_db(|db| {
+        if let Some(id) = db.members.get(&caller) {
+            return id;
+        }
+        let id = db.users.len();
+        db.users.insert(id, User { id, name, joined_at_ns: now });
+        db.members.insert(caller, id);
+        id
+    }))
+}
+
+/// The caller posts `text`; returns the post id.
+#[ic_cdk::update]
+fn post(text: String) -> Result<u64, AppError> {
+    let (_, author) = member()?;
+    let now = ic_cdk::api::time();
+    Ok(with_db(|db| {
+        let id = db.posts.len();
+        db.posts.insert(id, Post { id, author, created_at_ns: now, text, edits: 0 });
+        id
+    }))
+}
+
+/// The caller opts in to backups of their own data into `vault`, their personal vault
+/// (which they own and control; this app must be one of its writers).
+#[ic_cdk::update]
+fn opt_in_personal_vault(vault: Principal) -> Result<(), AppError> {
+    let (caller, _) = member()?;
+    with_db(|db| db.personal_vaults.insert(caller, vault));
+    Ok(())
+}
+
+/// Backs the caller's data (their profile and posts, candid-encoded) up to their
+/// personal vault; only the changed chunks travel.
+#[ic_cdk::update]
+fn backup_my_data() -> Result<(), AppError> {
+    let (caller, user_id) = member()?;
+    let (vault, bytes) = with_db(|db| {
+        let vault = db.personal_vaults.get(&caller).ok_or(AppError::NotOptedIn(caller))?;
+        let user = db.users.get(&user_id);
+        let posts: Vec<Post> = db.posts.iter().map(|e| e.value()).filter(|p| p.author == user_id).collect();
+        Ok((vault, Encode!(&user, &posts).expect("encodes")))
+    })?;
+    canvault_kit::backup_dataset(&caller.to_text(), vault, bytes).map_err(|e| AppError::Backup(e.to_string()))
+}
+
+/// The state of the caller's personal backups.
+#[ic_cdk::query]
+fn my_data_backup() -> Result<Option<canvault_kit::DatasetInfo>, AppError> {
+    let (caller, _) = member()?;
+    Ok(canvault_kit::dataset_info(&caller.to_text()))
 }
 
 /// One post.

@@ -136,6 +136,25 @@ pub fn abandon_restore() -> Result<(), KitError> {
     with_kit(|k| k.abandon_restore())
 }
 
+/// Queues a backup of the app-defined data set `name` (e.g. one user's posts) to
+/// `vault` (e.g. that user's personal vault, where this app is a writer). The app's
+/// endpoint decides who may ask; the kit stages the bytes and sends only the chunks
+/// that changed since that data set's last backup.
+///
+/// # Errors
+/// An empty name or a data set over 64 MiB.
+pub fn backup_dataset(name: &str, vault: Principal, bytes: Vec<u8>) -> Result<(), KitError> {
+    with_kit(|k| k.queue_dataset(name, vault, bytes))?;
+    driver::schedule(Duration::ZERO);
+    Ok(())
+}
+
+/// The state of data set `name`: its vault, last backup, queued jobs.
+#[must_use]
+pub fn dataset_info(name: &str) -> Option<canvault_protocol::kit_api::DatasetInfo> {
+    with_kit(|k| k.dataset_info(name))
+}
+
 /// The armed vault announces the image.
 ///
 /// # Errors

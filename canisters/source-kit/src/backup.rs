@@ -20,7 +20,7 @@ use candid::Principal;
 use ic_stable_structures::Memory;
 
 use crate::kit::{Kit, WASM_PAGE};
-use crate::state::Backup;
+use crate::state::{Backup, Target};
 
 /// Chunks of one `put_chunks` call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,8 +60,7 @@ impl<M: Memory> Kit<M> {
                 self.send.set(i);
             }
         } else {
-            self.known.clear_new();
-            self.invalidate_known_set();
+            self.clear_known(Target::Image);
             self.send.set_range(count);
         }
         self.dirty.clear_all();
@@ -71,6 +70,7 @@ impl<M: Memory> Kit<M> {
         self.update_state(|s| {
             s.known_chunk_size = chunk_size;
             s.backup = Some(Backup {
+                target: Target::Image,
                 nonce: s.next_nonce,
                 vault,
                 snapshot_id: None,
@@ -109,8 +109,7 @@ impl<M: Memory> Kit<M> {
         let Some(b) = self.state().backup.clone() else { return };
         if b.parent.is_some() && parent_used.is_none() {
             let count = chunk_count(b.image_size, b.chunk_size);
-            self.known.clear_new();
-            self.invalidate_known_set();
+            self.clear_known(b.target);
             self.send.set_range(count);
             let total = self.send.count();
             self.update_state(|s| {
@@ -147,11 +146,11 @@ impl<M: Memory> Kit<M> {
             if !keep_going() {
                 break;
             }
-            let raw = self.frozen_chunk(i, b.image_size, b.chunk_size);
+            let raw = self.frozen_chunk(b.target, i, b.image_size, b.chunk_size);
             let hash = Hash256::of(&raw);
             let body = if chunk::is_zero(&raw) {
                 ChunkBody::Zero
-            } else if !force_data.contains(&i) && self.vault_knows(&hash) {
+            } else if !force_data.contains(&i) && self.vault_knows(b.target, &hash) {
                 ChunkBody::Known
             } else {
                 let (codec, bytes) = chunk::encode(&raw);
@@ -228,47 +227,52 @@ impl<M: Memory> Kit<M> {
             let h = self
                 .pending
                 .get(&i)
-                .or_else(|| self.known.get(&i))
+                .or_else(|| self.known_digest(b.target, i))
                 .unwrap_or_else(|| panic!("chunk {i} has no digest: neither sent nor known"));
             Hash256(h)
         });
         Some(image_root(b.image_size, b.chunk_size, hashes))
     }
 
-    /// The vault committed: the frozen image becomes the known base for the next backup.
+    /// The vault committed: the frozen content becomes the known base for the next backup.
     pub fn complete(&mut self, root: Hash256, now_ns: u64) {
         let Some(b) = self.state().backup.clone() else { return };
         let count = chunk_count(b.image_size, b.chunk_size);
         let acked: Vec<(u32, [u8; 32])> = self.pending.iter().map(|e| e.into_pair()).collect();
-        for (i, h) in acked {
-            self.known.insert(i, h);
-        }
-        let beyond: Vec<u32> = self.known.keys_range(count..).collect();
-        for i in beyond {
-            self.known.remove(&i);
-        }
+        self.merge_known(b.target, acked, count);
         self.pending.clear_new();
         self.release_all_frozen();
-        self.invalidate_known_set();
+        let last = LastBackup {
+            vault: b.vault,
+            snapshot_id: b.snapshot_id.unwrap_or_default(),
+            root,
+            image_size: b.image_size,
+            completed_at_ns: now_ns,
+            chunks_sent: b.data_chunks,
+            bytes_sent: b.bytes_sent,
+        };
+        if let Target::Dataset(id) = b.target {
+            self.dataset_completed(id, last);
+            self.update_state(|s| s.backup = None);
+            return;
+        }
         self.update_state(|s| {
-            s.last_backup = Some(LastBackup {
-                vault: b.vault,
-                snapshot_id: b.snapshot_id.unwrap_or_default(),
-                root,
-                image_size: b.image_size,
-                completed_at_ns: now_ns,
-                chunks_sent: b.data_chunks,
-                bytes_sent: b.bytes_sent,
-            });
+            s.last_backup = Some(last);
             s.last_failure = None;
             s.backup = None;
             s.backups_completed += 1;
         });
     }
 
-    /// Gives the backup up: every chunk it had to send becomes dirty again.
+    /// Gives the backup up: every chunk it had to send becomes dirty again (an image),
+    /// or the failure is recorded on the data set (the app queues it again).
     pub fn fail(&mut self, reason: String, now_ns: u64) {
-        if self.state().backup.is_none() {
+        let Some(b) = self.state().backup.clone() else { return };
+        if let Target::Dataset(id) = b.target {
+            self.send.clear_all();
+            self.pending.clear_new();
+            self.dataset_failed(id, FailedBackup { at_ns: now_ns, reason });
+            self.update_state(|s| s.backup = None);
             return;
         }
         let unsent: Vec<u32> = self.send.iter_from(0).collect();

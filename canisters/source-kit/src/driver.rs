@@ -88,6 +88,9 @@ fn release_pump() {
 
 fn next_step() -> Step {
     with_kit(|k| {
+        if k.state().backup.is_none() && !k.start_next_dataset(now()) {
+            return Step::Idle;
+        }
         let Some(b) = k.state().backup.as_ref() else { return Step::Idle };
         match b.snapshot_id {
             None => Step::Begin(b.vault),

@@ -11,6 +11,10 @@
 //!   MemoryId 6  dirty bitmap: chunks written since the last freeze
 //!   MemoryId 7  to-send bitmap: chunks of this backup not yet acknowledged
 //!   MemoryId 8  staged hashes: chunk index → digest verified in the restore staging image
+//!   MemoryId 9  data-set staging memory: the data set being backed up
+//!   MemoryId 10 data-set records: id → name, vault, last backup
+//!   MemoryId 11 data-set known hashes: (data set, chunk index) → digest in its last backup
+//!   MemoryId 12 data-set queue: sequence → (data set, bytes)
 //! ```
 //! Ids are never reused. The backed-up image is exactly the app's memory: the kit's
 //! own state lives outside it, so a restore never overwrites the kit.
@@ -29,7 +33,8 @@ use ic_stable_structures::memory_manager::{MemoryId, MemoryManager, VirtualMemor
 use ic_stable_structures::{Memory, StableBTreeMap, StableCell};
 
 use crate::bitmap::Bitmap;
-use crate::state::KitState;
+use crate::dataset::{DatasetJob, DatasetRecord};
+use crate::state::{KitState, Target};
 
 /// Bytes per wasm page.
 pub const WASM_PAGE: u64 = 65_536;
@@ -43,6 +48,10 @@ const PENDING: MemoryId = MemoryId::new(5);
 const DIRTY: MemoryId = MemoryId::new(6);
 const SEND: MemoryId = MemoryId::new(7);
 const STAGED: MemoryId = MemoryId::new(8);
+const DATASET_STAGE: MemoryId = MemoryId::new(9);
+const DATASETS: MemoryId = MemoryId::new(10);
+const DATASET_KNOWN: MemoryId = MemoryId::new(11);
+const DATASET_QUEUE: MemoryId = MemoryId::new(12);
 
 type Vm<M> = VirtualMemory<M>;
 
@@ -56,11 +65,15 @@ pub struct Kit<M: Memory> {
     pub(crate) dirty: Bitmap<Vm<M>>,
     pub(crate) send: Bitmap<Vm<M>>,
     pub(crate) staged: StableBTreeMap<u32, [u8; 32], Vm<M>>,
+    pub(crate) dataset_stage: Vm<M>,
+    pub(crate) datasets: StableBTreeMap<u64, DatasetRecord, Vm<M>>,
+    pub(crate) dataset_known: StableBTreeMap<(u64, u32), [u8; 32], Vm<M>>,
+    pub(crate) dataset_queue: StableBTreeMap<u64, DatasetJob, Vm<M>>,
     /// Heap mirror of the copy-on-write store's keys (the write path must not touch stable
     /// memory to find out whether a chunk was already preserved).
     preserved: BTreeSet<u32>,
-    /// Digests the vault holds from the last complete backup (built on demand).
-    known_set: Option<HashSet<Hash256>>,
+    /// Digests the vault holds from the target's last complete backup (built on demand).
+    known_set: Option<(Target, HashSet<Hash256>)>,
 }
 
 impl<M: Memory + Clone> Kit<M> {
@@ -78,6 +91,10 @@ impl<M: Memory + Clone> Kit<M> {
             dirty: Bitmap::load(manager.get(DIRTY)),
             send: Bitmap::load(manager.get(SEND)),
             staged: StableBTreeMap::init(manager.get(STAGED)),
+            dataset_stage: manager.get(DATASET_STAGE),
+            datasets: StableBTreeMap::init(manager.get(DATASETS)),
+            dataset_known: StableBTreeMap::init(manager.get(DATASET_KNOWN)),
+            dataset_queue: StableBTreeMap::init(manager.get(DATASET_QUEUE)),
             preserved,
             known_set: None,
         }
@@ -169,6 +186,7 @@ impl<M: Memory> Kit<M> {
             .get()
             .backup
             .as_ref()
+            .filter(|b| b.target == Target::Image)
             .map(|b| (b.image_size, b.chunk_size));
         for i in first..=last {
             self.dirty.set(i);
@@ -184,13 +202,19 @@ impl<M: Memory> Kit<M> {
         }
     }
 
-    /// Content of chunk `i` as it was at the freeze.
-    pub(crate) fn frozen_chunk(&self, i: u32, image_size: u64, chunk_size: u32) -> Vec<u8> {
-        if let Some(saved) = self.cow.get(&i) {
-            return saved;
-        }
+    /// Content of chunk `i` of the backup's target as it was at the freeze.
+    pub(crate) fn frozen_chunk(&self, target: Target, i: u32, image_size: u64, chunk_size: u32) -> Vec<u8> {
         let mut content = vec![0u8; chunk_len(i, image_size, chunk_size) as usize];
-        self.active().read(u64::from(i) * u64::from(chunk_size), &mut content);
+        let offset = u64::from(i) * u64::from(chunk_size);
+        match target {
+            Target::Image => {
+                if let Some(saved) = self.cow.get(&i) {
+                    return saved;
+                }
+                self.active().read(offset, &mut content);
+            }
+            Target::Dataset(_) => self.dataset_stage.read(offset, &mut content),
+        }
         content
     }
 
@@ -207,12 +231,62 @@ impl<M: Memory> Kit<M> {
         self.preserved.clear();
     }
 
-    /// True if the vault holds a chunk with digest `h` from the last complete backup.
-    pub(crate) fn vault_knows(&mut self, h: &Hash256) -> bool {
-        if self.known_set.is_none() {
-            self.known_set = Some(self.known.iter().map(|e| Hash256(e.value())).collect());
+    /// True if the vault holds a chunk with digest `h` from the target's last backup.
+    pub(crate) fn vault_knows(&mut self, target: Target, h: &Hash256) -> bool {
+        if self.known_set.as_ref().is_none_or(|(t, _)| *t != target) {
+            let set = match target {
+                Target::Image => self.known.iter().map(|e| Hash256(e.value())).collect(),
+                Target::Dataset(id) => self
+                    .dataset_known
+                    .range((id, 0)..=(id, u32::MAX))
+                    .map(|e| Hash256(e.value()))
+                    .collect(),
+            };
+            self.known_set = Some((target, set));
         }
-        self.known_set.as_ref().is_some_and(|s| s.contains(h))
+        self.known_set.as_ref().is_some_and(|(_, s)| s.contains(h))
+    }
+
+    /// The digest of chunk `i` in the target's last complete backup.
+    pub(crate) fn known_digest(&self, target: Target, i: u32) -> Option<[u8; 32]> {
+        match target {
+            Target::Image => self.known.get(&i),
+            Target::Dataset(id) => self.dataset_known.get(&(id, i)),
+        }
+    }
+
+    /// Forgets the target's known digests (the next backup of it is a full one).
+    pub(crate) fn clear_known(&mut self, target: Target) {
+        match target {
+            Target::Image => self.known.clear_new(),
+            Target::Dataset(id) => self.clear_dataset_known(id),
+        }
+        self.invalidate_known_set();
+    }
+
+    /// Merges acknowledged digests into the target's known table; drops indices `>= count`.
+    pub(crate) fn merge_known(&mut self, target: Target, acked: Vec<(u32, [u8; 32])>, count: u32) {
+        match target {
+            Target::Image => {
+                for (i, h) in acked {
+                    self.known.insert(i, h);
+                }
+                let beyond: Vec<u32> = self.known.keys_range(count..).collect();
+                for i in beyond {
+                    self.known.remove(&i);
+                }
+            }
+            Target::Dataset(id) => {
+                for (i, h) in acked {
+                    self.dataset_known.insert((id, i), h);
+                }
+                let beyond: Vec<(u64, u32)> = self.dataset_known.keys_range((id, count)..=(id, u32::MAX)).collect();
+                for k in beyond {
+                    self.dataset_known.remove(&k);
+                }
+            }
+        }
+        self.invalidate_known_set();
     }
 
     /// Forgets the cached digest set (the known table changed).

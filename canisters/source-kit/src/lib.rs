@@ -24,6 +24,7 @@
 mod api;
 pub mod backup;
 pub mod bitmap;
+pub mod dataset;
 mod driver;
 pub mod kit;
 mod restore;
@@ -34,8 +35,10 @@ use std::cell::RefCell;
 use ic_stable_structures::{DefaultMemoryImpl, Memory};
 
 pub use api::{
-    abandon_restore, arm_restore, backup_now, configure, restore_begin, restore_chunks, restore_finish, status,
+    abandon_restore, arm_restore, backup_dataset, backup_now, configure, dataset_info, restore_begin, restore_chunks,
+    restore_finish, status,
 };
+pub use canvault_protocol::kit_api::DatasetInfo;
 pub use canvault_protocol::kit_api::{
     ArmRestoreRequest, KitConfig, KitError, KitStatus, RestoreBeginRequest, RestoreChunksRequest,
 };

@@ -42,9 +42,20 @@ impl Default for Config {
     }
 }
 
+/// What a backup copies.
+#[derive(CandidType, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The app's image (its whole stable memory as the app sees it).
+    Image,
+    /// An app-defined data set (e.g. one user's posts), staged by the kit at the freeze.
+    Dataset(u64),
+}
+
 /// A backup between its freeze and its commit.
 #[derive(CandidType, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct Backup {
+    /// What is backed up.
+    pub target: Target,
     /// Idempotency key of `begin_snapshot`.
     pub nonce: u64,
     /// The vault it goes to.

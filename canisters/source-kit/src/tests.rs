@@ -246,3 +246,28 @@ proptest! {
         prop_assert_eq!(v.image(frozen.len() as u64), frozen);
     }
 }
+
+#[test]
+fn a_data_set_backup_sends_only_the_chunks_that_changed_since_its_last_one() {
+    let mut k = kit_with_pages(1);
+    let user_vault = Principal::from_slice(&[3; 10]);
+    let mut data: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    k.queue_dataset("alice", user_vault, data.clone()).unwrap();
+    assert!(k.start_next_dataset(0));
+    let mut v = SimVault::default();
+    run_backup(&mut k, &mut v, |_| {});
+    let first = k.dataset_info("alice").unwrap().last_backup.unwrap();
+    assert_eq!(first.root, image_root_of_bytes(&data, crate::dataset::DATASET_CHUNK_SIZE));
+    assert_eq!(first.chunks_sent, 4);
+    assert!(k.state().last_backup.is_none(), "a data set is not the app image");
+
+    data[70_000] ^= 1; // one byte in chunk 1
+    k.queue_dataset("alice", user_vault, data.clone()).unwrap();
+    assert!(k.start_next_dataset(1));
+    assert_eq!(k.state().backup.as_ref().unwrap().chunks_total, 1);
+    k.begun(2, Some(first.snapshot_id));
+    run_backup(&mut k, &mut v, |_| {});
+    let second = k.dataset_info("alice").unwrap().last_backup.unwrap();
+    assert_eq!(second.chunks_sent, 1);
+    assert_eq!(second.root, image_root_of_bytes(&data, crate::dataset::DATASET_CHUNK_SIZE));
+}

@@ -113,6 +113,21 @@ pub struct KitStatus {
     pub restores_completed: u64,
 }
 
+/// An app-defined data set (e.g. one user's data) backed up to its own vault.
+#[derive(CandidType, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct DatasetInfo {
+    /// The app's name for it (e.g. the user's principal as text).
+    pub name: String,
+    /// The vault it goes to (e.g. the user's personal vault).
+    pub vault: Principal,
+    /// Its last complete backup.
+    pub last_backup: Option<LastBackup>,
+    /// The last failure since then.
+    pub last_failure: Option<FailedBackup>,
+    /// Backups queued and not yet started.
+    pub queued: u32,
+}
+
 /// Arms a restore: the only way a vault may push an image into this canister.
 #[derive(CandidType, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct ArmRestoreRequest {
