@@ -129,8 +129,9 @@ impl Setup {
     }
 
     fn snapshots(&mut self) -> Vec<SnapshotInfo> {
-        let (r,): (Vec<SnapshotInfo>,) = self.ic.query_candid(self.vault, self.admin, "list_snapshots", (None::<Principal>,)).unwrap();
-        r
+        let (r,): (Result<Vec<SnapshotInfo>, VaultError>,) =
+            self.ic.query_candid(self.vault, self.admin, "list_snapshots", (None::<Principal>,)).unwrap();
+        r.unwrap()
     }
 
     /// The app's image (its memory as the app sees it), read from raw stable memory.
