@@ -29,8 +29,7 @@ fn main() {
         ic.install_canister(c, wasm.clone(), Encode!().unwrap(), Some(admin));
     }
     println!(
-        "installed {} ({} KiB wasm) on two subnets:",
-        "harness_conformance_canister",
+        "installed harness_conformance_canister ({} KiB wasm) on two subnets:",
         wasm.len() / 1024
     );
     println!("  A = {a} on {}", subnets[0]);

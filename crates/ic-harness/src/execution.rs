@@ -153,7 +153,7 @@ impl InstalledCode {
         globals: &[Val],
     ) -> Result<Self, String> {
         let mut code = Self::instantiate(compiled)?;
-        if heap.len() % 65_536 != 0 {
+        if !heap.len().is_multiple_of(65_536) {
             return Err(format!(
                 "the wasm memory size {} is not a multiple of the 64 KiB page size",
                 heap.len()

@@ -52,7 +52,8 @@ fn snapshot_copied_across_subnets_loads_identical_memory() {
         (source, ByteBuf::from(snapshot.id.clone()), target),
     );
     // Every blob in 2,000,000-byte pieces: the 5 MB stable memory alone takes 3 reads.
-    assert!(reads >= 3 + 1 + 1, "reads: {reads}");
+    // Module and heap take at least one read each.
+    assert!(reads >= 5, "reads: {reads}");
 
     // The original snapshot lives on subnet 0: loading it on subnet 1 is refused.
     let refused =
@@ -368,7 +369,7 @@ fn cmc_places_canisters_and_refuses_unknown_subnets() {
     assert!(create_error.contains("does not exist"), "{create_error}");
     let spent = before - s.ic.cycle_balance(factory);
     assert!(
-        spent >= PENALTY && spent < PENALTY + 200_000_000_000,
+        (PENALTY..PENALTY + 200_000_000_000).contains(&spent),
         "spent {spent}"
     );
 

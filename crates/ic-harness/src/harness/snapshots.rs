@@ -497,7 +497,7 @@ impl Harness {
                 MAX_STABLE_PAGES * WASM_PAGE_BYTES,
             ),
         ] {
-            if size % WASM_PAGE_BYTES != 0 || size > max {
+            if !size.is_multiple_of(WASM_PAGE_BYTES) || size > max {
                 return Err(bad_request(format!(
                     "The {what} size {size} must be a multiple of {WASM_PAGE_BYTES} bytes and at most {max}."
                 )));
