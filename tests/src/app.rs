@@ -1,0 +1,227 @@
+//! The example app (with the kit) and its vault on different subnets: setup and
+//! typed calls for the backup, restore and fault scenarios.
+
+use candid::{Encode, Principal};
+use canvault_kit::{ArmRestoreRequest, KitConfig, KitError, KitStatus};
+use canvault_protocol::vault_api::{
+    RestoreJob, RestoreJobState, SnapshotInfo, StartRestoreRequest, VaultError, VaultInit,
+};
+use ic_harness::Harness;
+use ic_stable_structures::VectorMemory;
+
+/// Counts and image size, as the example app reports them.
+#[derive(Debug, Clone, PartialEq, Eq, candid::CandidType, serde::Deserialize)]
+pub struct AppStats {
+    /// Users.
+    pub users: u64,
+    /// Posts.
+    pub posts: u64,
+    /// Image size in bytes.
+    pub image_bytes: u64,
+}
+
+/// The example app on subnet 0 backing up into a vault on subnet 1; subnet 2 is free
+/// for restores. `admin` controls both and owns the vault.
+pub struct AppScenario {
+    /// The in-process IC.
+    pub ic: Harness,
+    /// Controller of both canisters, owner of the vault.
+    pub admin: Principal,
+    /// The example app (with the kit).
+    pub app: Principal,
+    /// Its vault.
+    pub vault: Principal,
+}
+
+impl AppScenario {
+    /// Three subnets; the vault (owned by `admin`, the app a writer) and the app installed
+    /// and configured to back up into it.
+    pub fn new() -> Self {
+        let mut ic = crate::harness(3);
+        let subnets = ic.topology().app_subnets;
+        let admin = Principal::self_authenticating("canvault admin");
+        let app = ic.create_canister_on_subnet(Some(admin), None, subnets[0]);
+        let vault = ic.create_canister_on_subnet(Some(admin), None, subnets[1]);
+        let init = VaultInit {
+            owners: vec![admin],
+            writers: vec![app],
+            readers: vec![],
+            retention: None,
+        };
+        ic.install_canister(
+            vault,
+            crate::wasm("canvault_vault"),
+            Encode!(&init).unwrap(),
+            Some(admin),
+        );
+        ic.install_canister(
+            app,
+            crate::wasm("canvault_example_app"),
+            Encode!().unwrap(),
+            Some(admin),
+        );
+        let mut s = Self {
+            ic,
+            admin,
+            app,
+            vault,
+        };
+        s.configure(app, vault);
+        s
+    }
+
+    /// Points `app`'s kit at `vault`.
+    pub fn configure(&mut self, app: Principal, vault: Principal) {
+        let config = KitConfig {
+            vault: Some(vault),
+            ..KitConfig::default()
+        };
+        let (r,): (Result<(), KitError>,) = self
+            .ic
+            .update_candid(app, self.admin, "canvault_configure", (config,))
+            .unwrap();
+        r.unwrap();
+    }
+
+    /// Fills `app` with posts until its image reaches `bytes`.
+    pub fn fill(&mut self, app: Principal, bytes: u64, seed: u64) -> AppStats {
+        loop {
+            let (r,): (Result<AppStats, candid::Reserved>,) = self
+                .ic
+                .update_candid(app, self.admin, "fill_to", (bytes, seed))
+                .unwrap();
+            let stats = r.expect("admin may fill");
+            if stats.image_bytes >= bytes {
+                return stats;
+            }
+        }
+    }
+
+    /// The app's counts and image size.
+    pub fn stats(&mut self, app: Principal) -> AppStats {
+        let (s,): (AppStats,) = self.ic.query_candid(app, self.admin, "stats", ()).unwrap();
+        s
+    }
+
+    /// Digests of every post, page by page (each query stays under the query limit).
+    pub fn content_digest(&mut self, app: Principal) -> Vec<Vec<u8>> {
+        let mut pages = Vec::new();
+        let mut start = 0u64;
+        loop {
+            let (d, next): (Vec<u8>, Option<u64>) = self
+                .ic
+                .query_candid(app, self.admin, "digest", (start, 20_000u64))
+                .unwrap();
+            pages.push(d);
+            match next {
+                Some(n) => start = n,
+                None => return pages,
+            }
+        }
+    }
+
+    /// The kit's status in `app`.
+    pub fn kit_status(&mut self, app: Principal) -> KitStatus {
+        let (r,): (Result<KitStatus, KitError>,) = self
+            .ic
+            .query_candid(app, self.admin, "canvault_status", ())
+            .unwrap();
+        r.unwrap()
+    }
+
+    /// Starts a backup of the app now.
+    pub fn start_backup(&mut self) {
+        let (r,): (Result<(), KitError>,) = self
+            .ic
+            .update_candid(self.app, self.admin, "canvault_backup_now", ())
+            .unwrap();
+        r.unwrap();
+    }
+
+    /// Ticks until the backup in progress ends; returns the kit's status.
+    pub fn finish_backup(&mut self) -> KitStatus {
+        for _ in 0..5_000 {
+            let status = self.kit_status(self.app);
+            if status.backup.is_none() {
+                return status;
+            }
+            self.ic.tick();
+        }
+        panic!("backup did not finish: {:?}", self.kit_status(self.app));
+    }
+
+    /// Runs a whole backup and asserts it succeeded.
+    pub fn backup(&mut self) -> KitStatus {
+        self.start_backup();
+        let status = self.finish_backup();
+        assert!(
+            status.last_failure.is_none(),
+            "backup failed: {:?}",
+            status.last_failure
+        );
+        status
+    }
+
+    /// Every snapshot in the vault.
+    pub fn snapshots(&mut self) -> Vec<SnapshotInfo> {
+        let (r,): (Result<Vec<SnapshotInfo>, VaultError>,) = self
+            .ic
+            .query_candid(
+                self.vault,
+                self.admin,
+                "list_snapshots",
+                (None::<Principal>,),
+            )
+            .unwrap();
+        r.unwrap()
+    }
+
+    /// The app's image (its memory as the app sees it), read from raw stable memory.
+    pub fn app_image(&self, app: Principal) -> Vec<u8> {
+        let raw = self.ic.get_stable_memory(app);
+        canvault_kit::Kit::load(VectorMemory::new(std::cell::RefCell::new(raw))).image_bytes()
+    }
+
+    /// Downloads snapshot `id` through the vault's query endpoints, verifying every chunk.
+    pub fn download(&mut self, id: u64) -> Vec<u8> {
+        crate::vault::VaultClient { id: self.vault }.download(&mut self.ic, self.admin, id, 1000)
+    }
+
+    /// Restores snapshot `id` into `target` (armed by its controller) and waits.
+    pub fn restore_into(&mut self, target: Principal, id: u64) -> RestoreJob {
+        let arm = ArmRestoreRequest {
+            vault: self.vault,
+            snapshot_id: id,
+            expected_root: None,
+        };
+        let (r,): (Result<(), KitError>,) = self
+            .ic
+            .update_candid(target, self.admin, "canvault_arm_restore", (arm,))
+            .unwrap();
+        r.unwrap();
+        let req = StartRestoreRequest {
+            snapshot_id: id,
+            target,
+        };
+        let (job,): (Result<RestoreJob, VaultError>,) = self
+            .ic
+            .update_candid(self.vault, self.admin, "start_restore", (req,))
+            .unwrap();
+        let job = job.unwrap();
+        for _ in 0..5_000 {
+            let (j,): (Result<RestoreJob, VaultError>,) = self
+                .ic
+                .query_candid(self.vault, self.admin, "restore_status", (job.id,))
+                .unwrap();
+            let j = j.unwrap();
+            if matches!(
+                j.state,
+                RestoreJobState::Done | RestoreJobState::Failed { .. }
+            ) {
+                return j;
+            }
+            self.ic.tick();
+        }
+        panic!("restore did not finish");
+    }
+}
