@@ -19,7 +19,9 @@ use candid::Principal;
 
 use super::Harness;
 use crate::canister::Canister;
+use crate::execution::Outcome;
 use crate::fees::FeeSchedule;
+use crate::system_api::ApiContext;
 use crate::types::{CanisterId, Reject, RejectCode};
 
 /// Charges one execution of `instructions` to `c` directly (`base`: plus the base fee).
@@ -38,6 +40,31 @@ pub(super) fn charge_execution(
     c.cycles = c.cycles.saturating_sub(base_fee + instruction_fee);
     c.metrics.cycles_burned.execution += base_fee;
     c.metrics.cycles_burned.instructions += instruction_fee;
+}
+
+/// Charges the execution in `outcome` to `c`: the base fee (not for cleanups) plus its
+/// instructions. A committed update-like execution's balance is applied from its state
+/// later, so the fee comes off that state; otherwise off the canister directly.
+pub(super) fn charge_run(
+    c: &mut Canister,
+    fees: &FeeSchedule,
+    context: ApiContext,
+    persist: bool,
+    outcome: &mut Outcome,
+) {
+    let base = if context == ApiContext::Cleanup {
+        0
+    } else {
+        fees.update_message_execution
+    };
+    let instruction_fee = fees.instructions(u128::from(outcome.instructions));
+    let fee = base + instruction_fee;
+    c.metrics.cycles_burned.execution += base;
+    c.metrics.cycles_burned.instructions += instruction_fee;
+    match &mut outcome.result {
+        Ok(s) if persist && !context.is_query() => s.balance = s.balance.saturating_sub(fee),
+        _ => c.cycles = c.cycles.saturating_sub(fee),
+    }
 }
 
 impl Harness {

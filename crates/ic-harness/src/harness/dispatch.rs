@@ -168,22 +168,7 @@ impl Harness {
         };
         canister.record_execution(outcome.instructions, outcome.logs.clone());
         if replicated {
-            let base = if context == ApiContext::Cleanup {
-                0
-            } else {
-                fees.update_message_execution
-            };
-            let instruction_fee = fees.instructions(u128::from(outcome.instructions));
-            let fee = base + instruction_fee;
-            canister.metrics.cycles_burned.execution += base;
-            canister.metrics.cycles_burned.instructions += instruction_fee;
-            // A committed update-like execution's balance is applied from its state.
-            match &mut outcome.result {
-                Ok(s) if persist && !context.is_query() => {
-                    s.balance = s.balance.saturating_sub(fee);
-                }
-                _ => canister.cycles = canister.cycles.saturating_sub(fee),
-            }
+            super::cycles::charge_run(canister, &fees, context, persist, &mut outcome);
         }
         outcome
     }

@@ -12,6 +12,7 @@ mod faults;
 mod management;
 mod scheduler;
 pub(crate) mod snapshots;
+mod status;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
