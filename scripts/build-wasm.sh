@@ -15,7 +15,9 @@ readonly PROFILE="canister"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # 1. The wasm32 target: install it only when missing.
-if ! rustup target list --installed | grep -qx "${TARGET}"; then
+# (Captured first: with pipefail, `grep -q` closing the pipe early could fail the test.)
+installed_targets="$(rustup target list --installed)"
+if ! grep -qx "${TARGET}" <<<"${installed_targets}"; then
     echo "build-wasm: installing the ${TARGET} target (rustup target add)" >&2
     rustup target add "${TARGET}"
 fi

@@ -388,13 +388,34 @@ fn bounded_wait_call_times_out_with_sys_unknown() {
         "the dropped late reply must not reach a callback: {logs:?}"
     );
 
+    // A late reply must be dropped even while the caller's call context is still open (here
+    // it awaits two more calls): no callback runs for it. The caller executes exactly once
+    // for the ingress, once for the SYS_UNKNOWN reject and once per later reply.
+    const HOPS: u32 = 2;
+    let executions = s.ic.metrics(a).executions;
+    let (first, last): (CallResult, u64) = s.update(a, "timeout_then_await", (b, 1u32, HOPS));
+    assert_eq!(
+        first.expect_err("timed out").0,
+        RejectCode::SysUnknown as u32
+    );
+    assert_eq!(
+        last,
+        2 + u64::from(HOPS),
+        "the timed-out request reached b before the later ones"
+    );
+    assert_eq!(
+        s.ic.metrics(a).executions - executions,
+        2 + u64::from(HOPS),
+        "the late reply ran no callback"
+    );
+
     // The caller keeps working; with a long enough timeout the same call succeeds.
     let (outcome,): (CallResult,) = s.update(
         a,
         "call_with_timeout",
         (b, "inc_heap".to_string(), no_args(), 60u32),
     );
-    assert_eq!(decode_u64(&outcome.expect("60 s is enough")), 2);
+    assert_eq!(decode_u64(&outcome.expect("60 s is enough")), 5);
     assert_eq!(s.update::<_, (u64,)>(a, "inc_heap", ()).0, 1);
 }
 
@@ -410,10 +431,18 @@ fn timer_fires_after_advance_time() {
 
     let start = s.ic.time_nanos();
     s.update::<_, ()>(a, "set_timer_inc", (60u64,));
+    // ic-cdk re-checks the time itself, so an early `canister_global_timer` would only show
+    // as an execution: none may happen before the timer's time.
+    let executions = s.ic.metrics(a).executions;
     for _ in 0..3 {
         s.ic.tick();
     }
     assert!(s.ic.time_nanos() - start < Duration::from_secs(60).as_nanos() as u64);
+    assert_eq!(
+        s.ic.metrics(a).executions,
+        executions,
+        "canister_global_timer must not run before the timer's time"
+    );
     assert_eq!(s.stable(a), 0, "the timer must not fire early");
 
     s.ic.advance_time(Duration::from_secs(60));

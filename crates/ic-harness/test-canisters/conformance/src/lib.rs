@@ -17,6 +17,7 @@
 //!   lifecycle : () -> (text) query;
 //!   call_and_reply : (principal, text, blob) -> (CallResult);
 //!   call_with_timeout : (principal, text, blob, nat32) -> (CallResult);
+//!   timeout_then_await : (principal, nat32, nat32) -> (CallResult, nat64);
 //!   trap_after_await : (principal) -> ();
 //!   raw_call_with_cleanup : (principal, text) -> ();
 //!   markers : () -> (vec record { text; nat64 }) query;
@@ -203,6 +204,29 @@ async fn call_with_timeout(
             .change_timeout(timeout_seconds),
     )
     .await
+}
+
+/// A bounded-wait call to `target.inc_heap` with `timeout_seconds`, then `hops` more calls
+/// (default timeout) so that this call context is still open when the first call's late
+/// reply would arrive. Returns the first call's result and the last hop's reply (b's count).
+#[update]
+async fn timeout_then_await(
+    target: Principal,
+    timeout_seconds: u32,
+    hops: u32,
+) -> (CallResult, u64) {
+    let first =
+        perform(Call::bounded_wait(target, "inc_heap").change_timeout(timeout_seconds)).await;
+    let mut last = 0;
+    for hop in 0..hops {
+        last = match Call::bounded_wait(target, "inc_heap").await {
+            Ok(reply) => reply
+                .candid::<u64>()
+                .unwrap_or_else(|e| ic_cdk::trap(format!("hop {hop}: {e}"))),
+            Err(e) => ic_cdk::trap(format!("timeout_then_await: hop {hop} failed: {e}")),
+        };
+    }
+    (first, last)
 }
 
 /// Increments the stable counter, awaits `target.inc_heap`, increments it again and traps.
