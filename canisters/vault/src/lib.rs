@@ -1,0 +1,226 @@
+//! The canvault vault canister: a content-addressed chunk store that keeps verified
+//! snapshots of canister images, from several sources, deduplicated.
+//!
+//! This file holds the entry points only: each reads the caller, checks its role, calls
+//! one function of the logic modules and returns its result. The logic lives in
+//! modules that never touch the system API and are generic over the stable memory:
+//!
+//! - [`vault`]: the state (one `MemoryManager`, see [`memory`]), install, roles,
+//!   retention passes, deletion, status;
+//! - [`backup`]: begin / put chunks / commit / abort;
+//! - [`download`]: catalogue reads, manifests, chunks, download leases;
+//! - [`restore_job`]: restore jobs and their state machine, driven by timers in
+//!   [`restore_driver`];
+//! - [`store`] and [`blocks`]: the chunk store; [`catalogue`]: snapshots and chunk
+//!   tables; [`retention`]: the pure retention policy; [`roles`].
+//!
+//! All state is in stable structures: there is no `pre_upgrade`, and `post_upgrade`
+//! only applies its optional argument and re-arms the timers.
+
+pub mod backup;
+pub mod blocks;
+pub mod catalogue;
+pub mod download;
+pub mod memory;
+pub mod restore_driver;
+pub mod restore_job;
+pub mod retention;
+pub mod roles;
+mod storable;
+pub mod store;
+pub mod vault;
+
+use std::cell::RefCell;
+use std::time::Duration;
+
+use candid::Principal;
+use canvault_protocol::Hash256;
+use canvault_protocol::vault_api::{
+    BeginSnapshotRequest, BeginSnapshotResponse, CommitSnapshotRequest, ManifestPage,
+    PutChunksRequest, PutChunksResponse, RestoreJob, RetentionPolicy, Role, RoleChange, SnapshotId,
+    SnapshotInfo, StartRestoreRequest, StoredChunk, VaultError, VaultInit, VaultStatus,
+};
+use ic_cdk::api::{canister_cycle_balance, msg_caller, stable_size, time};
+use ic_cdk::{init, post_upgrade, query, update};
+use ic_stable_structures::DefaultMemoryImpl;
+
+use crate::roles::Caller;
+use crate::vault::{Platform, Vault};
+
+thread_local! {
+    static VAULT: RefCell<Vault<DefaultMemoryImpl>> = RefCell::new(Vault::init(DefaultMemoryImpl::default()));
+}
+
+/// Runs `f` on the vault state. Never held across an `await`.
+pub(crate) fn with_vault<R>(f: impl FnOnce(&mut Vault<DefaultMemoryImpl>) -> R) -> R {
+    VAULT.with_borrow_mut(f)
+}
+
+/// Checks that the caller holds `needed`, then runs `f`.
+fn as_role<R>(
+    needed: Role,
+    f: impl FnOnce(&mut Vault<DefaultMemoryImpl>, Caller) -> Result<R, VaultError>,
+) -> Result<R, VaultError> {
+    with_vault(|v| {
+        let caller = v.authorize(msg_caller(), needed)?;
+        f(v, caller)
+    })
+}
+
+#[init]
+fn init(arg: VaultInit) {
+    with_vault(|v| v.configure(&arg, Some(msg_caller())));
+    restore_driver::arm_timers();
+}
+
+#[post_upgrade]
+fn post_upgrade(arg: Option<VaultInit>) {
+    if let Some(arg) = arg {
+        with_vault(|v| v.configure(&arg, None));
+    }
+    restore_driver::arm_timers();
+}
+
+#[update]
+fn begin_snapshot(req: BeginSnapshotRequest) -> Result<BeginSnapshotResponse, VaultError> {
+    as_role(Role::Writer, |v, caller| {
+        v.begin_snapshot(caller, req, time())
+    })
+}
+
+#[update]
+fn put_chunks(req: PutChunksRequest) -> Result<PutChunksResponse, VaultError> {
+    as_role(Role::Writer, |v, caller| v.put_chunks(caller, &req, time()))
+}
+
+#[update]
+fn commit_snapshot(req: CommitSnapshotRequest) -> Result<SnapshotInfo, VaultError> {
+    let info = as_role(Role::Writer, |v, caller| {
+        v.commit_snapshot(caller, &req, time())
+    })?;
+    restore_driver::schedule_retention();
+    Ok(info)
+}
+
+#[update]
+fn abort_snapshot(id: SnapshotId, reason: String) -> Result<(), VaultError> {
+    as_role(Role::Writer, |v, caller| {
+        v.abort_snapshot(caller, id, reason, time())
+    })
+}
+
+#[query]
+fn list_snapshots(source: Option<Principal>) -> Result<Vec<SnapshotInfo>, VaultError> {
+    as_role(Role::Reader, |v, _| Ok(v.list_snapshots(source)))
+}
+
+#[query]
+fn get_snapshot(id: SnapshotId) -> Result<SnapshotInfo, VaultError> {
+    as_role(Role::Reader, |v, _| v.get_snapshot(id))
+}
+
+#[query]
+fn get_manifest(id: SnapshotId, start: u32, limit: u32) -> Result<ManifestPage, VaultError> {
+    as_role(Role::Reader, |v, _| v.get_manifest(id, start, limit))
+}
+
+#[query]
+fn get_chunk(hash: Hash256) -> Result<StoredChunk, VaultError> {
+    as_role(Role::Reader, |v, _| v.get_chunk(&hash))
+}
+
+#[update]
+fn open_download(id: SnapshotId, seconds: u64) -> Result<u64, VaultError> {
+    as_role(Role::Reader, |v, _| v.open_download(id, seconds, time()))
+}
+
+#[update]
+fn delete_snapshot(id: SnapshotId) -> Result<(), VaultError> {
+    as_role(Role::Owner, |v, _| v.delete_snapshot(id))
+}
+
+#[update]
+fn set_retention(policy: RetentionPolicy) -> Result<(), VaultError> {
+    as_role(Role::Owner, |v, _| {
+        v.set_retention(policy);
+        Ok(())
+    })
+}
+
+#[update]
+fn apply_retention() -> Result<Vec<SnapshotId>, VaultError> {
+    as_role(Role::Owner, |v, _| Ok(v.apply_retention(time())))
+}
+
+#[update]
+fn update_roles(changes: Vec<RoleChange>) -> Result<(), VaultError> {
+    as_role(Role::Owner, |v, _| v.update_roles(&changes))
+}
+
+#[query]
+fn list_roles() -> Result<Vec<(Principal, Role)>, VaultError> {
+    as_role(Role::Owner, |v, _| Ok(v.list_roles()))
+}
+
+#[update]
+fn start_restore(req: StartRestoreRequest) -> Result<RestoreJob, VaultError> {
+    let job = as_role(Role::Owner, |v, _| v.start_restore(&req, time()))?;
+    restore_driver::schedule(job.id, Duration::ZERO);
+    Ok(job)
+}
+
+#[query]
+fn restore_status(id: u64) -> Result<RestoreJob, VaultError> {
+    as_role(Role::Owner, |v, _| v.restore_status(id))
+}
+
+#[query]
+fn list_restores() -> Result<Vec<RestoreJob>, VaultError> {
+    as_role(Role::Owner, |v, _| Ok(v.list_restores()))
+}
+
+#[query]
+fn status() -> Result<VaultStatus, VaultError> {
+    with_vault(|v| {
+        v.authorize_any(msg_caller())?;
+        Ok(v.status(Platform {
+            stable_memory_bytes: stable_size() * 65_536,
+            cycles: canister_cycle_balance(),
+        }))
+    })
+}
+
+/// The candid interface, from the endpoints above (the macro's function is undocumented).
+#[allow(missing_docs)]
+mod candid_export {
+    use super::*;
+
+    ic_cdk::export_candid!();
+
+    #[cfg(test)]
+    mod tests {
+        use candid_parser::utils::{CandidSource, service_equal};
+
+        use super::__export_service;
+
+        /// `vault.did` is the interface the code exports (regenerate it with
+        /// `cargo test -p canvault-vault print_candid -- --ignored --nocapture`).
+        #[test]
+        fn candid_interface_matches_vault_did() {
+            let exported = __export_service();
+            service_equal(
+                CandidSource::Text(include_str!("../vault.did")),
+                CandidSource::Text(&exported),
+            )
+            .unwrap_or_else(|e| {
+                panic!("vault.did differs from the code: {e}\n\nexported:\n{exported}")
+            });
+        }
+
+        #[test]
+        #[ignore = "prints the exported interface"]
+        fn print_candid() {
+            println!("{}", __export_service());
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! The vault's stable memory layout: one [`MemoryManager`] over the canister's stable
+//! memory, one virtual memory per structure, every id listed here.
+//!
+//! Invariant: an id is never reused. A retired structure keeps its line, marked retired,
+//! so an upgrade can never read one structure's bytes as another's.
+//!
+//! | id | structure                                        | owner module      |
+//! |----|--------------------------------------------------|-------------------|
+//! | 0  | `StableCell<Config>` retention, id counters      | `vault`           |
+//! | 1  | `StableBTreeMap<Principal, u8>` role bits        | `roles`           |
+//! | 2  | `StableBTreeMap<[u8; 32], ChunkMeta>` chunk index | `store`           |
+//! | 3  | `StableCell<StoreStats>` store gauges            | `store`           |
+//! | 4  | raw block heap (chunk bytes)                     | `blocks`          |
+//! | 5  | `StableVec<u32>` free blocks                     | `blocks`          |
+//! | 6  | `StableBTreeMap<u64, SnapshotRecord>` catalogue  | `catalogue`       |
+//! | 7  | `StableBTreeMap<(u64, u32), TableEntry>` tables  | `catalogue`       |
+//! | 8  | `StableBTreeMap<(Principal, u64), u64>` nonces   | `catalogue`       |
+//! | 9  | `StableBTreeMap<u64, u64>` download leases       | `vault`           |
+//! | 10 | `StableBTreeMap<u64, JobRecord>` restore jobs    | `restore_job`     |
+
+use ic_stable_structures::Memory;
+use ic_stable_structures::memory_manager::{MemoryId, MemoryManager, VirtualMemory};
+
+/// Vault configuration (retention policy, id counters).
+pub const CONFIG: MemoryId = MemoryId::new(0);
+/// Role bits per principal.
+pub const ROLES: MemoryId = MemoryId::new(1);
+/// Chunk index: hash to block list, codec, lengths, reference count.
+pub const CHUNK_INDEX: MemoryId = MemoryId::new(2);
+/// Chunk store gauges.
+pub const STORE_STATS: MemoryId = MemoryId::new(3);
+/// Raw fixed-size blocks holding encoded chunk bytes.
+pub const BLOCK_HEAP: MemoryId = MemoryId::new(4);
+/// Stack of freed block numbers.
+pub const FREE_BLOCKS: MemoryId = MemoryId::new(5);
+/// Snapshot catalogue.
+pub const SNAPSHOTS: MemoryId = MemoryId::new(6);
+/// Per-snapshot chunk tables.
+pub const TABLES: MemoryId = MemoryId::new(7);
+/// Idempotency index of `begin_snapshot`.
+pub const NONCES: MemoryId = MemoryId::new(8);
+/// Download leases (snapshot to expiry).
+pub const LEASES: MemoryId = MemoryId::new(9);
+/// Restore jobs.
+pub const JOBS: MemoryId = MemoryId::new(10);
+
+/// The memory type every structure of the vault is built on.
+pub type Vm<M> = VirtualMemory<M>;
+
+/// Hands out the virtual memories of one stable memory.
+pub struct Memories<M: Memory> {
+    manager: MemoryManager<M>,
+}
+
+impl<M: Memory> Memories<M> {
+    /// Loads the memory manager from `memory`, or creates it when the memory is empty.
+    pub fn init(memory: M) -> Self {
+        Self {
+            manager: MemoryManager::init(memory),
+        }
+    }
+
+    /// The virtual memory with `id`.
+    pub fn get(&self, id: MemoryId) -> Vm<M> {
+        self.manager.get(id)
+    }
+}
