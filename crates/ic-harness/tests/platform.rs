@@ -486,6 +486,18 @@ fn balance_falls_by_exactly_the_documented_fees() {
         5_000_000 + b_instructions + b_storage,
         "callee: one execution"
     );
+    // The costs the canister sees are the same table.
+    let (cost_call, cost_create): (Nat, Nat) = s
+        .ic
+        .query_candid(a, s.user, "costs", (4u64, 110u64))
+        .unwrap();
+    assert_eq!(cost_call, Nat::from(fees.cost_call(4, 110)));
+    assert_eq!(
+        cost_call,
+        Nat::from(fees.call_request(114) + fees.response_reservation())
+    );
+    assert_eq!(cost_create, Nat::from(500_000_000_000u64));
+
     println!(
         "known workload: caller paid {spent} cycles (ingress {ingress}, {executions} executions, {instructions} instructions, 1 call, {} bytes, storage {storage}); callee paid {}",
         request_bytes + response_bytes,

@@ -11,6 +11,7 @@
 //!   fill_stable : (nat64, nat64) -> (nat64);          // (bytes, seed) -> stable bytes
 //!   stable_digest : () -> (nat64) query;              // FNV-1a of all stable memory
 //!   echo : (blob) -> (blob);
+//!   costs : (nat64, nat64) -> (nat, nat) query;        // cost_call, cost_create_canister
 //!   accept_all : () -> (nat);                          // accepts the attached cycles
 //!   call : (principal, text, blob, nat, bool) -> (CallResult, nat);   // bounded?; -> refunded
 //!   raw_calls : (principal, text, nat32, nat) -> (vec nat32);         // call_perform codes
@@ -100,6 +101,15 @@ fn stable_digest() -> u64 {
 #[update]
 fn echo(data: ByteBuf) -> ByteBuf {
     data
+}
+
+/// `ic0.cost_call(name_len, payload_len)` and `ic0.cost_create_canister()`.
+#[query]
+fn costs(name_len: u64, payload_len: u64) -> (Nat, Nat) {
+    (
+        Nat::from(ic_cdk::api::cost_call(name_len, payload_len)),
+        Nat::from(ic_cdk::api::cost_create_canister()),
+    )
 }
 
 /// Accepts every cycle attached to the call and returns how many.
