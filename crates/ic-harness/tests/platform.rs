@@ -487,10 +487,9 @@ fn balance_falls_by_exactly_the_documented_fees() {
         "callee: one execution"
     );
     // The costs the canister sees are the same table.
-    let (cost_call, cost_create): (Nat, Nat) = s
-        .ic
-        .query_candid(a, s.user, "costs", (4u64, 110u64))
-        .unwrap();
+    let (cost_call, cost_create): (Nat, Nat) =
+        s.ic.query_candid(a, s.user, "costs", (4u64, 110u64))
+            .unwrap();
     assert_eq!(cost_call, Nat::from(fees.cost_call(4, 110)));
     assert_eq!(
         cost_call,
