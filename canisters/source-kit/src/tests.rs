@@ -271,3 +271,4 @@ fn a_data_set_backup_sends_only_the_chunks_that_changed_since_its_last_one() {
     assert_eq!(second.chunks_sent, 1);
     assert_eq!(second.root, image_root_of_bytes(&data, crate::dataset::DATASET_CHUNK_SIZE));
 }
+

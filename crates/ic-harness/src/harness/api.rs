@@ -536,6 +536,14 @@ impl Harness {
         self.canisters[&canister].metrics.clone()
     }
 
+    /// Zeroes the canister's counters, so a benchmark measures one phase at a time.
+    ///
+    /// # Panics
+    /// If the canister does not exist.
+    pub fn reset_metrics(&mut self, canister: CanisterId) {
+        self.canisters.get_mut(&canister).expect("canister exists").metrics = CanisterMetrics::default();
+    }
+
     /// Simulated time, nanoseconds since the epoch.
     #[must_use]
     pub fn time_nanos(&self) -> u64 {

@@ -1,0 +1,188 @@
+//! canvault's backup benchmark (a program that prints figures, not a timed test).
+//!
+//! ```text
+//! scripts/build-wasm.sh
+//! cargo run --release -p canvault-scenarios --bin backup_bench -- [SIZE_MIB]   (default 1024)
+//! ```
+//!
+//! For three images of SIZE_MIB — the example app (articles), incompressible media, and
+//! a mostly-empty image — it measures a full backup, an incremental backup after 1% of
+//! the data changed, and a restore into a fresh canister on a third subnet: bytes sent,
+//! cycles charged (the harness's 13-node fee model, every canister involved), rounds,
+//! source instructions per MiB and the largest single execution. Each cost is compared
+//! with the naive baseline: every byte of the image sent uncompressed once, in
+//! 2,000,000-byte calls (about 1.07T cycles per GiB).
+
+use std::time::Instant;
+
+use candid::{Encode, Principal};
+use canvault_scenarios::app::{AppScenario, AppStats};
+use ic_harness::CanisterMetrics;
+
+const MIB: u64 = 1024 * 1024;
+// Default chunk size of this benchmark: see docs/benchmarks.md for 64 KiB vs 1 MiB.
+
+/// Cycles of the naive baseline for `bytes`: 1,000 per byte plus, per 2,000,000-byte
+/// call, the call fee (260,000) and the receiver's execution base fee (5,000,000).
+fn baseline_cycles(bytes: u64) -> u128 {
+    let calls = u128::from(bytes.div_ceil(2_000_000));
+    u128::from(bytes) * 1_000 + calls * (260_000 + 5_000_000)
+}
+
+struct Measured {
+    burned: ic_harness::CyclesBurned,
+    bytes_sent: u64,
+    cycles: u128,
+    rounds: u64,
+    source_instructions: u64,
+    max_execution: u64,
+    wall_secs: f64,
+}
+
+/// Runs `f`, measuring the canisters involved; `source` is the one whose instructions count.
+fn measure(s: &mut AppScenario, involved: &[Principal], source: Principal, f: impl FnOnce(&mut AppScenario)) -> Measured {
+    for c in involved {
+        s.ic.reset_metrics(*c);
+    }
+    let rounds = s.ic.rounds();
+    let started = Instant::now();
+    f(s);
+    let metrics: Vec<(Principal, CanisterMetrics)> = involved.iter().map(|c| (*c, s.ic.metrics(*c))).collect();
+    let src = &metrics.iter().find(|(c, _)| *c == source).expect("source is involved").1;
+    let mut burned = ic_harness::CyclesBurned::default();
+    for (_, m) in &metrics {
+        let c = &m.cycles_burned;
+        burned.execution += c.execution;
+        burned.instructions += c.instructions;
+        burned.calls += c.calls;
+        burned.bytes += c.bytes;
+        burned.ingress += c.ingress;
+        burned.storage += c.storage;
+    }
+    Measured {
+        burned,
+        bytes_sent: metrics.iter().map(|(_, m)| m.bytes_sent).sum(),
+        cycles: metrics.iter().map(|(_, m)| m.cycles_burned.total()).sum(),
+        rounds: s.ic.rounds() - rounds,
+        source_instructions: src.instructions,
+        max_execution: src.max_instructions_per_execution,
+        wall_secs: started.elapsed().as_secs_f64(),
+    }
+}
+
+fn call(s: &mut AppScenario, method: &str, arg: Vec<u8>) {
+    let app = s.app;
+    let admin = s.admin;
+    s.ic.update_call(app, admin, method, arg).unwrap_or_else(|r| panic!("{method}: {r}"));
+}
+
+fn fill(s: &mut AppScenario, shape: &str, bytes: u64) -> AppStats {
+    match shape {
+        "example app" => loop {
+            let (r,): (Result<AppStats, candid::Reserved>,) =
+                s.ic.update_candid(s.app, s.admin, "fill_articles_to", (bytes, 1u64)).unwrap();
+            let stats = r.expect("admin fills");
+            if stats.image_bytes >= bytes {
+                return stats;
+            }
+        },
+        "random" => loop {
+            let (r,): (Result<AppStats, candid::Reserved>,) =
+                s.ic.update_candid(s.app, s.admin, "fill_media_to", (bytes, 2u64)).unwrap();
+            let stats = r.expect("admin fills");
+            if stats.image_bytes >= bytes {
+                return stats;
+            }
+        },
+        _ => {
+            call(s, "add_posts", Encode!(&1_000u32, &3u64).unwrap());
+            let (r,): (Result<AppStats, candid::Reserved>,) = s.ic.update_candid(s.app, s.admin, "reserve_to", (bytes,)).unwrap();
+            r.expect("admin reserves")
+        }
+    }
+}
+
+/// Changes 1% of the data: the most recent 1% of posts are edited (users edit what they
+/// just wrote); for the media image, 1% more media is appended.
+fn change_one_percent(s: &mut AppScenario, shape: &str, stats: &AppStats) {
+    if shape == "random" {
+        let (r,): (Result<AppStats, candid::Reserved>,) =
+            s.ic.update_candid(s.app, s.admin, "fill_media_to", (stats.image_bytes + stats.image_bytes / 100, 4u64)).unwrap();
+        r.expect("admin fills");
+        return;
+    }
+    let count = (stats.posts / 100).max(1);
+    call(s, "edit_posts", Encode!(&(stats.posts - count), &count, &5u64).unwrap());
+}
+
+fn row(label: &str, image: u64, m: &Measured) {
+    let base = baseline_cycles(image);
+    println!(
+        "| {label} | {:.1} | {:.3} | {:.1}% | {} | {} | {:.2e} | {:.1} |",
+        m.bytes_sent as f64 / MIB as f64,
+        m.cycles as f64 / 1e12,
+        m.cycles as f64 * 100.0 / base as f64,
+        m.rounds,
+        m.source_instructions / (image / MIB).max(1),
+        m.max_execution,
+        m.wall_secs,
+    );
+}
+
+fn breakdown(m: &Measured) {
+    let b = &m.burned;
+    let g = |x: u128| x as f64 / 1e9;
+    println!(
+        "|  ↳ cycles by category (B) | bytes {:.2} · instructions {:.2} · execution {:.2} · calls {:.2} · storage {:.2} | | | | | | |",
+        g(b.bytes), g(b.instructions), g(b.execution), g(b.calls), g(b.storage)
+    );
+}
+
+fn main() {
+    let size_mib: u64 = std::env::args().nth(1).map_or(1024, |a| a.parse().expect("SIZE_MIB is a number"));
+    let chunk_kib: u32 = std::env::args().nth(2).map_or(64, |a| a.parse().expect("CHUNK_KIB is a number"));
+    let bytes = size_mib * MIB;
+    println!("canvault backup benchmark: images of {size_mib} MiB, {chunk_kib} KiB chunks, LZ4; harness fee model of a 13-node subnet");
+    println!("baseline (every byte sent uncompressed once): {:.3}T cycles\n", baseline_cycles(bytes) as f64 / 1e12);
+    println!("| image, phase | MiB sent | T cycles | % of baseline | rounds | source instr/MiB | largest execution | wall s |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for shape in ["example app", "random", "mostly empty"] {
+        let mut s = AppScenario::new();
+        let config = canvault_kit::KitConfig { chunk_size: Some(chunk_kib * 1024), ..Default::default() };
+        let (r,): (Result<(), canvault_kit::KitError>,) = s.ic.update_candid(s.app, s.admin, "canvault_configure", (config,)).unwrap();
+        r.expect("chunk size accepted");
+        let stats = fill(&mut s, shape, bytes);
+        let image = stats.image_bytes;
+        let raw = s.app_image(s.app);
+        let data_chunks = raw.chunks(chunk_kib as usize * 1024).filter(|c| c.iter().any(|b| *b != 0)).count();
+        println!("| {shape}: image {:.1} MiB, {data_chunks} non-zero chunks | | | | | | | |", image as f64 / MIB as f64);
+        let (app, vault) = (s.app, s.vault);
+        let full = measure(&mut s, &[app, vault], app, |s| {
+            s.backup();
+        });
+        row(&format!("{shape}, full backup"), image, &full);
+        breakdown(&full);
+        change_one_percent(&mut s, shape, &stats);
+        let inc = measure(&mut s, &[app, vault], app, |s| {
+            s.backup();
+        });
+        row(&format!("{shape}, incremental after 1% changed"), image, &inc);
+        breakdown(&inc);
+        println!(
+            "|  ↳ incremental / full | {:.2}% of the cycles | | | | | | |",
+            inc.cycles as f64 * 100.0 / full.cycles as f64
+        );
+        let last = s.kit_status(app).last_backup.expect("complete").snapshot_id;
+        let subnet = s.ic.topology().app_subnets[2];
+        let fresh = s.ic.create_canister_on_subnet(Some(s.admin), None, subnet);
+        s.ic.install_canister(fresh, canvault_scenarios::wasm("canvault_example_app"), Encode!().unwrap(), Some(s.admin));
+        let restore = measure(&mut s, &[vault, fresh], fresh, |s| {
+            let job = s.restore_into(fresh, last);
+            assert_eq!(job.state, canvault_protocol::vault_api::RestoreJobState::Done, "{job:?}");
+        });
+        assert_eq!(s.app_image(fresh), s.app_image(app), "restored image is byte-identical");
+        row(&format!("{shape}, restore"), image, &restore);
+    }
+    println!("\nsource instr/MiB: instructions of the app (kit) canister per MiB of image (restore: of the target);");
+    println!("largest execution: the largest single message execution of that canister in the phase.");
+}
