@@ -704,3 +704,91 @@ fn measure_put_chunks_of_a_1_mib_chunk() {
     }
     assert!(s.ic.metrics(s.vault.id).max_instructions_per_execution < 2_000_000_000);
 }
+
+/// Not a check: prints what the per-entry table work costs for a 10,000-chunk image
+/// (about 625 MiB at 64 KiB chunks), all chunks referencing one stored chunk.
+#[test]
+fn measure_large_chunk_tables() {
+    const N: u32 = 10_000;
+    let mut s = Setup::new();
+    let mut raw = vec![0u8; CS as usize];
+    fill_noise(&mut raw, 3);
+    let hash = Hash256::of(&raw);
+    let image_size = u64::from(N) * u64::from(CS);
+    let req = BeginSnapshotRequest {
+        image_size,
+        ..begin_req(&[], CS, 1)
+    };
+    let id = s
+        .vault
+        .begin(&mut s.ic, s.writer, req)
+        .expect("begin")
+        .snapshot_id;
+    let first = ChunkPut {
+        index: 0,
+        hash,
+        len: CS,
+        body: ChunkBody::Data {
+            codec: Codec::Raw,
+            bytes: ByteBuf::from(raw),
+        },
+    };
+    s.put(s.writer, id, vec![first]).expect("data");
+    let known: Vec<ChunkPut> = (1..N)
+        .map(|index| ChunkPut {
+            index,
+            hash,
+            len: CS,
+            body: ChunkBody::Known,
+        })
+        .collect();
+    let mut report = Vec::new();
+    let mut measure = |s: &mut Setup, label: &str, f: &mut dyn FnMut(&mut Setup)| {
+        let before = s.ic.metrics(s.vault.id).instructions;
+        f(s);
+        let cost = s.ic.metrics(s.vault.id).instructions - before;
+        report.push(format!(
+            "{label}: {cost} instructions ({} per entry)",
+            cost / u64::from(N)
+        ));
+    };
+    measure(&mut s, "put_chunks of 9,999 Known entries", &mut |s| {
+        assert_eq!(s.put(s.writer, id, known.clone()), Ok(N - 1));
+    });
+    let root = canvault_protocol::merkle::image_root(image_size, CS, vec![hash; N as usize]);
+    measure(&mut s, "commit_snapshot of 10,000 entries", &mut |s| {
+        s.vault
+            .commit(&mut s.ic, s.writer, id, root)
+            .expect("commit");
+    });
+    let mut child = 0;
+    measure(
+        &mut s,
+        "begin_snapshot inheriting 10,000 entries",
+        &mut |s| {
+            let req = BeginSnapshotRequest {
+                image_size,
+                parent: Some(id),
+                ..begin_req(&[], CS, 2)
+            };
+            child = s
+                .vault
+                .begin(&mut s.ic, s.writer, req)
+                .expect("begin")
+                .snapshot_id;
+        },
+    );
+    measure(&mut s, "delete_snapshot of 10,000 entries", &mut |s| {
+        let r: Result<(), VaultError> = s.vault.call(&mut s.ic, s.owner, "delete_snapshot", (id,));
+        r.expect("delete");
+    });
+    let page = s
+        .vault
+        .manifest(&mut s.ic, s.reader, child, 0, 0)
+        .expect("manifest");
+    assert_eq!((page.entries.len(), page.next), (N as usize, None));
+    for line in report {
+        println!("{line}");
+    }
+    assert!(s.ic.metrics(s.vault.id).max_instructions_per_execution < 2_000_000_000);
+}

@@ -149,7 +149,11 @@ fn set_retention(policy: RetentionPolicy) -> Result<(), VaultError> {
 
 #[update]
 fn apply_retention() -> Result<Vec<SnapshotId>, VaultError> {
-    as_role(Role::Owner, |v, _| Ok(v.apply_retention(time())))
+    let pass = as_role(Role::Owner, |v, _| Ok(v.apply_retention(time())))?;
+    if pass.more {
+        restore_driver::schedule_retention();
+    }
+    Ok(pass.deleted)
 }
 
 #[update]

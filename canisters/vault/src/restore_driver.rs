@@ -42,17 +42,22 @@ impl Drop for Busy {
 /// Arms the housekeeping interval and every active restore job (install, upgrade).
 pub fn arm_timers() {
     ic_cdk_timers::set_timer_interval(HOUSEKEEPING_EVERY, || async {
-        with_vault(|v| v.apply_retention(time()));
+        retention_pass();
         resume_jobs();
     });
     resume_jobs();
 }
 
-/// Runs a retention pass in its own message (after a commit).
+/// Runs a retention pass in its own message (after a commit, or to continue one).
 pub fn schedule_retention() {
-    ic_cdk_timers::set_timer(Duration::ZERO, async {
-        with_vault(|v| v.apply_retention(time()));
-    });
+    ic_cdk_timers::set_timer(Duration::ZERO, async { retention_pass() });
+}
+
+/// One budgeted retention pass; continues in a new message while work is left.
+fn retention_pass() {
+    if with_vault(|v| v.apply_retention(time())).more {
+        schedule_retention();
+    }
 }
 
 /// Arms the next step of job `id` after `delay`, unless one is armed or running.

@@ -41,6 +41,20 @@ pub struct Config {
 
 candid_storable!(Config);
 
+/// Most chunk-table entries one retention pass releases. Releasing one costs about
+/// 100k instructions, so a pass stays far below the 40B-instruction message limit;
+/// what is left goes in the next pass.
+pub const RETENTION_ENTRY_BUDGET: u64 = 150_000;
+
+/// What a retention pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionPass {
+    /// Snapshots deleted, in id order.
+    pub deleted: Vec<SnapshotId>,
+    /// True if the budget ran out before every planned deletion.
+    pub more: bool,
+}
+
 /// Platform figures `status` reports but the vault cannot read itself.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Platform {
@@ -169,9 +183,15 @@ impl<M: Memory> Vault<M> {
     }
 
     /// Runs a retention pass: abandons stale uploads, deletes what the policy does not
-    /// keep (chunks no longer referenced go with them), drops expired leases. Returns
-    /// the deleted ids.
-    pub fn apply_retention(&mut self, now_ns: u64) -> Vec<SnapshotId> {
+    /// keep (chunks no longer referenced go with them), drops expired leases. Deletes
+    /// at most [`RETENTION_ENTRY_BUDGET`] table entries' worth of snapshots (at least
+    /// one); `more` says another pass has work left.
+    pub fn apply_retention(&mut self, now_ns: u64) -> RetentionPass {
+        self.apply_retention_within(now_ns, RETENTION_ENTRY_BUDGET)
+    }
+
+    /// [`Self::apply_retention`] with an explicit entry budget.
+    pub fn apply_retention_within(&mut self, now_ns: u64, budget: u64) -> RetentionPass {
         let expired: Vec<SnapshotId> = self
             .leases
             .iter()
@@ -210,10 +230,20 @@ impl<M: Memory> Vault<M> {
             record.updated_at_ns = now_ns;
             self.catalogue.save(record);
         }
-        for id in &plan.delete {
-            self.catalogue.remove(&mut self.store, *id);
+        let mut pass = RetentionPass::default();
+        let mut spent = 0;
+        for id in plan.delete {
+            let record = self.catalogue.get(id).expect("planned from the catalogue");
+            let cost = u64::from(record.info.chunk_count).max(1);
+            if !pass.deleted.is_empty() && spent + cost > budget {
+                pass.more = true;
+                break;
+            }
+            spent += cost;
+            self.catalogue.remove(&mut self.store, id);
+            pass.deleted.push(id);
         }
-        plan.delete
+        pass
     }
 
     /// Gauges for monitoring.

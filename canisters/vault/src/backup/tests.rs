@@ -431,14 +431,14 @@ fn should_collect_unreferenced_chunks_and_keep_pinned_snapshots() {
         .expect("start");
     assert_eq!(v.delete_snapshot(ids[0]), Err(VaultError::InUse(ids[0])));
     assert_eq!(
-        v.apply_retention(10),
+        v.apply_retention(10).deleted,
         vec![ids[1]],
         "pinned by the restore job"
     );
     assert_refcounts(&v);
     assert!(v.get_chunk(&put(&image(4, 10), 1).hash).is_err());
     v.jobs.map.remove(&job.id);
-    assert_eq!(v.apply_retention(10), vec![ids[0]]);
+    assert_eq!(v.apply_retention(10).deleted, vec![ids[0]]);
     assert_refcounts(&v);
     assert_eq!(v.store.len(), 2, "only the newest snapshot's chunks remain");
     let update = [RoleChange {
@@ -447,4 +447,22 @@ fn should_collect_unreferenced_chunks_and_keep_pinned_snapshots() {
         grant: false,
     }];
     assert!(v.update_roles(&update).is_err(), "the last owner stays");
+}
+
+#[test]
+fn should_spread_large_deletions_over_passes() {
+    let mut v = vault();
+    v.set_retention(canvault_protocol::vault_api::RetentionPolicy {
+        keep_last: 1,
+        keep_daily: 0,
+        keep_weekly: 0,
+    });
+    let ids: Vec<u64> = (0..4)
+        .map(|n| backup(&mut v, writer(0), &image(5, 20 * n as u8), n))
+        .collect();
+    let pass = v.apply_retention_within(10, 7);
+    assert_eq!((pass.deleted, pass.more), (vec![ids[0]], true), "5 + 5 > 7");
+    let pass = v.apply_retention_within(10, 10);
+    assert_eq!((pass.deleted, pass.more), (vec![ids[1], ids[2]], false));
+    assert_refcounts(&v);
 }
