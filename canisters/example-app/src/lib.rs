@@ -5,13 +5,11 @@
 
 mod content;
 
-use std::borrow::Cow;
 use std::cell::RefCell;
 
-use candid::{CandidType, Decode, Encode, Principal};
+use candid::{CandidType, Encode, Principal};
 use canvault_kit::{AppMemory, Hooks};
 use ic_stable_structures::memory_manager::{MemoryId, MemoryManager, VirtualMemory};
-use ic_stable_structures::storable::Bound;
 use ic_stable_structures::{StableBTreeMap, Storable};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -49,24 +47,8 @@ pub struct Post {
     pub edits: u32,
 }
 
-macro_rules! candid_storable {
-    ($t:ty) => {
-        impl Storable for $t {
-            fn to_bytes(&self) -> Cow<'_, [u8]> {
-                Cow::Owned(Encode!(self).expect("encodes"))
-            }
-            fn into_bytes(self) -> Vec<u8> {
-                Encode!(&self).expect("encodes")
-            }
-            fn from_bytes(bytes: Cow<'_, [u8]>) -> Self {
-                Decode!(&bytes, Self).expect("decodes")
-            }
-            const BOUND: Bound = Bound::Unbounded;
-        }
-    };
-}
-candid_storable!(User);
-candid_storable!(Post);
+canvault_kit::candid_storable!(User);
+canvault_kit::candid_storable!(Post);
 
 /// Counts and size.
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -130,11 +112,18 @@ fn reopen() {
     DB.with(|d| *d.borrow_mut() = Some(open()));
 }
 
-const HOOKS: Hooks = Hooks { before_snapshot: None, after_restore: Some(reopen) };
+const HOOKS: Hooks = Hooks {
+    before_snapshot: None,
+    after_restore: Some(reopen),
+};
 
 fn require_controller() -> Result<(), AppError> {
     let caller = ic_cdk::api::msg_caller();
-    if ic_cdk::api::is_controller(&caller) { Ok(()) } else { Err(AppError::Unauthorized(caller)) }
+    if ic_cdk::api::is_controller(&caller) {
+        Ok(())
+    } else {
+        Err(AppError::Unauthorized(caller))
+    }
 }
 
 fn image_bytes() -> u64 {
@@ -162,7 +151,14 @@ fn add_users(count: u32, seed: u64) -> Result<u64, AppError> {
         for _ in 0..count {
             let id = db.users.len();
             let name = content::user_name(&mut Rng::new(seed, id), id);
-            db.users.insert(id, User { id, name, joined_at_ns: now });
+            db.users.insert(
+                id,
+                User {
+                    id,
+                    name,
+                    joined_at_ns: now,
+                },
+            );
         }
         db.users.len()
     }))
@@ -173,7 +169,16 @@ fn new_post(db: &mut Db, seed: u64, now: u64) {
     let mut rng = Rng::new(seed, id);
     let author = rng.below(db.users.len().max(1));
     let text = content::post_text(&mut rng);
-    db.posts.insert(id, Post { id, author, created_at_ns: now, text, edits: 0 });
+    db.posts.insert(
+        id,
+        Post {
+            id,
+            author,
+            created_at_ns: now,
+            text,
+            edits: 0,
+        },
+    );
 }
 
 /// Adds `count` posts; returns the post count.
@@ -196,7 +201,9 @@ fn fill_to(target_bytes: u64, seed: u64) -> Result<AppStats, AppError> {
     require_controller()?;
     let now = ic_cdk::api::time();
     with_db(|db| {
-        while image_bytes() < target_bytes && ic_cdk::api::instruction_counter() < BULK_INSTRUCTION_BUDGET {
+        while image_bytes() < target_bytes
+            && ic_cdk::api::instruction_counter() < BULK_INSTRUCTION_BUDGET
+        {
             for _ in 0..64 {
                 new_post(db, seed, now);
             }
@@ -211,12 +218,23 @@ fn fill_articles_to(target_bytes: u64, seed: u64) -> Result<AppStats, AppError> 
     require_controller()?;
     let now = ic_cdk::api::time();
     with_db(|db| {
-        while image_bytes() < target_bytes && ic_cdk::api::instruction_counter() < BULK_INSTRUCTION_BUDGET {
+        while image_bytes() < target_bytes
+            && ic_cdk::api::instruction_counter() < BULK_INSTRUCTION_BUDGET
+        {
             let id = db.posts.len();
             let mut rng = Rng::new(seed, id);
             let author = rng.below(db.users.len().max(1));
             let text = content::article_text(&mut rng);
-            db.posts.insert(id, Post { id, author, created_at_ns: now, text, edits: 0 });
+            db.posts.insert(
+                id,
+                Post {
+                    id,
+                    author,
+                    created_at_ns: now,
+                    text,
+                    edits: 0,
+                },
+            );
         }
     });
     Ok(stats())
@@ -230,7 +248,9 @@ fn fill_media_to(target_bytes: u64, seed: u64) -> Result<AppStats, AppError> {
     require_controller()?;
     with_db(|db| {
         let mut buf = vec![0u8; 1 << 20];
-        while image_bytes() < target_bytes && ic_cdk::api::instruction_counter() < BULK_INSTRUCTION_BUDGET {
+        while image_bytes() < target_bytes
+            && ic_cdk::api::instruction_counter() < BULK_INSTRUCTION_BUDGET
+        {
             let offset = db.media.size() * 65_536;
             content::random_bytes(&mut Rng::new(seed, offset), &mut buf);
             assert!(db.media.grow(16) >= 0, "stable memory exhausted");
@@ -261,7 +281,9 @@ fn edit_posts(first_id: u64, count: u64, seed: u64) -> Result<u64, AppError> {
     Ok(with_db(|db| {
         let mut edited = 0;
         for id in first_id..first_id.saturating_add(count) {
-            let Some(mut post) = db.posts.get(&id) else { break };
+            let Some(mut post) = db.posts.get(&id) else {
+                break;
+            };
             post.text = content::post_text(&mut Rng::new(seed ^ 0xED17, id));
             post.edits += 1;
             db.posts.insert(id, post);
@@ -273,7 +295,9 @@ fn edit_posts(first_id: u64, count: u64, seed: u64) -> Result<u64, AppError> {
 
 fn member() -> Result<(Principal, u64), AppError> {
     let caller = ic_cdk::api::msg_caller();
-    with_db(|db| db.members.get(&caller)).map(|id| (caller, id)).ok_or(AppError::NotAMember(caller))
+    with_db(|db| db.members.get(&caller))
+        .map(|id| (caller, id))
+        .ok_or(AppError::NotAMember(caller))
 }
 
 /// The caller joins the app as a user with `name`; returns their user id (joining
@@ -290,7 +314,14 @@ fn join(name: String) -> Result<u64, AppError> {
             return id;
         }
         let id = db.users.len();
-        db.users.insert(id, User { id, name, joined_at_ns: now });
+        db.users.insert(
+            id,
+            User {
+                id,
+                name,
+                joined_at_ns: now,
+            },
+        );
         db.members.insert(caller, id);
         id
     }))
@@ -303,7 +334,16 @@ fn post(text: String) -> Result<u64, AppError> {
     let now = ic_cdk::api::time();
     Ok(with_db(|db| {
         let id = db.posts.len();
-        db.posts.insert(id, Post { id, author, created_at_ns: now, text, edits: 0 });
+        db.posts.insert(
+            id,
+            Post {
+                id,
+                author,
+                created_at_ns: now,
+                text,
+                edits: 0,
+            },
+        );
         id
     }))
 }
@@ -323,12 +363,21 @@ fn opt_in_personal_vault(vault: Principal) -> Result<(), AppError> {
 fn backup_my_data() -> Result<(), AppError> {
     let (caller, user_id) = member()?;
     let (vault, bytes) = with_db(|db| {
-        let vault = db.personal_vaults.get(&caller).ok_or(AppError::NotOptedIn(caller))?;
+        let vault = db
+            .personal_vaults
+            .get(&caller)
+            .ok_or(AppError::NotOptedIn(caller))?;
         let user = db.users.get(&user_id);
-        let posts: Vec<Post> = db.posts.iter().map(|e| e.value()).filter(|p| p.author == user_id).collect();
+        let posts: Vec<Post> = db
+            .posts
+            .iter()
+            .map(|e| e.value())
+            .filter(|p| p.author == user_id)
+            .collect();
         Ok((vault, Encode!(&user, &posts).expect("encodes")))
     })?;
-    canvault_kit::backup_dataset(&caller.to_text(), vault, bytes).map_err(|e| AppError::Backup(e.to_string()))
+    canvault_kit::backup_dataset(&caller.to_text(), vault, bytes)
+        .map_err(|e| AppError::Backup(e.to_string()))
 }
 
 /// The state of the caller's personal backups.
@@ -353,7 +402,11 @@ fn get_user(id: u64) -> Option<User> {
 /// Counts and image size.
 #[ic_cdk::query]
 fn stats() -> AppStats {
-    with_db(|db| AppStats { users: db.users.len(), posts: db.posts.len(), image_bytes: image_bytes() })
+    with_db(|db| AppStats {
+        users: db.users.len(),
+        posts: db.posts.len(),
+        image_bytes: image_bytes(),
+    })
 }
 
 /// SHA-256 over the candid encoding of posts `start..` (at most `limit`), and the id

@@ -8,8 +8,8 @@ use std::time::Duration;
 use candid::Principal;
 use canvault_protocol::chunk::valid_chunk_size;
 use canvault_protocol::kit_api::{
-    ArmRestoreRequest, BackupProgress, KitConfig, KitError, KitStatus, RestoreBeginRequest, RestoreChunksRequest,
-    RestoreProgress,
+    ArmRestoreRequest, BackupProgress, KitConfig, KitError, KitStatus, RestoreBeginRequest,
+    RestoreChunksRequest, RestoreProgress,
 };
 use ic_cdk_timers::TimerId;
 
@@ -22,8 +22,13 @@ thread_local! {
 
 fn require_admin() -> Result<Principal, KitError> {
     let caller = ic_cdk::api::msg_caller();
-    let admin = ic_cdk::api::is_controller(&caller) || with_kit(|k| k.state().config.admins.contains(&caller));
-    if admin { Ok(caller) } else { Err(KitError::Unauthorized(caller)) }
+    let admin = ic_cdk::api::is_controller(&caller)
+        || with_kit(|k| k.state().config.admins.contains(&caller));
+    if admin {
+        Ok(caller)
+    } else {
+        Err(KitError::Unauthorized(caller))
+    }
 }
 
 /// Changes kit settings.
@@ -110,7 +115,9 @@ pub fn status() -> Result<KitStatus, KitError> {
                 snapshot_id: r.snapshot_id,
                 expected_root: r.expected_root,
                 chunks_staged: u32::try_from(k.staged.len()).unwrap_or(u32::MAX),
-                chunks_total: r.begun.map(|g| canvault_protocol::chunk::chunk_count(g.image_size, g.chunk_size)),
+                chunks_total: r
+                    .begun
+                    .map(|g| canvault_protocol::chunk::chunk_count(g.image_size, g.chunk_size)),
             }),
             backups_completed: s.backups_completed,
             restores_completed: s.restores_completed,
@@ -188,7 +195,12 @@ pub fn restore_finish(snapshot_id: u64) -> Result<(), KitError> {
 
 /// (Re-)arms the backup schedule and resumes a backup in progress.
 pub(crate) fn arm_timers() {
-    let (interval, active) = with_kit(|k| (k.state().config.interval_seconds, k.state().backup.is_some()));
+    let (interval, active) = with_kit(|k| {
+        (
+            k.state().config.interval_seconds,
+            k.state().backup.is_some(),
+        )
+    });
     SCHEDULE.with(|t| {
         if let Some(id) = t.borrow_mut().take() {
             ic_cdk_timers::clear_timer(id);

@@ -11,12 +11,14 @@
 
 use std::collections::BTreeSet;
 
+use candid::Principal;
 use canvault_protocol::Hash256;
-use canvault_protocol::chunk::{self, ENTRY_OVERHEAD_BYTES, MAX_BATCH_PAYLOAD_BYTES, chunk_count, chunk_len};
+use canvault_protocol::chunk::{
+    self, ENTRY_OVERHEAD_BYTES, MAX_BATCH_PAYLOAD_BYTES, chunk_count, chunk_len,
+};
 use canvault_protocol::kit_api::{FailedBackup, KitError, LastBackup};
 use canvault_protocol::merkle::image_root;
 use canvault_protocol::vault_api::{BeginSnapshotRequest, ChunkBody, ChunkPut, SnapshotId};
-use candid::Principal;
 use ic_stable_structures::Memory;
 
 use crate::kit::{Kit, WASM_PAGE};
@@ -69,24 +71,15 @@ impl<M: Memory> Kit<M> {
         let total = self.send.count();
         self.update_state(|s| {
             s.known_chunk_size = chunk_size;
-            s.backup = Some(Backup {
-                target: Target::Image,
-                nonce: s.next_nonce,
+            s.start_backup(Backup::starting(
+                Target::Image,
                 vault,
-                snapshot_id: None,
-                parent: incremental,
-                started_at_ns: now_ns,
+                incremental,
+                now_ns,
                 image_size,
                 chunk_size,
-                chunks_total: total,
-                chunks_done: 0,
-                data_chunks: 0,
-                bytes_sent: 0,
-                retries: 0,
-                failures_in_a_row: 0,
-                last_error: None,
-            });
-            s.next_nonce += 1;
+                total,
+            ));
         });
         Ok(())
     }
@@ -106,7 +99,9 @@ impl<M: Memory> Kit<M> {
     /// Records the vault's snapshot id. If the vault could not use the parent (it no
     /// longer holds it), the backup becomes a full one.
     pub fn begun(&mut self, snapshot_id: SnapshotId, parent_used: Option<SnapshotId>) {
-        let Some(b) = self.state().backup.clone() else { return };
+        let Some(b) = self.state().backup.clone() else {
+            return;
+        };
         if b.parent.is_some() && parent_used.is_none() {
             let count = chunk_count(b.image_size, b.chunk_size);
             self.clear_known(b.target);
@@ -137,10 +132,19 @@ impl<M: Memory> Kit<M> {
         force_data: &BTreeSet<u32>,
         mut keep_going: impl FnMut() -> bool,
     ) -> Vec<Batch> {
-        let Some(b) = self.state().backup.clone() else { return Vec::new() };
-        let todo: Vec<u32> = self.send.iter_from(0).filter(|i| !in_flight.contains(i)).collect();
+        let Some(b) = self.state().backup.clone() else {
+            return Vec::new();
+        };
+        let todo: Vec<u32> = self
+            .send
+            .iter_from(0)
+            .filter(|i| !in_flight.contains(i))
+            .collect();
         let mut batches: Vec<Batch> = Vec::new();
-        let mut current = Batch { chunks: Vec::new(), data_bytes: 0 };
+        let mut current = Batch {
+            chunks: Vec::new(),
+            data_bytes: 0,
+        };
         let mut current_bytes = 0usize;
         for i in todo {
             if !keep_going() {
@@ -154,7 +158,10 @@ impl<M: Memory> Kit<M> {
                 ChunkBody::Known
             } else {
                 let (codec, bytes) = chunk::encode(&raw);
-                ChunkBody::Data { codec, bytes: bytes.into() }
+                ChunkBody::Data {
+                    codec,
+                    bytes: bytes.into(),
+                }
             };
             let size = ENTRY_OVERHEAD_BYTES
                 + match &body {
@@ -162,7 +169,13 @@ impl<M: Memory> Kit<M> {
                     _ => 0,
                 };
             if current_bytes + size > MAX_BATCH_PAYLOAD_BYTES && !current.chunks.is_empty() {
-                batches.push(std::mem::replace(&mut current, Batch { chunks: Vec::new(), data_bytes: 0 }));
+                batches.push(std::mem::replace(
+                    &mut current,
+                    Batch {
+                        chunks: Vec::new(),
+                        data_bytes: 0,
+                    },
+                ));
                 current_bytes = 0;
                 if batches.len() == max_batches {
                     break;
@@ -173,7 +186,12 @@ impl<M: Memory> Kit<M> {
                 current.data_bytes += bytes.len() as u64;
             }
             let len = u32::try_from(raw.len()).expect("chunk length fits u32");
-            current.chunks.push(ChunkPut { index: i, hash, len, body });
+            current.chunks.push(ChunkPut {
+                index: i,
+                hash,
+                len,
+                body,
+            });
         }
         if !current.chunks.is_empty() && batches.len() < max_batches {
             batches.push(current);
@@ -236,7 +254,9 @@ impl<M: Memory> Kit<M> {
 
     /// The vault committed: the frozen content becomes the known base for the next backup.
     pub fn complete(&mut self, root: Hash256, now_ns: u64) {
-        let Some(b) = self.state().backup.clone() else { return };
+        let Some(b) = self.state().backup.clone() else {
+            return;
+        };
         let count = chunk_count(b.image_size, b.chunk_size);
         let acked: Vec<(u32, [u8; 32])> = self.pending.iter().map(|e| e.into_pair()).collect();
         self.merge_known(b.target, acked, count);
@@ -267,11 +287,19 @@ impl<M: Memory> Kit<M> {
     /// Gives the backup up: every chunk it had to send becomes dirty again (an image),
     /// or the failure is recorded on the data set (the app queues it again).
     pub fn fail(&mut self, reason: String, now_ns: u64) {
-        let Some(b) = self.state().backup.clone() else { return };
+        let Some(b) = self.state().backup.clone() else {
+            return;
+        };
         if let Target::Dataset(id) = b.target {
             self.send.clear_all();
             self.pending.clear_new();
-            self.dataset_failed(id, FailedBackup { at_ns: now_ns, reason });
+            self.dataset_failed(
+                id,
+                FailedBackup {
+                    at_ns: now_ns,
+                    reason,
+                },
+            );
             self.update_state(|s| s.backup = None);
             return;
         }
@@ -285,7 +313,10 @@ impl<M: Memory> Kit<M> {
         self.release_all_frozen();
         self.update_state(|s| {
             s.backup = None;
-            s.last_failure = Some(FailedBackup { at_ns: now_ns, reason });
+            s.last_failure = Some(FailedBackup {
+                at_ns: now_ns,
+                reason,
+            });
         });
     }
 
@@ -310,6 +341,9 @@ impl<M: Memory> Kit<M> {
 
     /// Length of chunk `i` in the frozen geometry.
     pub fn frozen_chunk_len(&self, i: u32) -> Option<u32> {
-        self.state().backup.as_ref().map(|b| chunk_len(i, b.image_size, b.chunk_size))
+        self.state()
+            .backup
+            .as_ref()
+            .map(|b| chunk_len(i, b.image_size, b.chunk_size))
     }
 }

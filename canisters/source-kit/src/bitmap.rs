@@ -53,7 +53,10 @@ impl<M: Memory> Bitmap<M> {
             let needed_pages = (self.words.len() as u64 * 8).div_ceil(WASM_PAGE);
             let have = self.memory.size();
             if needed_pages > have {
-                assert!(self.memory.grow(needed_pages - have) >= 0, "stable memory exhausted");
+                assert!(
+                    self.memory.grow(needed_pages - have) >= 0,
+                    "stable memory exhausted"
+                );
             }
         }
         if on {
@@ -61,7 +64,8 @@ impl<M: Memory> Bitmap<M> {
         } else {
             self.words[w] &= !(1 << bit);
         }
-        self.memory.write(w as u64 * 8, &self.words[w].to_le_bytes());
+        self.memory
+            .write(w as u64 * 8, &self.words[w].to_le_bytes());
         true
     }
 

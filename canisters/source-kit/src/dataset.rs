@@ -8,14 +8,11 @@
 //! backup runs exactly like an image backup (`backup.rs`), with the data set's own
 //! known digests. Data sets use small chunks so a user's edit moves little data.
 
-use std::borrow::Cow;
-
-use candid::{CandidType, Decode, Encode, Principal};
+use candid::{CandidType, Principal};
 use canvault_protocol::Hash256;
 use canvault_protocol::chunk::{chunk_count, chunk_len};
 use canvault_protocol::kit_api::{DatasetInfo, FailedBackup, KitError};
-use ic_stable_structures::storable::Bound;
-use ic_stable_structures::{Memory, Storable};
+use ic_stable_structures::Memory;
 use serde::{Deserialize, Serialize};
 
 use crate::kit::{Kit, WASM_PAGE};
@@ -35,33 +32,19 @@ pub struct DatasetJob {
     pub bytes: serde_bytes::ByteBuf,
 }
 
-macro_rules! candid_storable {
-    ($t:ty) => {
-        impl Storable for $t {
-            fn to_bytes(&self) -> Cow<'_, [u8]> {
-                Cow::Owned(Encode!(self).expect("encodes"))
-            }
-            fn into_bytes(self) -> Vec<u8> {
-                Encode!(&self).expect("encodes")
-            }
-            fn from_bytes(bytes: Cow<'_, [u8]>) -> Self {
-                Decode!(&bytes, Self).expect("decodes")
-            }
-            const BOUND: Bound = Bound::Unbounded;
-        }
-    };
-}
-
 /// A data set's record (name, vault, last backup).
 #[derive(CandidType, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct DatasetRecord(pub DatasetInfo);
 
-candid_storable!(DatasetJob);
-candid_storable!(DatasetRecord);
+crate::candid_storable!(DatasetJob);
+crate::candid_storable!(DatasetRecord);
 
 impl<M: Memory> Kit<M> {
     fn dataset_id(&self, name: &str) -> Option<u64> {
-        self.datasets.iter().find(|e| e.value().0.name == name).map(|e| *e.key())
+        self.datasets
+            .iter()
+            .find(|e| e.value().0.name == name)
+            .map(|e| *e.key())
     }
 
     /// Queues a backup of data set `name` (created on first use) to `vault`.
@@ -69,7 +52,12 @@ impl<M: Memory> Kit<M> {
     ///
     /// # Errors
     /// The data set is too large, or its name is empty.
-    pub fn queue_dataset(&mut self, name: &str, vault: Principal, bytes: Vec<u8>) -> Result<u64, KitError> {
+    pub fn queue_dataset(
+        &mut self,
+        name: &str,
+        vault: Principal,
+        bytes: Vec<u8>,
+    ) -> Result<u64, KitError> {
         if name.is_empty() {
             return Err(KitError::InvalidRequest("a data set needs a name".into()));
         }
@@ -103,14 +91,25 @@ impl<M: Memory> Kit<M> {
         }
         record.0.queued += 1;
         self.datasets.insert(id, record);
-        let seq = self.dataset_queue.last_key_value().map_or(1, |(k, _)| k + 1);
-        self.dataset_queue.insert(seq, DatasetJob { dataset_id: id, bytes: bytes.into() });
+        let seq = self
+            .dataset_queue
+            .last_key_value()
+            .map_or(1, |(k, _)| k + 1);
+        self.dataset_queue.insert(
+            seq,
+            DatasetJob {
+                dataset_id: id,
+                bytes: bytes.into(),
+            },
+        );
         Ok(id)
     }
 
     /// The record of data set `name`.
     pub fn dataset_info(&self, name: &str) -> Option<DatasetInfo> {
-        self.dataset_id(name).and_then(|id| self.datasets.get(&id)).map(|r| r.0)
+        self.dataset_id(name)
+            .and_then(|id| self.datasets.get(&id))
+            .map(|r| r.0)
     }
 
     /// Starts the next queued data-set backup if no backup runs. True if one started.
@@ -118,9 +117,13 @@ impl<M: Memory> Kit<M> {
         if self.state().backup.is_some() || self.state().restore.is_some() {
             return false;
         }
-        let Some((seq, job)) = self.dataset_queue.first_key_value() else { return false };
+        let Some((seq, job)) = self.dataset_queue.first_key_value() else {
+            return false;
+        };
         self.dataset_queue.remove(&seq);
-        let Some(mut record) = self.datasets.get(&job.dataset_id) else { return false };
+        let Some(mut record) = self.datasets.get(&job.dataset_id) else {
+            return false;
+        };
         record.0.queued = record.0.queued.saturating_sub(1);
         self.datasets.insert(job.dataset_id, record.clone());
         self.stage_dataset(job.dataset_id, &record.0, &job.bytes, now_ns);
@@ -133,7 +136,10 @@ impl<M: Memory> Kit<M> {
         let pages = size.div_ceil(WASM_PAGE);
         let have = self.dataset_stage.size();
         if have < pages {
-            assert!(self.dataset_stage.grow(pages - have) >= 0, "stable memory exhausted");
+            assert!(
+                self.dataset_stage.grow(pages - have) >= 0,
+                "stable memory exhausted"
+            );
         }
         self.dataset_stage.write(0, bytes);
         let cs = DATASET_CHUNK_SIZE;
@@ -144,7 +150,8 @@ impl<M: Memory> Kit<M> {
         for i in 0..count {
             let start = u64::from(i) * u64::from(cs);
             let raw = &bytes[start as usize..(start + u64::from(chunk_len(i, size, cs))) as usize];
-            let unchanged = parent.is_some() && self.dataset_known.get(&(id, i)) == Some(Hash256::of(raw).0);
+            let unchanged =
+                parent.is_some() && self.dataset_known.get(&(id, i)) == Some(Hash256::of(raw).0);
             if !unchanged {
                 self.send.set(i);
             }
@@ -152,29 +159,23 @@ impl<M: Memory> Kit<M> {
         let total = self.send.count();
         self.invalidate_known_set();
         self.update_state(|s| {
-            s.backup = Some(Backup {
-                target: Target::Dataset(id),
-                nonce: s.next_nonce,
-                vault: info.vault,
-                snapshot_id: None,
+            s.start_backup(Backup::starting(
+                Target::Dataset(id),
+                info.vault,
                 parent,
-                started_at_ns: now_ns,
-                image_size: size,
-                chunk_size: cs,
-                chunks_total: total,
-                chunks_done: 0,
-                data_chunks: 0,
-                bytes_sent: 0,
-                retries: 0,
-                failures_in_a_row: 0,
-                last_error: None,
-            });
-            s.next_nonce += 1;
+                now_ns,
+                size,
+                cs,
+                total,
+            ));
         });
     }
 
     pub(crate) fn clear_dataset_known(&mut self, id: u64) {
-        let keys: Vec<(u64, u32)> = self.dataset_known.keys_range((id, 0)..=(id, u32::MAX)).collect();
+        let keys: Vec<(u64, u32)> = self
+            .dataset_known
+            .keys_range((id, 0)..=(id, u32::MAX))
+            .collect();
         for k in keys {
             self.dataset_known.remove(&k);
         }
@@ -187,7 +188,11 @@ impl<M: Memory> Kit<M> {
         }
     }
 
-    pub(crate) fn dataset_completed(&mut self, id: u64, last: canvault_protocol::kit_api::LastBackup) {
+    pub(crate) fn dataset_completed(
+        &mut self,
+        id: u64,
+        last: canvault_protocol::kit_api::LastBackup,
+    ) {
         if let Some(mut record) = self.datasets.get(&id) {
             record.0.last_backup = Some(last);
             record.0.last_failure = None;

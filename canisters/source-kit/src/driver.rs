@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use candid::{CandidType, Principal};
 use canvault_protocol::vault_api::{
-    BeginSnapshotResponse, CommitSnapshotRequest, PutChunksRequest, PutChunksResponse, SnapshotInfo, VaultError,
+    BeginSnapshotResponse, CommitSnapshotRequest, PutChunksRequest, PutChunksResponse,
+    SnapshotInfo, VaultError,
 };
 use ic_cdk::call::{Call, CallFailed};
 use serde::de::DeserializeOwned;
@@ -73,7 +74,10 @@ fn take_pump() -> bool {
         if p.alive_at_ns != 0 && t.saturating_sub(p.alive_at_ns) < STALE_PUMP_NS {
             return false;
         }
-        *p = Pump { alive_at_ns: t, ..Pump::default() };
+        *p = Pump {
+            alive_at_ns: t,
+            ..Pump::default()
+        };
         true
     })
 }
@@ -91,7 +95,9 @@ fn next_step() -> Step {
         if k.state().backup.is_none() && !k.start_next_dataset(now()) {
             return Step::Idle;
         }
-        let Some(b) = k.state().backup.as_ref() else { return Step::Idle };
+        let Some(b) = k.state().backup.as_ref() else {
+            return Step::Idle;
+        };
         match b.snapshot_id {
             None => Step::Begin(b.vault),
             Some(id) if k.ready_to_commit() => Step::Commit(b.vault, id),
@@ -122,11 +128,13 @@ async fn pump() {
             Err(CallError::Retry(reason)) => {
                 let failures = with_kit(|k| k.record_failure(reason.clone()));
                 if failures >= MAX_FAILURES_IN_A_ROW {
-                    let reason = format!("gave up after {failures} failed attempts; last: {reason}");
+                    let reason =
+                        format!("gave up after {failures} failed attempts; last: {reason}");
                     with_kit(|k| k.fail(reason, now()));
                     break;
                 }
-                let delay = Duration::from_secs(1u64 << (failures - 1).min(6)).min(Duration::from_secs(60));
+                let delay =
+                    Duration::from_secs(1u64 << (failures - 1).min(6)).min(Duration::from_secs(60));
                 release_pump();
                 schedule(delay);
                 return;
@@ -136,17 +144,28 @@ async fn pump() {
     release_pump();
 }
 
-async fn call<A: CandidType, R: CandidType + DeserializeOwned>(vault: Principal, method: &str, arg: A) -> Result<R, CallError> {
-    let response = Call::bounded_wait(vault, method).with_arg(arg).await.map_err(|e| match e {
-        CallFailed::CallRejected(r) => {
-            let msg = format!("{method}: reject code {}: {}", r.raw_reject_code(), r.reject_message());
-            match r.raw_reject_code() {
-                2 | 5 | 6 => CallError::Retry(msg),
-                _ => CallError::Fatal(msg),
+async fn call<A: CandidType, R: CandidType + DeserializeOwned>(
+    vault: Principal,
+    method: &str,
+    arg: A,
+) -> Result<R, CallError> {
+    let response = Call::bounded_wait(vault, method)
+        .with_arg(arg)
+        .await
+        .map_err(|e| match e {
+            CallFailed::CallRejected(r) => {
+                let msg = format!(
+                    "{method}: reject code {}: {}",
+                    r.raw_reject_code(),
+                    r.reject_message()
+                );
+                match r.raw_reject_code() {
+                    2 | 5 | 6 => CallError::Retry(msg),
+                    _ => CallError::Fatal(msg),
+                }
             }
-        }
-        other => CallError::Retry(format!("{method}: {other}")),
-    })?;
+            other => CallError::Retry(format!("{method}: {other}")),
+        })?;
     response
         .candid::<R>()
         .map_err(|e| CallError::Fatal(format!("{method}: undecodable reply: {e}")))
@@ -154,12 +173,19 @@ async fn call<A: CandidType, R: CandidType + DeserializeOwned>(vault: Principal,
 
 fn vault_refused(method: &str, e: &VaultError) -> CallError {
     let msg = format!("{method}: the vault refused: {e}");
-    if e.is_retryable() { CallError::Retry(msg) } else { CallError::Fatal(msg) }
+    if e.is_retryable() {
+        CallError::Retry(msg)
+    } else {
+        CallError::Fatal(msg)
+    }
 }
 
 async fn begin(vault: Principal) -> Result<(), CallError> {
-    let Some(req) = with_kit(|k| k.begin_request()) else { return Ok(()) };
-    let reply: Result<BeginSnapshotResponse, VaultError> = call(vault, "begin_snapshot", req).await?;
+    let Some(req) = with_kit(|k| k.begin_request()) else {
+        return Ok(());
+    };
+    let reply: Result<BeginSnapshotResponse, VaultError> =
+        call(vault, "begin_snapshot", req).await?;
     let resp = reply.map_err(|e| vault_refused("begin_snapshot", &e))?;
     with_kit(|k| k.begun(resp.snapshot_id, resp.parent));
     Ok(())
@@ -172,10 +198,14 @@ async fn send_window(vault: Principal, snapshot_id: u64) -> Result<(), CallError
     });
     let window = with_kit(|k| k.state().config.window.max(1)) as usize;
     let batches: Vec<Batch> = with_kit(|k| {
-        k.plan_batches(window, &in_flight, &force, || ic_cdk::api::instruction_counter() < PREPARE_INSTRUCTION_BUDGET)
+        k.plan_batches(window, &in_flight, &force, || {
+            ic_cdk::api::instruction_counter() < PREPARE_INSTRUCTION_BUDGET
+        })
     });
     if batches.is_empty() {
-        return Err(CallError::Retry("nothing could be prepared in this execution".into()));
+        return Err(CallError::Retry(
+            "nothing could be prepared in this execution".into(),
+        ));
     }
     PUMP.with(|p| {
         let mut p = p.borrow_mut();
@@ -184,7 +214,10 @@ async fn send_window(vault: Principal, snapshot_id: u64) -> Result<(), CallError
         }
     });
     let calls = batches.iter().map(|b| {
-        let req = PutChunksRequest { snapshot_id, chunks: b.chunks.clone() };
+        let req = PutChunksRequest {
+            snapshot_id,
+            chunks: b.chunks.clone(),
+        };
         call::<_, Result<PutChunksResponse, VaultError>>(vault, "put_chunks", req)
     });
     let results = futures::future::join_all(calls).await;
@@ -212,7 +245,9 @@ async fn send_window(vault: Principal, snapshot_id: u64) -> Result<(), CallError
 }
 
 async fn commit(vault: Principal, snapshot_id: u64) -> Result<(), CallError> {
-    let Some(root) = with_kit(|k| k.frozen_root()) else { return Ok(()) };
+    let Some(root) = with_kit(|k| k.frozen_root()) else {
+        return Ok(());
+    };
     let req = CommitSnapshotRequest { snapshot_id, root };
     let reply: Result<SnapshotInfo, VaultError> = call(vault, "commit_snapshot", req).await?;
     reply.map_err(|e| vault_refused("commit_snapshot", &e))?;

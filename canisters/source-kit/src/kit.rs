@@ -154,12 +154,12 @@ impl<M: Memory> Kit<M> {
     /// Grows the app image; returns the old size in pages, or -1.
     pub fn image_grow(&mut self, pages: u64) -> i64 {
         let old = self.image_pages();
-        let Some(new) = old.checked_add(pages) else { return -1 };
+        let Some(new) = old.checked_add(pages) else {
+            return -1;
+        };
         let underlying = self.active().size();
-        if underlying < new {
-            if self.active().grow(new - underlying) < 0 {
-                return -1;
-            }
+        if underlying < new && self.active().grow(new - underlying) < 0 {
+            return -1;
         }
         // A reused image (a former staging area) may hold stale bytes past the old end.
         let stale_end = underlying.min(new);
@@ -195,7 +195,8 @@ impl<M: Memory> Kit<M> {
                 && !self.preserved.contains(&i)
             {
                 let mut content = vec![0u8; chunk_len(i, size, chunk_size) as usize];
-                self.active().read(u64::from(i) * u64::from(chunk_size), &mut content);
+                self.active()
+                    .read(u64::from(i) * u64::from(chunk_size), &mut content);
                 self.cow.insert(i, content);
                 self.preserved.insert(i);
             }
@@ -203,7 +204,13 @@ impl<M: Memory> Kit<M> {
     }
 
     /// Content of chunk `i` of the backup's target as it was at the freeze.
-    pub(crate) fn frozen_chunk(&self, target: Target, i: u32, image_size: u64, chunk_size: u32) -> Vec<u8> {
+    pub(crate) fn frozen_chunk(
+        &self,
+        target: Target,
+        i: u32,
+        image_size: u64,
+        chunk_size: u32,
+    ) -> Vec<u8> {
         let mut content = vec![0u8; chunk_len(i, image_size, chunk_size) as usize];
         let offset = u64::from(i) * u64::from(chunk_size);
         match target {
@@ -280,7 +287,10 @@ impl<M: Memory> Kit<M> {
                 for (i, h) in acked {
                     self.dataset_known.insert((id, i), h);
                 }
-                let beyond: Vec<(u64, u32)> = self.dataset_known.keys_range((id, count)..=(id, u32::MAX)).collect();
+                let beyond: Vec<(u64, u32)> = self
+                    .dataset_known
+                    .keys_range((id, count)..=(id, u32::MAX))
+                    .collect();
                 for k in beyond {
                     self.dataset_known.remove(&k);
                 }

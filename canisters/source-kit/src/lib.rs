@@ -35,8 +35,8 @@ use std::cell::RefCell;
 use ic_stable_structures::{DefaultMemoryImpl, Memory};
 
 pub use api::{
-    abandon_restore, arm_restore, backup_dataset, backup_now, configure, dataset_info, restore_begin, restore_chunks,
-    restore_finish, status,
+    abandon_restore, arm_restore, backup_dataset, backup_now, configure, dataset_info,
+    restore_begin, restore_chunks, restore_finish, status,
 };
 pub use canvault_protocol::kit_api::DatasetInfo;
 pub use canvault_protocol::kit_api::{
@@ -117,6 +117,27 @@ impl Memory for AppMemory {
     }
 }
 
+/// Implements `ic_stable_structures::Storable` for a candid type (unbounded, encoded
+/// with candid). For app records kept in stable structures on the kit's memory.
+#[macro_export]
+macro_rules! candid_storable {
+    ($t:ty) => {
+        impl ::ic_stable_structures::Storable for $t {
+            fn to_bytes(&self) -> ::std::borrow::Cow<'_, [u8]> {
+                ::std::borrow::Cow::Owned(::candid::encode_one(self).expect("candid encodes"))
+            }
+            fn into_bytes(self) -> Vec<u8> {
+                ::candid::encode_one(&self).expect("candid encodes")
+            }
+            fn from_bytes(bytes: ::std::borrow::Cow<'_, [u8]>) -> Self {
+                ::candid::decode_one(&bytes).expect("candid decodes")
+            }
+            const BOUND: ::ic_stable_structures::storable::Bound =
+                ::ic_stable_structures::storable::Bound::Unbounded;
+        }
+    };
+}
+
 /// Exports the kit's endpoints from the app canister, one line:
 /// `canvault_configure`, `canvault_backup_now`, `canvault_status`,
 /// `canvault_arm_restore`, `canvault_abandon_restore`, and the vault-facing
@@ -130,7 +151,9 @@ macro_rules! export_endpoints {
     () => {
         /// Changes kit settings (admins).
         #[ic_cdk::update]
-        fn canvault_configure(config: ::canvault_kit::KitConfig) -> Result<(), ::canvault_kit::KitError> {
+        fn canvault_configure(
+            config: ::canvault_kit::KitConfig,
+        ) -> Result<(), ::canvault_kit::KitError> {
             ::canvault_kit::configure(config)
         }
         /// Freezes the image and starts a backup (admins).
@@ -145,7 +168,9 @@ macro_rules! export_endpoints {
         }
         /// Allows one vault to push one snapshot into this canister (admins).
         #[ic_cdk::update]
-        fn canvault_arm_restore(req: ::canvault_kit::ArmRestoreRequest) -> Result<(), ::canvault_kit::KitError> {
+        fn canvault_arm_restore(
+            req: ::canvault_kit::ArmRestoreRequest,
+        ) -> Result<(), ::canvault_kit::KitError> {
             ::canvault_kit::arm_restore(req)
         }
         /// Drops an armed restore; the live image is untouched (admins).
@@ -155,12 +180,16 @@ macro_rules! export_endpoints {
         }
         /// The armed vault announces the image.
         #[ic_cdk::update]
-        fn canvault_restore_begin(req: ::canvault_kit::RestoreBeginRequest) -> Result<(), ::canvault_kit::KitError> {
+        fn canvault_restore_begin(
+            req: ::canvault_kit::RestoreBeginRequest,
+        ) -> Result<(), ::canvault_kit::KitError> {
             ::canvault_kit::restore_begin(req)
         }
         /// The armed vault pushes verified chunks into the staging image.
         #[ic_cdk::update]
-        fn canvault_restore_chunks(req: ::canvault_kit::RestoreChunksRequest) -> Result<u32, ::canvault_kit::KitError> {
+        fn canvault_restore_chunks(
+            req: ::canvault_kit::RestoreChunksRequest,
+        ) -> Result<u32, ::canvault_kit::KitError> {
             ::canvault_kit::restore_chunks(req)
         }
         /// The armed vault asks to verify the whole image and switch to it.

@@ -11,7 +11,9 @@
 use candid::Principal;
 use canvault_protocol::Hash256;
 use canvault_protocol::chunk::{self, chunk_count, chunk_len, valid_chunk_size};
-use canvault_protocol::kit_api::{ArmRestoreRequest, KitError, LastBackup, RestoreBeginRequest, RestoreChunksRequest};
+use canvault_protocol::kit_api::{
+    ArmRestoreRequest, KitError, LastBackup, RestoreBeginRequest, RestoreChunksRequest,
+};
 use canvault_protocol::merkle::image_root;
 use canvault_protocol::vault_api::{ChunkBody, SnapshotId};
 use ic_stable_structures::Memory;
@@ -59,7 +61,10 @@ impl<M: Memory> Kit<M> {
             return Err(KitError::Unauthorized(caller));
         }
         if r.snapshot_id != snapshot_id {
-            return Err(KitError::WrongSnapshot { armed: r.snapshot_id, got: snapshot_id });
+            return Err(KitError::WrongSnapshot {
+                armed: r.snapshot_id,
+                got: snapshot_id,
+            });
         }
         Ok(r)
     }
@@ -68,9 +73,13 @@ impl<M: Memory> Kit<M> {
     ///
     /// # Errors
     /// Not armed, wrong vault or snapshot, bad geometry, a root other than the expected one.
-    pub fn restore_begin(&mut self, caller: Principal, req: &RestoreBeginRequest) -> Result<(), KitError> {
+    pub fn restore_begin(
+        &mut self,
+        caller: Principal,
+        req: &RestoreBeginRequest,
+    ) -> Result<(), KitError> {
         let armed = self.armed_for(caller, req.snapshot_id)?.clone();
-        if !valid_chunk_size(req.chunk_size) || req.image_size % WASM_PAGE != 0 {
+        if !valid_chunk_size(req.chunk_size) || !req.image_size.is_multiple_of(WASM_PAGE) {
             return Err(KitError::InvalidRequest(format!(
                 "geometry not supported: image {} bytes, chunks {} bytes",
                 req.image_size, req.chunk_size
@@ -79,16 +88,25 @@ impl<M: Memory> Kit<M> {
         if let Some(expected) = armed.expected_root
             && expected != req.root
         {
-            return Err(KitError::RootMismatch { expected, computed: req.root });
+            return Err(KitError::RootMismatch {
+                expected,
+                computed: req.root,
+            });
         }
-        let geometry = RestoreGeometry { image_size: req.image_size, chunk_size: req.chunk_size, root: req.root };
+        let geometry = RestoreGeometry {
+            image_size: req.image_size,
+            chunk_size: req.chunk_size,
+            root: req.root,
+        };
         if armed.begun == Some(geometry) {
             return Ok(());
         }
         let pages = req.image_size / WASM_PAGE;
         let have = self.staging().size();
         if have < pages && self.staging().grow(pages - have) < 0 {
-            return Err(KitError::InvalidRequest("stable memory exhausted for the staging image".into()));
+            return Err(KitError::InvalidRequest(
+                "stable memory exhausted for the staging image".into(),
+            ));
         }
         self.staged.clear_new();
         self.update_state(|s| {
@@ -105,7 +123,11 @@ impl<M: Memory> Kit<M> {
     /// # Errors
     /// Not armed or begun, wrong vault or snapshot, a chunk out of range or failing
     /// verification (then nothing of the batch is written).
-    pub fn restore_chunks(&mut self, caller: Principal, req: RestoreChunksRequest) -> Result<u32, KitError> {
+    pub fn restore_chunks(
+        &mut self,
+        caller: Principal,
+        req: RestoreChunksRequest,
+    ) -> Result<u32, KitError> {
         let armed = self.armed_for(caller, req.snapshot_id)?;
         let g = armed
             .begun
@@ -113,26 +135,38 @@ impl<M: Memory> Kit<M> {
         let count = chunk_count(g.image_size, g.chunk_size);
         let mut verified = Vec::with_capacity(req.chunks.len());
         for c in req.chunks {
-            let bad = |reason: String| KitError::BadChunk { index: c.index, reason };
+            let bad = |reason: String| KitError::BadChunk {
+                index: c.index,
+                reason,
+            };
             if c.index >= count {
-                return Err(bad(format!("index out of range: the image has {count} chunks")));
+                return Err(bad(format!(
+                    "index out of range: the image has {count} chunks"
+                )));
             }
             let len = chunk_len(c.index, g.image_size, g.chunk_size);
             if c.len != len {
-                return Err(bad(format!("length {} but the chunk is {len} bytes", c.len)));
+                return Err(bad(format!(
+                    "length {} but the chunk is {len} bytes",
+                    c.len
+                )));
             }
             let raw = match c.body {
                 ChunkBody::Data { codec, bytes } => {
-                    chunk::decode_verified(codec, &bytes, len, &c.hash).map_err(|e| bad(e.to_string()))?
+                    chunk::decode_verified(codec, &bytes, len, &c.hash)
+                        .map_err(|e| bad(e.to_string()))?
                 }
                 ChunkBody::Zero if c.hash == chunk::zero_hash(len) => vec![0; len as usize],
                 ChunkBody::Zero => return Err(bad("zero chunk with a non-zero digest".into())),
-                ChunkBody::Known => return Err(bad("a restore must carry the chunk's bytes".into())),
+                ChunkBody::Known => {
+                    return Err(bad("a restore must carry the chunk's bytes".into()));
+                }
             };
             verified.push((c.index, c.hash, raw));
         }
         for (index, hash, raw) in verified {
-            self.staging().write(u64::from(index) * u64::from(g.chunk_size), &raw);
+            self.staging()
+                .write(u64::from(index) * u64::from(g.chunk_size), &raw);
             self.staged.insert(index, hash.0);
         }
         Ok(u32::try_from(self.staged.len()).expect("chunk counts fit u32"))
@@ -143,7 +177,12 @@ impl<M: Memory> Kit<M> {
     ///
     /// # Errors
     /// Not armed or begun, chunks missing, root mismatch (nothing changes).
-    pub fn restore_finish(&mut self, caller: Principal, snapshot_id: SnapshotId, now_ns: u64) -> Result<bool, KitError> {
+    pub fn restore_finish(
+        &mut self,
+        caller: Principal,
+        snapshot_id: SnapshotId,
+        now_ns: u64,
+    ) -> Result<bool, KitError> {
         if self.state().restore.is_none()
             && let Some(last) = &self.state().last_backup
             && last.vault == caller
@@ -156,20 +195,38 @@ impl<M: Memory> Kit<M> {
             .begun
             .ok_or_else(|| KitError::InvalidRequest("restore_begin must come first".into()))?;
         let count = chunk_count(g.image_size, g.chunk_size);
-        let missing: Vec<u32> = (0..count).filter(|i| !self.staged.contains_key(i)).collect();
+        let missing: Vec<u32> = (0..count)
+            .filter(|i| !self.staged.contains_key(i))
+            .collect();
         if let Some(first) = missing.first() {
-            return Err(KitError::Incomplete { missing: missing.len() as u32, first: *first });
+            return Err(KitError::Incomplete {
+                missing: missing.len() as u32,
+                first: *first,
+            });
         }
-        let computed = image_root(g.image_size, g.chunk_size, (0..count).map(|i| Hash256(self.staged.get(&i).expect("checked"))));
+        let computed = image_root(
+            g.image_size,
+            g.chunk_size,
+            (0..count).map(|i| Hash256(self.staged.get(&i).expect("checked"))),
+        );
         if computed != g.root {
-            return Err(KitError::RootMismatch { expected: g.root, computed });
+            return Err(KitError::RootMismatch {
+                expected: g.root,
+                computed,
+            });
         }
         self.switch_to_staged(armed.vault, snapshot_id, g, now_ns);
         Ok(true)
     }
 
     /// The atomic switch: the staging image becomes the app's, its digests the known base.
-    fn switch_to_staged(&mut self, vault: Principal, snapshot_id: SnapshotId, g: RestoreGeometry, now_ns: u64) {
+    fn switch_to_staged(
+        &mut self,
+        vault: Principal,
+        snapshot_id: SnapshotId,
+        g: RestoreGeometry,
+        now_ns: u64,
+    ) {
         self.known.clear_new();
         let staged: Vec<(u32, [u8; 32])> = self.staged.iter().map(|e| e.into_pair()).collect();
         for (i, h) in staged {

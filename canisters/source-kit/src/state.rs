@@ -164,6 +164,47 @@ impl Default for KitState {
     }
 }
 
+impl Backup {
+    /// A backup of `target` frozen at `started_at_ns`, with `chunks_total` chunks to send.
+    #[must_use]
+    pub fn starting(
+        target: Target,
+        vault: Principal,
+        parent: Option<SnapshotId>,
+        started_at_ns: u64,
+        image_size: u64,
+        chunk_size: u32,
+        chunks_total: u32,
+    ) -> Self {
+        Self {
+            target,
+            nonce: 0,
+            vault,
+            snapshot_id: None,
+            parent,
+            started_at_ns,
+            image_size,
+            chunk_size,
+            chunks_total,
+            chunks_done: 0,
+            data_chunks: 0,
+            bytes_sent: 0,
+            retries: 0,
+            failures_in_a_row: 0,
+            last_error: None,
+        }
+    }
+}
+
+impl KitState {
+    /// Records `backup` as the one in progress and gives it the next `begin_snapshot` nonce.
+    pub fn start_backup(&mut self, mut backup: Backup) {
+        backup.nonce = self.next_nonce;
+        self.next_nonce += 1;
+        self.backup = Some(backup);
+    }
+}
+
 impl Storable for KitState {
     fn to_bytes(&self) -> Cow<'_, [u8]> {
         Cow::Owned(Encode!(self).expect("kit state encodes"))
@@ -175,7 +216,10 @@ impl Storable for KitState {
 
     fn from_bytes(bytes: Cow<'_, [u8]>) -> Self {
         let state = Decode!(&bytes, Self).expect("kit state decodes");
-        assert_eq!(state.version, STATE_VERSION, "unsupported kit state version");
+        assert_eq!(
+            state.version, STATE_VERSION,
+            "unsupported kit state version"
+        );
         state
     }
 

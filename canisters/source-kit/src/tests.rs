@@ -6,7 +6,9 @@ use std::collections::{BTreeSet, HashMap};
 use candid::Principal;
 use canvault_protocol::Hash256;
 use canvault_protocol::chunk::{self, chunk_count};
-use canvault_protocol::kit_api::{ArmRestoreRequest, KitError, RestoreBeginRequest, RestoreChunksRequest};
+use canvault_protocol::kit_api::{
+    ArmRestoreRequest, KitError, RestoreBeginRequest, RestoreChunksRequest,
+};
 use canvault_protocol::merkle::image_root_of_bytes;
 use canvault_protocol::vault_api::{ChunkBody, ChunkPut};
 use ic_stable_structures::VectorMemory;
@@ -44,7 +46,8 @@ impl SimVault {
         for c in &batch.chunks {
             match &c.body {
                 ChunkBody::Data { codec, bytes } => {
-                    let raw = chunk::decode_verified(*codec, bytes, c.len, &c.hash).expect("kit sends valid chunks");
+                    let raw = chunk::decode_verified(*codec, bytes, c.len, &c.hash)
+                        .expect("kit sends valid chunks");
                     self.chunks.insert(c.hash, raw);
                 }
                 ChunkBody::Known if !self.chunks.contains_key(&c.hash) => {
@@ -62,12 +65,18 @@ impl SimVault {
     }
 
     fn image(&self, size: u64) -> Vec<u8> {
-        (0..chunk_count(size, CS)).flat_map(|i| self.chunks[&self.table[&i]].clone()).collect()
+        (0..chunk_count(size, CS))
+            .flat_map(|i| self.chunks[&self.table[&i]].clone())
+            .collect()
     }
 }
 
 /// Runs a whole backup, letting `between` write to the app between batches.
-fn run_backup(k: &mut Kit<VectorMemory>, v: &mut SimVault, mut between: impl FnMut(&mut Kit<VectorMemory>)) -> u64 {
+fn run_backup(
+    k: &mut Kit<VectorMemory>,
+    v: &mut SimVault,
+    mut between: impl FnMut(&mut Kit<VectorMemory>),
+) -> u64 {
     let id = k.state().backup.as_ref().map_or(1, |b| b.nonce);
     k.begun(id, k.state().backup.as_ref().and_then(|b| b.parent));
     let mut sent_bytes = 0;
@@ -94,7 +103,9 @@ fn run_backup(k: &mut Kit<VectorMemory>, v: &mut SimVault, mut between: impl FnM
 }
 
 fn write_pattern(k: &mut Kit<VectorMemory>, offset: u64, len: usize, seed: u8) {
-    let bytes: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect();
+    let bytes: Vec<u8> = (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect();
     k.image_write(offset, &bytes);
 }
 
@@ -151,7 +162,10 @@ fn a_failed_backup_returns_its_chunks_to_the_dirty_set() {
     k.acknowledge(&batches[0], &[]);
     k.fail("vault gone".into(), 2);
     assert!(k.state().backup.is_none());
-    assert_eq!(k.state().last_failure.as_ref().unwrap().reason, "vault gone");
+    assert_eq!(
+        k.state().last_failure.as_ref().unwrap().reason,
+        "vault gone"
+    );
     assert_eq!(k.dirty_chunks(), 2, "both chunks are sent again next time");
 }
 
@@ -161,7 +175,12 @@ fn freeze_refuses_a_second_backup_and_an_armed_restore() {
     k.freeze(vault(), 0).unwrap();
     assert_eq!(k.freeze(vault(), 0), Err(KitError::BackupInProgress));
     let mut k = kit_with_pages(1);
-    k.arm_restore(ArmRestoreRequest { vault: vault(), snapshot_id: 1, expected_root: None }).unwrap();
+    k.arm_restore(ArmRestoreRequest {
+        vault: vault(),
+        snapshot_id: 1,
+        expected_root: None,
+    })
+    .unwrap();
     assert_eq!(k.freeze(vault(), 0), Err(KitError::RestoreInProgress));
 }
 
@@ -171,7 +190,15 @@ fn restore_chunks_of(image: &[u8]) -> Vec<ChunkPut> {
         .enumerate()
         .map(|(i, raw)| {
             let (codec, bytes) = chunk::encode(raw);
-            ChunkPut { index: i as u32, hash: Hash256::of(raw), len: raw.len() as u32, body: ChunkBody::Data { codec, bytes: bytes.into() } }
+            ChunkPut {
+                index: i as u32,
+                hash: Hash256::of(raw),
+                len: raw.len() as u32,
+                body: ChunkBody::Data {
+                    codec,
+                    bytes: bytes.into(),
+                },
+            }
         })
         .collect()
 }
@@ -187,10 +214,23 @@ fn restore_switches_only_after_every_chunk_and_the_root_verify() {
     let root = image_root_of_bytes(&image, CS);
     let other = Principal::from_slice(&[9; 10]);
 
-    let begin = RestoreBeginRequest { snapshot_id: 5, image_size: image.len() as u64, chunk_size: CS, root };
+    let begin = RestoreBeginRequest {
+        snapshot_id: 5,
+        image_size: image.len() as u64,
+        chunk_size: CS,
+        root,
+    };
     assert_eq!(k.restore_begin(vault(), &begin), Err(KitError::NotArmed));
-    k.arm_restore(ArmRestoreRequest { vault: vault(), snapshot_id: 5, expected_root: Some(root) }).unwrap();
-    assert_eq!(k.restore_begin(other, &begin), Err(KitError::Unauthorized(other)));
+    k.arm_restore(ArmRestoreRequest {
+        vault: vault(),
+        snapshot_id: 5,
+        expected_root: Some(root),
+    })
+    .unwrap();
+    assert_eq!(
+        k.restore_begin(other, &begin),
+        Err(KitError::Unauthorized(other))
+    );
     k.restore_begin(vault(), &begin).unwrap();
 
     let mut chunks = restore_chunks_of(&image);
@@ -198,28 +238,81 @@ fn restore_switches_only_after_every_chunk_and_the_root_verify() {
     if let ChunkBody::Data { bytes, .. } = &mut corrupt.body {
         bytes[0] ^= 0xff;
     }
-    let bad = RestoreChunksRequest { snapshot_id: 5, chunks: vec![chunks[0].clone(), corrupt] };
-    assert!(matches!(k.restore_chunks(vault(), bad), Err(KitError::BadChunk { index: 1, .. })));
+    let bad = RestoreChunksRequest {
+        snapshot_id: 5,
+        chunks: vec![chunks[0].clone(), corrupt],
+    };
+    assert!(matches!(
+        k.restore_chunks(vault(), bad),
+        Err(KitError::BadChunk { index: 1, .. })
+    ));
     assert_eq!(k.staged.len(), 0, "a bad batch stages nothing");
 
     let last = chunks.pop().unwrap();
-    assert_eq!(k.restore_chunks(vault(), RestoreChunksRequest { snapshot_id: 5, chunks }), Ok(2));
-    assert_eq!(k.restore_finish(vault(), 5, 9), Err(KitError::Incomplete { missing: 1, first: 2 }));
-    assert_eq!(k.image_bytes(), live, "the live image is untouched until the switch");
+    assert_eq!(
+        k.restore_chunks(
+            vault(),
+            RestoreChunksRequest {
+                snapshot_id: 5,
+                chunks
+            }
+        ),
+        Ok(2)
+    );
+    assert_eq!(
+        k.restore_finish(vault(), 5, 9),
+        Err(KitError::Incomplete {
+            missing: 1,
+            first: 2
+        })
+    );
+    assert_eq!(
+        k.image_bytes(),
+        live,
+        "the live image is untouched until the switch"
+    );
 
-    k.restore_chunks(vault(), RestoreChunksRequest { snapshot_id: 5, chunks: vec![last] }).unwrap();
+    k.restore_chunks(
+        vault(),
+        RestoreChunksRequest {
+            snapshot_id: 5,
+            chunks: vec![last],
+        },
+    )
+    .unwrap();
     assert_eq!(k.restore_finish(vault(), 5, 9), Ok(true));
     assert_eq!(k.image_bytes(), image);
-    assert_eq!(k.restore_finish(vault(), 5, 9), Ok(false), "a repeated finish is a no-op");
-    assert_eq!(k.dirty_chunks(), 0, "the restored snapshot is the incremental base");
+    assert_eq!(
+        k.restore_finish(vault(), 5, 9),
+        Ok(false),
+        "a repeated finish is a no-op"
+    );
+    assert_eq!(
+        k.dirty_chunks(),
+        0,
+        "the restored snapshot is the incremental base"
+    );
 }
 
 #[test]
 fn restore_refuses_a_root_other_than_the_expected_one() {
     let mut k = kit_with_pages(1);
-    k.arm_restore(ArmRestoreRequest { vault: vault(), snapshot_id: 1, expected_root: Some(Hash256([1; 32])) }).unwrap();
-    let begin = RestoreBeginRequest { snapshot_id: 1, image_size: WASM_PAGE, chunk_size: CS, root: Hash256([2; 32]) };
-    assert!(matches!(k.restore_begin(vault(), &begin), Err(KitError::RootMismatch { .. })));
+    k.arm_restore(ArmRestoreRequest {
+        vault: vault(),
+        snapshot_id: 1,
+        expected_root: Some(Hash256([1; 32])),
+    })
+    .unwrap();
+    let begin = RestoreBeginRequest {
+        snapshot_id: 1,
+        image_size: WASM_PAGE,
+        chunk_size: CS,
+        root: Hash256([2; 32]),
+    };
+    assert!(matches!(
+        k.restore_begin(vault(), &begin),
+        Err(KitError::RootMismatch { .. })
+    ));
 }
 
 proptest! {
@@ -257,9 +350,15 @@ fn a_data_set_backup_sends_only_the_chunks_that_changed_since_its_last_one() {
     let mut v = SimVault::default();
     run_backup(&mut k, &mut v, |_| {});
     let first = k.dataset_info("alice").unwrap().last_backup.unwrap();
-    assert_eq!(first.root, image_root_of_bytes(&data, crate::dataset::DATASET_CHUNK_SIZE));
+    assert_eq!(
+        first.root,
+        image_root_of_bytes(&data, crate::dataset::DATASET_CHUNK_SIZE)
+    );
     assert_eq!(first.chunks_sent, 4);
-    assert!(k.state().last_backup.is_none(), "a data set is not the app image");
+    assert!(
+        k.state().last_backup.is_none(),
+        "a data set is not the app image"
+    );
 
     data[70_000] ^= 1; // one byte in chunk 1
     k.queue_dataset("alice", user_vault, data.clone()).unwrap();
@@ -269,6 +368,8 @@ fn a_data_set_backup_sends_only_the_chunks_that_changed_since_its_last_one() {
     run_backup(&mut k, &mut v, |_| {});
     let second = k.dataset_info("alice").unwrap().last_backup.unwrap();
     assert_eq!(second.chunks_sent, 1);
-    assert_eq!(second.root, image_root_of_bytes(&data, crate::dataset::DATASET_CHUNK_SIZE));
+    assert_eq!(
+        second.root,
+        image_root_of_bytes(&data, crate::dataset::DATASET_CHUNK_SIZE)
+    );
 }
-

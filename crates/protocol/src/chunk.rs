@@ -65,7 +65,7 @@ pub enum ChunkError {
 /// Checks that `chunk_size` is a multiple of the wasm page between the bounds.
 #[must_use]
 pub fn valid_chunk_size(chunk_size: u32) -> bool {
-    (MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&chunk_size) && chunk_size % MIN_CHUNK_SIZE == 0
+    (MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&chunk_size) && chunk_size.is_multiple_of(MIN_CHUNK_SIZE)
 }
 
 /// Number of chunks of an image.
