@@ -1,0 +1,276 @@
+//! The canvault factory canister: spawns vaults on other subnets for apps and end users.
+//!
+//! This file holds the entry points only: each reads the caller, checks its permission,
+//! calls one function of a logic module and returns its result. The logic lives in
+//! modules that never touch the system API and are generic over the stable memory:
+//!
+//! - [`state`]: the state (one `MemoryManager`, see [`memory`]): settings, admins;
+//! - [`versions`]: chunked, hash-checked uploads of vault modules;
+//! - [`registry`]: registered vaults, by owner and by app;
+//! - [`deployment`]: the resumable deployment record and its pure `next_step`;
+//! - [`quota`]: vaults per principal, creations per day;
+//! - [`fleet`]: fleet upgrades, a state per vault.
+//!
+//! The effects (cycles minting canister, management canister) are in [`calls`], driven
+//! step by step by [`driver`]. All state is in stable structures: there is no
+//! `pre_upgrade`, and `post_upgrade` only applies its optional argument.
+
+pub mod calls;
+pub mod deployment;
+pub mod driver;
+pub mod fleet;
+pub mod memory;
+pub mod quota;
+pub mod registry;
+pub mod state;
+mod storable;
+pub mod versions;
+
+use std::cell::RefCell;
+
+use candid::Principal;
+use canvault_factory_api::{
+    BeginUploadRequest, CreateVaultRequest, CreateVaultResponse, DeleteVaultResponse,
+    DeploymentInfo, FactoryConfig, FactoryError, FactoryInit, FactoryStatus, FleetUpgradeStatus,
+    RecoverDeploymentRequest, RunFleetBatchRequest, SetManagedUpgradesRequest,
+    StartFleetUpgradeRequest, TopUpRequest, TopUpResponse, UploadChunkRequest, UploadProgress,
+    VaultInfo, VersionInfo,
+};
+use canvault_protocol::Hash256;
+use ic_cdk::api::{canister_cycle_balance, canister_self, msg_caller, time};
+use ic_cdk::{init, post_upgrade, query, update};
+use ic_stable_structures::DefaultMemoryImpl;
+
+use crate::state::Factory;
+
+thread_local! {
+    static FACTORY: RefCell<Factory<DefaultMemoryImpl>> = RefCell::new(Factory::init(DefaultMemoryImpl::default()));
+}
+
+/// Runs `f` on the factory state. Never held across an `await`.
+pub(crate) fn with_factory<R>(f: impl FnOnce(&mut Factory<DefaultMemoryImpl>) -> R) -> R {
+    FACTORY.with_borrow_mut(f)
+}
+
+/// Checks that the caller is an admin, then runs `f`.
+fn as_admin<R>(
+    f: impl FnOnce(&mut Factory<DefaultMemoryImpl>) -> Result<R, FactoryError>,
+) -> Result<R, FactoryError> {
+    with_factory(|s| {
+        s.authorize_admin(msg_caller())?;
+        f(s)
+    })
+}
+
+/// The creation fee forwarded to the cycles minting canister.
+pub(crate) fn creation_fee() -> u128 {
+    with_factory(|f| f.settings().config.creation_fee)
+        .unwrap_or_else(ic_cdk::api::cost_create_canister)
+}
+
+#[init]
+fn init(arg: FactoryInit) {
+    with_factory(|f| f.configure(&arg, true)).unwrap_or_else(|e| ic_cdk::trap(e.to_string()));
+}
+
+#[post_upgrade]
+fn post_upgrade(arg: Option<FactoryInit>) {
+    if let Some(arg) = arg {
+        with_factory(|f| f.configure(&arg, false)).unwrap_or_else(|e| ic_cdk::trap(e.to_string()));
+    }
+}
+
+// ---- Vault versions (admins) ----
+
+#[update]
+fn begin_version_upload(req: BeginUploadRequest) -> Result<UploadProgress, FactoryError> {
+    as_admin(|f| {
+        let id = f.next_upload_id();
+        f.versions.begin(id, &req, msg_caller(), time())
+    })
+}
+
+#[update]
+fn upload_version_chunk(req: UploadChunkRequest) -> Result<UploadProgress, FactoryError> {
+    as_admin(|f| f.versions.append(&req))
+}
+
+#[update]
+fn commit_version_upload(upload_id: u64) -> Result<VersionInfo, FactoryError> {
+    as_admin(|f| f.versions.commit(upload_id, time()).map(|v| v.info(false)))
+}
+
+#[update]
+fn abort_version_upload(upload_id: u64) -> Result<(), FactoryError> {
+    as_admin(|f| f.versions.abort(upload_id))
+}
+
+#[query]
+fn list_uploads() -> Result<Vec<UploadProgress>, FactoryError> {
+    as_admin(|f| Ok(f.versions.uploads()))
+}
+
+#[update]
+fn set_current_version(hash: Hash256) -> Result<VersionInfo, FactoryError> {
+    as_admin(|f| f.set_current_version(hash))
+}
+
+#[update]
+fn delete_version(hash: Hash256) -> Result<(), FactoryError> {
+    as_admin(|f| f.delete_version(hash))
+}
+
+#[query]
+fn list_versions() -> Vec<VersionInfo> {
+    with_factory(|f| f.list_versions())
+}
+
+// ---- Settings (admins) ----
+
+#[update]
+fn set_config(config: FactoryConfig) -> Result<(), FactoryError> {
+    as_admin(|f| f.set_config(config))
+}
+
+#[update]
+fn set_admins(admins: Vec<Principal>) -> Result<(), FactoryError> {
+    as_admin(|f| f.set_admins(admins))
+}
+
+#[query]
+fn list_admins() -> Vec<Principal> {
+    with_factory(|f| f.settings().admins.clone())
+}
+
+#[query]
+fn status() -> FactoryStatus {
+    let fee = creation_fee();
+    with_factory(|f| f.status(fee, canister_cycle_balance()))
+}
+
+// ---- Deployments ----
+
+#[update]
+async fn create_vault(req: CreateVaultRequest) -> Result<CreateVaultResponse, FactoryError> {
+    driver::create_vault(req).await
+}
+
+#[update]
+async fn resume_deployment(id: u64) -> Result<CreateVaultResponse, FactoryError> {
+    driver::resume(id).await
+}
+
+#[update]
+async fn cancel_deployment(id: u64) -> Result<DeploymentInfo, FactoryError> {
+    driver::cancel(id).await
+}
+
+#[update]
+async fn recover_deployment(
+    req: RecoverDeploymentRequest,
+) -> Result<CreateVaultResponse, FactoryError> {
+    with_factory(|f| f.authorize_admin(msg_caller()))?;
+    driver::recover(req).await
+}
+
+#[query]
+fn get_deployment(id: u64) -> Result<DeploymentInfo, FactoryError> {
+    with_factory(|f| f.authorize_requester(id, msg_caller()))
+}
+
+/// Deployments from `start` on (at most `limit`, up to 100): all of them for admins,
+/// the caller's own for anyone else.
+#[query]
+fn list_deployments(start: u64, limit: u32) -> Vec<DeploymentInfo> {
+    let caller = msg_caller();
+    with_factory(|f| {
+        let only = (!f.is_admin(&caller)).then_some(caller);
+        f.deployments.list(start, limit.min(100) as usize, only)
+    })
+}
+
+// ---- Vaults ----
+
+#[query]
+fn get_vault(canister_id: Principal) -> Result<VaultInfo, FactoryError> {
+    with_factory(|f| f.registry.get(&canister_id)).ok_or(FactoryError::VaultNotFound(canister_id))
+}
+
+#[query]
+fn vaults_of_owner(owner: Principal) -> Vec<VaultInfo> {
+    with_factory(|f| f.registry.of_owner(owner))
+}
+
+#[query]
+fn vaults_of_app(app: Principal) -> Vec<VaultInfo> {
+    with_factory(|f| f.registry.of_app(app))
+}
+
+#[update]
+async fn top_up_vault(req: TopUpRequest) -> Result<TopUpResponse, FactoryError> {
+    driver::top_up(req.canister_id).await
+}
+
+#[update]
+fn set_managed_upgrades(req: SetManagedUpgradesRequest) -> Result<VaultInfo, FactoryError> {
+    with_factory(|f| {
+        f.set_managed_upgrades(req.canister_id, req.managed, msg_caller(), canister_self())
+    })
+}
+
+#[update]
+async fn delete_vault(canister_id: Principal) -> Result<DeleteVaultResponse, FactoryError> {
+    driver::delete_vault(canister_id).await
+}
+
+// ---- Fleet upgrades (admins) ----
+
+#[update]
+fn start_fleet_upgrade(req: StartFleetUpgradeRequest) -> Result<FleetUpgradeStatus, FactoryError> {
+    as_admin(|f| f.start_fleet_upgrade(req.version, canister_self(), time()))
+}
+
+#[update]
+async fn run_fleet_batch(req: RunFleetBatchRequest) -> Result<FleetUpgradeStatus, FactoryError> {
+    with_factory(|f| f.authorize_admin(msg_caller()))?;
+    driver::run_fleet_batch(req.max_vaults).await
+}
+
+#[update]
+fn cancel_fleet_upgrade() -> Result<FleetUpgradeStatus, FactoryError> {
+    as_admin(|f| {
+        f.fleet.cancel();
+        f.fleet.status().ok_or(FactoryError::NoFleetUpgrade)
+    })
+}
+
+#[query]
+fn fleet_upgrade_status() -> Option<FleetUpgradeStatus> {
+    with_factory(|f| f.fleet.status())
+}
+
+/// The candid interface, generated from the endpoints (`factory.did` is its committed
+/// copy, checked by the test below).
+mod candid_interface {
+    #[allow(clippy::wildcard_imports)]
+    use super::*;
+
+    ic_cdk::export_candid!();
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn candid_interface_matches_factory_did() {
+            use candid_parser::utils::{CandidSource, service_equal};
+            let code = super::__export_service();
+            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/factory.did");
+            if std::env::var_os("CANVAULT_UPDATE_DID").is_some() {
+                std::fs::write(path, &code).expect("writes factory.did");
+            }
+            let committed = std::fs::read_to_string(path).expect("factory.did exists");
+            service_equal(CandidSource::Text(&committed), CandidSource::Text(&code)).unwrap_or_else(|e| {
+                panic!("factory.did is out of date ({e}); regenerate: CANVAULT_UPDATE_DID=1 cargo test -p canvault-factory")
+            });
+        }
+    }
+}

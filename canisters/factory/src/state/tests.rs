@@ -1,0 +1,248 @@
+use super::*;
+use canvault_factory_api::{
+    BeginUploadRequest, QuotaKind, Quotas, SubnetChoice, UploadChunkRequest, VaultKind,
+};
+use ic_stable_structures::DefaultMemoryImpl;
+use serde_bytes::ByteBuf;
+
+fn p(n: u8) -> Principal {
+    Principal::from_slice(&[n; 10])
+}
+
+const ADMIN: u8 = 1;
+const FACTORY: u8 = 100;
+const FEE: u128 = 500;
+const T: u64 = 1_000;
+
+fn config() -> FactoryConfig {
+    FactoryConfig {
+        creation_fee: Some(FEE),
+        service_fee: 10,
+        min_initial_cycles: 100,
+        top_up_fee: 1,
+        quotas: Quotas {
+            max_vaults_per_principal: 2,
+            max_creations_per_day: 3,
+        },
+    }
+}
+
+/// A factory with one admin and a current version.
+fn factory() -> Factory<DefaultMemoryImpl> {
+    let mut f = Factory::init(DefaultMemoryImpl::default());
+    f.configure(
+        &FactoryInit {
+            admins: vec![p(ADMIN)],
+            config: Some(config()),
+        },
+        true,
+    )
+    .unwrap();
+    let module = b"\0asm vault v1".to_vec();
+    let id = f.next_upload_id();
+    let req = BeginUploadRequest {
+        label: "v1".into(),
+        sha256: Hash256::of(&module),
+        size: module.len() as u64,
+    };
+    f.versions.begin(id, &req, p(ADMIN), 0).unwrap();
+    f.versions
+        .append(&UploadChunkRequest {
+            upload_id: id,
+            offset: 0,
+            bytes: ByteBuf::from(module),
+        })
+        .unwrap();
+    let v = f.versions.commit(id, 0).unwrap();
+    f.set_current_version(v.hash).unwrap();
+    f
+}
+
+fn request(kind: VaultKind) -> CreateVaultRequest {
+    CreateVaultRequest {
+        kind,
+        owners: vec![],
+        writers: vec![],
+        readers: vec![],
+        retention: None,
+        subnet: SubnetChoice::Subnet { subnet: p(50) },
+        initial_cycles: 1_000,
+        managed_upgrades: true,
+    }
+}
+
+/// Accepts and completes a deployment as the driver would.
+fn deploy(
+    f: &mut Factory<DefaultMemoryImpl>,
+    req: CreateVaultRequest,
+    caller: Principal,
+    canister: u8,
+) -> VaultInfo {
+    let required = f.check_create(&req, caller, u128::MAX, FEE, T).unwrap();
+    let d = f.accept(req, caller, Some(p(50)), required, T);
+    f.deployments
+        .update(d.id, |d| {
+            d.created(p(canister), 0, T);
+            d.advance(Stage::CodeInstalled, T);
+            d.advance(Stage::ControllersSet, T);
+        })
+        .unwrap();
+    f.register(d.id, p(FACTORY), T).unwrap()
+}
+
+#[test]
+fn should_install_only_with_an_admin() {
+    let mut f = Factory::init(DefaultMemoryImpl::default());
+    assert!(f.configure(&FactoryInit::default(), true).is_err());
+    assert!(
+        f.configure(
+            &FactoryInit {
+                admins: vec![Principal::anonymous()],
+                config: None
+            },
+            true
+        )
+        .is_err()
+    );
+    assert_eq!(
+        f.configure(&FactoryInit::default(), false),
+        Ok(()),
+        "an upgrade may keep everything"
+    );
+}
+
+#[test]
+fn should_reject_non_admins() {
+    let f = factory();
+    assert_eq!(f.authorize_admin(p(ADMIN)), Ok(()));
+    assert_eq!(
+        f.authorize_admin(p(2)),
+        Err(FactoryError::Unauthorized {
+            caller: p(2),
+            needed: Permission::Admin
+        })
+    );
+}
+
+#[test]
+fn should_check_cycles_after_everything_else_and_require_the_exact_cost() {
+    let f = factory();
+    let app = p(2);
+    let req = request(VaultKind::App { app });
+    let required = FEE + 1_000 + 10;
+    assert_eq!(f.check_create(&req, app, required, FEE, T), Ok(required));
+    assert_eq!(
+        f.check_create(&req, app, required - 1, FEE, T),
+        Err(FactoryError::InsufficientCycles {
+            attached: required - 1,
+            required
+        })
+    );
+    assert_eq!(
+        f.check_create(&req, app, required + 7, FEE, T),
+        Ok(required),
+        "never more than the cost"
+    );
+    let mut empty = Factory::init(DefaultMemoryImpl::default());
+    empty
+        .configure(
+            &FactoryInit {
+                admins: vec![p(ADMIN)],
+                config: Some(config()),
+            },
+            true,
+        )
+        .unwrap();
+    assert_eq!(
+        empty.check_create(&req, app, required, FEE, T),
+        Err(FactoryError::NoCurrentVersion)
+    );
+}
+
+#[test]
+fn should_enforce_quotas_from_acceptance_until_cancel_or_deletion() {
+    let mut f = factory();
+    let app = p(2);
+    let req = request(VaultKind::App { app });
+    let first = deploy(&mut f, req.clone(), app, 60);
+    let required = f.check_create(&req, app, u128::MAX, FEE, T).unwrap();
+    let open = f.accept(req.clone(), app, None, required, T);
+    assert_eq!(
+        f.check_create(&req, app, u128::MAX, FEE, T),
+        Err(FactoryError::QuotaExceeded {
+            quota: QuotaKind::VaultsPerPrincipal,
+            limit: 2,
+            used: 2
+        })
+    );
+    f.cancelled(open.id, T).unwrap();
+    assert!(f.check_create(&req, app, u128::MAX, FEE, T).is_ok());
+    deploy(&mut f, req.clone(), app, 61);
+    assert!(f.check_create(&req, app, u128::MAX, FEE, T).is_err());
+    f.unregister(first.canister_id).unwrap();
+    // Two vaults again, but three creations today.
+    assert_eq!(
+        f.check_create(&req, app, u128::MAX, FEE, T),
+        Err(FactoryError::QuotaExceeded {
+            quota: QuotaKind::CreationsPerDay,
+            limit: 3,
+            used: 3
+        })
+    );
+}
+
+#[test]
+fn should_allow_one_personal_vault_per_user_and_app() {
+    let mut f = factory();
+    let (user, app) = (p(3), p(2));
+    let req = request(VaultKind::Personal { user, app });
+    let vault = deploy(&mut f, req.clone(), app, 60);
+    assert_eq!(vault.owners, vec![user]);
+    assert_eq!(vault.writers, vec![app]);
+    assert_eq!(vault.controllers, vec![user, p(FACTORY)]);
+    assert_eq!(
+        f.check_create(&req, user, u128::MAX, FEE, T),
+        Err(FactoryError::PersonalVaultExists(p(60)))
+    );
+    assert_eq!(f.registry.of_owner(user), vec![vault.clone()]);
+    assert_eq!(f.registry.of_app(app), vec![vault]);
+}
+
+#[test]
+fn should_let_only_owners_opt_out_of_managed_upgrades() {
+    let mut f = factory();
+    let (user, app) = (p(3), p(2));
+    let vault = deploy(&mut f, request(VaultKind::Personal { user, app }), app, 60);
+    assert_eq!(
+        f.set_managed_upgrades(vault.canister_id, false, app, p(FACTORY)),
+        Err(FactoryError::Unauthorized {
+            caller: app,
+            needed: Permission::VaultOwner
+        })
+    );
+    let v = f
+        .set_managed_upgrades(vault.canister_id, false, user, p(FACTORY))
+        .unwrap();
+    assert!(!v.managed_upgrades);
+    let status = f.start_fleet_upgrade(Hash256::of(b"nope"), p(FACTORY), T);
+    assert_eq!(
+        status,
+        Err(FactoryError::VersionNotFound(Hash256::of(b"nope")))
+    );
+}
+
+#[test]
+fn should_protect_versions_in_use() {
+    let mut f = factory();
+    let current = f.current_version().unwrap().hash;
+    assert_eq!(
+        f.delete_version(current),
+        Err(FactoryError::VersionInUse(current))
+    );
+    assert_eq!(f.list_versions().len(), 1);
+    assert!(f.list_versions()[0].current);
+    let status = f.status(FEE, 42);
+    assert_eq!(status.fixed_cost, FEE + 10);
+    assert_eq!(status.cycles, 42);
+    assert_eq!(status.current_version.map(|v| v.hash), Some(current));
+}
