@@ -42,8 +42,8 @@ pub use cmc_types;
 pub use harness::DEFAULT_CANISTER_CYCLES;
 pub use harness::{Harness, HarnessBuilder, Topology};
 pub use types::{
-    CallError, CanisterId, HarnessError, InstructionLimits, MessageId, Reject, RejectCode,
-    SubnetId, canister_id_from_index, subnet_id_from_index,
+    CallError, CanisterId, FIRST_APP_CANISTER_INDEX, HarnessError, InstructionLimits, MessageId,
+    Reject, RejectCode, SubnetId, canister_id_from_index, subnet_id_from_index,
 };
 
 use std::path::PathBuf;

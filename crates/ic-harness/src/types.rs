@@ -152,6 +152,12 @@ impl Default for InstructionLimits {
     }
 }
 
+/// Index of the first canister the harness creates. Indices below it form the NNS
+/// subnet's range on mainnet, where system canisters live at fixed ids (governance 1,
+/// ledger 2, the cycles minting canister 4...); starting past it means no test canister
+/// can ever take a system canister's principal.
+pub const FIRST_APP_CANISTER_INDEX: u64 = 1 << 20;
+
 /// The id of the `index`-th canister, in the IC's layout: an 8-byte big-endian counter, then `01 01`.
 #[must_use]
 pub fn canister_id_from_index(index: u64) -> CanisterId {

@@ -197,7 +197,7 @@ impl HarnessBuilder {
             events: faults::EventLog::default(),
             canisters: BTreeMap::new(),
             routing: Arc::new(BTreeMap::new()),
-            next_canister_index: 0,
+            next_canister_index: crate::types::FIRST_APP_CANISTER_INDEX,
             rng_state: self.config.seed ^ 0x9E37_79B9_7F4A_7C15,
             config: self.config,
             time: 1_700_000_000_000_000_000,
