@@ -117,7 +117,7 @@ pub async fn create_vault(req: CreateVaultRequest) -> Result<CreateVaultResponse
     let accepted = msg_cycles_accept(required);
     assert_eq!(accepted, required, "the cycles checked are available");
     let d = with_factory(|f| f.accept(req, caller, subnet, accepted, time()));
-    let vault = run(d.id).await?;
+    let vault = run(d.id, false).await?;
     Ok(CreateVaultResponse {
         deployment_id: d.id,
         vault,
@@ -127,17 +127,20 @@ pub async fn create_vault(req: CreateVaultRequest) -> Result<CreateVaultResponse
 /// `resume_deployment`: runs deployment `id` from its first step not done.
 pub async fn resume(id: u64) -> Result<CreateVaultResponse, FactoryError> {
     with_factory(|f| f.authorize_requester(id, msg_caller()))?;
-    record(id, |d, _| d.attempts += 1)?;
-    let vault = run(id).await?;
+    let vault = run(id, true).await?;
     Ok(CreateVaultResponse {
         deployment_id: id,
         vault,
     })
 }
 
-/// Runs deployment `id` to its end, or to the first failure (recorded).
-async fn run(id: u64) -> Result<VaultInfo, FactoryError> {
+/// Runs deployment `id` to its end, or to the first failure (recorded); a resumed run
+/// counts as one more attempt.
+async fn run(id: u64, resumed: bool) -> Result<VaultInfo, FactoryError> {
     let _lock = DeploymentLock::acquire(id)?;
+    if resumed {
+        record(id, |d, _| d.attempts += 1)?;
+    }
     loop {
         let d = with_factory(|f| f.deployments.get(id))?;
         match deployment::next_step(&d) {
