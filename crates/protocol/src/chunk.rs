@@ -93,17 +93,15 @@ pub fn is_zero(bytes: &[u8]) -> bool {
 }
 
 /// The digest of an all-zero chunk of `len` bytes. Zero chunks are never sent or
-/// stored; both sides derive their digest.
+/// stored; both sides derive their digest. Cached per length: an image has at most two
+/// chunk lengths, and hashing 64 KiB of zeros costs millions of instructions on-chain.
 #[must_use]
 pub fn zero_hash(len: u32) -> Hash256 {
     thread_local! {
-        static DEFAULT: Hash256 = Hash256::of(&vec![0u8; DEFAULT_CHUNK_SIZE as usize]);
+        static CACHE: std::cell::RefCell<std::collections::BTreeMap<u32, Hash256>> =
+            const { std::cell::RefCell::new(std::collections::BTreeMap::new()) };
     }
-    if len == DEFAULT_CHUNK_SIZE {
-        DEFAULT.with(|h| *h)
-    } else {
-        Hash256::of(&vec![0u8; len as usize])
-    }
+    CACHE.with(|c| *c.borrow_mut().entry(len).or_insert_with(|| Hash256::of(&vec![0u8; len as usize])))
 }
 
 /// Encodes a chunk for transport: LZ4 when it makes the chunk smaller, raw otherwise.
