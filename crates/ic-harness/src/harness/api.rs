@@ -541,7 +541,10 @@ impl Harness {
     /// # Panics
     /// If the canister does not exist.
     pub fn reset_metrics(&mut self, canister: CanisterId) {
-        self.canisters.get_mut(&canister).expect("canister exists").metrics = CanisterMetrics::default();
+        self.canisters
+            .get_mut(&canister)
+            .expect("canister exists")
+            .metrics = CanisterMetrics::default();
     }
 
     /// Simulated time, nanoseconds since the epoch.
