@@ -16,18 +16,29 @@ fn with_first_backup(seed: u64) -> (AppScenario, u64, Vec<u8>) {
     let image = s.app_image(s.app);
     let first = s.backup().last_backup.expect("first backup").snapshot_id;
     // Change the app so the next backup has work to do.
-    let _: (Result<u64, candid::Reserved>,) = s.ic.update_candid(s.app, s.admin, "add_posts", (2000u32, seed)).unwrap();
+    let _: (Result<u64, candid::Reserved>,) =
+        s.ic.update_candid(s.app, s.admin, "add_posts", (2000u32, seed))
+            .unwrap();
     (s, first, image)
 }
 
 /// The earlier snapshot is complete, downloads to its image, and restores.
 fn assert_intact(s: &mut AppScenario, id: u64, image: &[u8]) {
-    let info = s.snapshots().into_iter().find(|x| x.id == id).expect("earlier snapshot kept");
+    let info = s
+        .snapshots()
+        .into_iter()
+        .find(|x| x.id == id)
+        .expect("earlier snapshot kept");
     assert_eq!(info.state, SnapshotState::Complete);
     assert_eq!(s.download(id), image);
     let subnet = s.ic.topology().app_subnets[2];
     let fresh = s.ic.create_canister_on_subnet(Some(s.admin), None, subnet);
-    s.ic.install_canister(fresh, canvault_scenarios::wasm("canvault_example_app"), Encode!().unwrap(), Some(s.admin));
+    s.ic.install_canister(
+        fresh,
+        canvault_scenarios::wasm("canvault_example_app"),
+        Encode!().unwrap(),
+        Some(s.admin),
+    );
     let job = s.restore_into(fresh, id);
     assert_eq!(job.state, RestoreJobState::Done, "{job:?}");
     assert_eq!(s.app_image(fresh), image);
@@ -35,31 +46,59 @@ fn assert_intact(s: &mut AppScenario, id: u64, image: &[u8]) {
 
 #[test]
 fn retryable_rejects_are_retried_and_the_backup_completes() {
-    for code in [RejectCode::SysTransient, RejectCode::CanisterError, RejectCode::SysUnknown] {
+    for code in [
+        RejectCode::SysTransient,
+        RejectCode::CanisterError,
+        RejectCode::SysUnknown,
+    ] {
         let (mut s, first, image) = with_first_backup(10 + code as u64);
         s.ic.inject_rejects(s.app, s.vault, 3, code);
         s.start_backup();
         let status = s.finish_backup();
-        assert!(status.last_failure.is_none(), "{code:?}: {:?}", status.last_failure);
+        assert!(
+            status.last_failure.is_none(),
+            "{code:?}: {:?}",
+            status.last_failure
+        );
         let last = status.last_backup.unwrap();
         assert_ne!(last.snapshot_id, first);
         assert_eq!(s.download(last.snapshot_id), s.app_image(s.app), "{code:?}");
-        assert!(s.ic.fault_log().iter().any(|l| l.contains("reject")), "the fault is visible in the log");
+        assert!(
+            s.ic.fault_log().iter().any(|l| l.contains("reject")),
+            "the fault is visible in the log"
+        );
         assert_intact(&mut s, first, &image);
     }
 }
 
 #[test]
 fn permanent_rejects_end_the_backup_as_failed_with_the_reason() {
-    for code in [RejectCode::SysFatal, RejectCode::DestinationInvalid, RejectCode::CanisterReject] {
+    for code in [
+        RejectCode::SysFatal,
+        RejectCode::DestinationInvalid,
+        RejectCode::CanisterReject,
+    ] {
         let (mut s, first, image) = with_first_backup(20 + code as u64);
         s.ic.inject_rejects(s.app, s.vault, 1, code);
         s.start_backup();
         let status = s.finish_backup();
         let failure = status.last_failure.expect("failed");
-        assert!(failure.reason.contains(&format!("reject code {}", code as u32)), "{code:?}: {}", failure.reason);
-        assert_eq!(status.last_backup.unwrap().snapshot_id, first, "the last complete backup is unchanged");
-        assert!(status.dirty_chunks > 0, "the failed backup's chunks are sent again next time");
+        assert!(
+            failure
+                .reason
+                .contains(&format!("reject code {}", code as u32)),
+            "{code:?}: {}",
+            failure.reason
+        );
+        assert_eq!(
+            status.last_backup.unwrap().snapshot_id,
+            first,
+            "the last complete backup is unchanged"
+        );
+        assert!(
+            status.dirty_chunks > 0,
+            "the failed backup's chunks are sent again next time"
+        );
         assert_intact(&mut s, first, &image);
     }
 }
@@ -71,7 +110,11 @@ fn a_vault_that_never_answers_makes_the_backup_give_up_after_its_retries() {
     s.start_backup();
     let status = s.finish_backup();
     let failure = status.last_failure.expect("failed");
-    assert!(failure.reason.contains("gave up after 20 failed attempts"), "{}", failure.reason);
+    assert!(
+        failure.reason.contains("gave up after 20 failed attempts"),
+        "{}",
+        failure.reason
+    );
     assert_intact(&mut s, first, &image);
 }
 

@@ -65,13 +65,15 @@ pub enum ChunkError {
 /// Checks that `chunk_size` is a multiple of the wasm page between the bounds.
 #[must_use]
 pub fn valid_chunk_size(chunk_size: u32) -> bool {
-    (MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&chunk_size) && chunk_size.is_multiple_of(MIN_CHUNK_SIZE)
+    (MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&chunk_size)
+        && chunk_size.is_multiple_of(MIN_CHUNK_SIZE)
 }
 
 /// Number of chunks of an image.
 #[must_use]
 pub fn chunk_count(image_size: u64, chunk_size: u32) -> u32 {
-    u32::try_from(image_size.div_ceil(u64::from(chunk_size))).expect("images have fewer than 2^32 chunks")
+    u32::try_from(image_size.div_ceil(u64::from(chunk_size)))
+        .expect("images have fewer than 2^32 chunks")
 }
 
 /// Length of chunk `index` of an image (the last one may be short).
@@ -101,7 +103,11 @@ pub fn zero_hash(len: u32) -> Hash256 {
         static CACHE: std::cell::RefCell<std::collections::BTreeMap<u32, Hash256>> =
             const { std::cell::RefCell::new(std::collections::BTreeMap::new()) };
     }
-    CACHE.with(|c| *c.borrow_mut().entry(len).or_insert_with(|| Hash256::of(&vec![0u8; len as usize])))
+    CACHE.with(|c| {
+        *c.borrow_mut()
+            .entry(len)
+            .or_insert_with(|| Hash256::of(&vec![0u8; len as usize]))
+    })
 }
 
 /// Encodes a chunk for transport: LZ4 when it makes the chunk smaller, raw otherwise.
@@ -119,13 +125,20 @@ pub fn encode(raw: &[u8]) -> (Codec, Vec<u8>) {
 ///
 /// # Errors
 /// [`ChunkError`] when the bytes are corrupt, the wrong length, or hash differently.
-pub fn decode_verified(codec: Codec, bytes: &[u8], len: u32, hash: &Hash256) -> Result<Vec<u8>, ChunkError> {
+pub fn decode_verified(
+    codec: Codec,
+    bytes: &[u8],
+    len: u32,
+    hash: &Hash256,
+) -> Result<Vec<u8>, ChunkError> {
     let raw = match codec {
         Codec::Raw => bytes.to_vec(),
-        Codec::Lz4 => lz4_flex::block::decompress(bytes, len as usize).map_err(|e| ChunkError::Corrupt {
-            codec,
-            reason: e.to_string(),
-        })?,
+        Codec::Lz4 => {
+            lz4_flex::block::decompress(bytes, len as usize).map_err(|e| ChunkError::Corrupt {
+                codec,
+                reason: e.to_string(),
+            })?
+        }
     };
     if raw.len() != len as usize {
         return Err(ChunkError::WrongLength {

@@ -45,7 +45,11 @@ pub fn tree_root<I: IntoIterator<Item = Hash256>>(chunk_hashes: I) -> Hash256 {
 /// # Panics
 /// If the iterator does not yield exactly `chunk_count(image_size, chunk_size)` digests.
 #[must_use]
-pub fn image_root<I: IntoIterator<Item = Hash256>>(image_size: u64, chunk_size: u32, chunk_hashes: I) -> Hash256 {
+pub fn image_root<I: IntoIterator<Item = Hash256>>(
+    image_size: u64,
+    chunk_size: u32,
+    chunk_hashes: I,
+) -> Hash256 {
     let hashes: Vec<Hash256> = chunk_hashes.into_iter().collect();
     let count = crate::chunk::chunk_count(image_size, chunk_size);
     assert_eq!(hashes.len(), count as usize, "one digest per chunk");

@@ -17,7 +17,9 @@ use crate::{Codec, Hash256};
 pub type SnapshotId = u64;
 
 /// What a principal may do in a vault.
-#[derive(CandidType, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    CandidType, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
 pub enum Role {
     /// Manage roles and retention, restore, download, upload, delete.
     Owner,

@@ -87,14 +87,20 @@ fn root_of_bytes_matches_root_of_chunk_hashes() {
         let end = (start + cs as usize).min(image.len());
         Hash256::of(&image[start..end])
     });
-    assert_eq!(image_root(image.len() as u64, cs, hashes), image_root_of_bytes(&image, cs));
+    assert_eq!(
+        image_root(image.len() as u64, cs, hashes),
+        image_root_of_bytes(&image, cs)
+    );
 }
 
 #[test]
 fn zero_detection_and_zero_hash() {
     assert!(chunk::is_zero(&[0; 17]));
     assert!(!chunk::is_zero(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 1]));
-    assert_eq!(chunk::zero_hash(chunk::DEFAULT_CHUNK_SIZE), Hash256::of(&vec![0; 1 << 20]));
+    assert_eq!(
+        chunk::zero_hash(chunk::DEFAULT_CHUNK_SIZE),
+        Hash256::of(&vec![0; 1 << 20])
+    );
     assert_eq!(chunk::zero_hash(100), Hash256::of(&[0; 100]));
 }
 
@@ -118,5 +124,8 @@ fn hash_rejects_wrong_length_blobs() {
     let wire = candid::encode_one(serde_bytes::ByteBuf::from(vec![1u8; 31])).unwrap();
     assert!(candid::decode_one::<Hash256>(&wire).is_err());
     let wire = candid::encode_one(serde_bytes::ByteBuf::from(vec![1u8; 32])).unwrap();
-    assert_eq!(candid::decode_one::<Hash256>(&wire).unwrap(), Hash256([1; 32]));
+    assert_eq!(
+        candid::decode_one::<Hash256>(&wire).unwrap(),
+        Hash256([1; 32])
+    );
 }

@@ -40,15 +40,25 @@ struct Measured {
 }
 
 /// Runs `f`, measuring the canisters involved; `source` is the one whose instructions count.
-fn measure(s: &mut AppScenario, involved: &[Principal], source: Principal, f: impl FnOnce(&mut AppScenario)) -> Measured {
+fn measure(
+    s: &mut AppScenario,
+    involved: &[Principal],
+    source: Principal,
+    f: impl FnOnce(&mut AppScenario),
+) -> Measured {
     for c in involved {
         s.ic.reset_metrics(*c);
     }
     let rounds = s.ic.rounds();
     let started = Instant::now();
     f(s);
-    let metrics: Vec<(Principal, CanisterMetrics)> = involved.iter().map(|c| (*c, s.ic.metrics(*c))).collect();
-    let src = &metrics.iter().find(|(c, _)| *c == source).expect("source is involved").1;
+    let metrics: Vec<(Principal, CanisterMetrics)> =
+        involved.iter().map(|c| (*c, s.ic.metrics(*c))).collect();
+    let src = &metrics
+        .iter()
+        .find(|(c, _)| *c == source)
+        .expect("source is involved")
+        .1;
     let mut burned = ic_harness::CyclesBurned::default();
     for (_, m) in &metrics {
         let c = &m.cycles_burned;
@@ -73,14 +83,16 @@ fn measure(s: &mut AppScenario, involved: &[Principal], source: Principal, f: im
 fn call(s: &mut AppScenario, method: &str, arg: Vec<u8>) {
     let app = s.app;
     let admin = s.admin;
-    s.ic.update_call(app, admin, method, arg).unwrap_or_else(|r| panic!("{method}: {r}"));
+    s.ic.update_call(app, admin, method, arg)
+        .unwrap_or_else(|r| panic!("{method}: {r}"));
 }
 
 fn fill(s: &mut AppScenario, shape: &str, bytes: u64) -> AppStats {
     match shape {
         "example app" => loop {
             let (r,): (Result<AppStats, candid::Reserved>,) =
-                s.ic.update_candid(s.app, s.admin, "fill_articles_to", (bytes, 1u64)).unwrap();
+                s.ic.update_candid(s.app, s.admin, "fill_articles_to", (bytes, 1u64))
+                    .unwrap();
             let stats = r.expect("admin fills");
             if stats.image_bytes >= bytes {
                 return stats;
@@ -88,7 +100,8 @@ fn fill(s: &mut AppScenario, shape: &str, bytes: u64) -> AppStats {
         },
         "random" => loop {
             let (r,): (Result<AppStats, candid::Reserved>,) =
-                s.ic.update_candid(s.app, s.admin, "fill_media_to", (bytes, 2u64)).unwrap();
+                s.ic.update_candid(s.app, s.admin, "fill_media_to", (bytes, 2u64))
+                    .unwrap();
             let stats = r.expect("admin fills");
             if stats.image_bytes >= bytes {
                 return stats;
@@ -96,7 +109,9 @@ fn fill(s: &mut AppScenario, shape: &str, bytes: u64) -> AppStats {
         },
         _ => {
             call(s, "add_posts", Encode!(&1_000u32, &3u64).unwrap());
-            let (r,): (Result<AppStats, candid::Reserved>,) = s.ic.update_candid(s.app, s.admin, "reserve_to", (bytes,)).unwrap();
+            let (r,): (Result<AppStats, candid::Reserved>,) =
+                s.ic.update_candid(s.app, s.admin, "reserve_to", (bytes,))
+                    .unwrap();
             r.expect("admin reserves")
         }
     }
@@ -107,12 +122,22 @@ fn fill(s: &mut AppScenario, shape: &str, bytes: u64) -> AppStats {
 fn change_one_percent(s: &mut AppScenario, shape: &str, stats: &AppStats) {
     if shape == "random" {
         let (r,): (Result<AppStats, candid::Reserved>,) =
-            s.ic.update_candid(s.app, s.admin, "fill_media_to", (stats.image_bytes + stats.image_bytes / 100, 4u64)).unwrap();
+            s.ic.update_candid(
+                s.app,
+                s.admin,
+                "fill_media_to",
+                (stats.image_bytes + stats.image_bytes / 100, 4u64),
+            )
+            .unwrap();
         r.expect("admin fills");
         return;
     }
     let count = (stats.posts / 100).max(1);
-    call(s, "edit_posts", Encode!(&(stats.posts - count), &count, &5u64).unwrap());
+    call(
+        s,
+        "edit_posts",
+        Encode!(&(stats.posts - count), &count, &5u64).unwrap(),
+    );
 }
 
 fn row(label: &str, image: u64, m: &Measured) {
@@ -134,28 +159,54 @@ fn breakdown(m: &Measured) {
     let g = |x: u128| x as f64 / 1e9;
     println!(
         "|  ↳ cycles by category (B) | bytes {:.2} · instructions {:.2} · execution {:.2} · calls {:.2} · storage {:.2} | | | | | | |",
-        g(b.bytes), g(b.instructions), g(b.execution), g(b.calls), g(b.storage)
+        g(b.bytes),
+        g(b.instructions),
+        g(b.execution),
+        g(b.calls),
+        g(b.storage)
     );
 }
 
 fn main() {
-    let size_mib: u64 = std::env::args().nth(1).map_or(1024, |a| a.parse().expect("SIZE_MIB is a number"));
-    let chunk_kib: u32 = std::env::args().nth(2).map_or(64, |a| a.parse().expect("CHUNK_KIB is a number"));
+    let size_mib: u64 = std::env::args()
+        .nth(1)
+        .map_or(1024, |a| a.parse().expect("SIZE_MIB is a number"));
+    let chunk_kib: u32 = std::env::args()
+        .nth(2)
+        .map_or(64, |a| a.parse().expect("CHUNK_KIB is a number"));
     let bytes = size_mib * MIB;
-    println!("canvault backup benchmark: images of {size_mib} MiB, {chunk_kib} KiB chunks, LZ4; harness fee model of a 13-node subnet");
-    println!("baseline (every byte sent uncompressed once): {:.3}T cycles\n", baseline_cycles(bytes) as f64 / 1e12);
-    println!("| image, phase | MiB sent | T cycles | % of baseline | rounds | source instr/MiB | largest execution | wall s |");
+    println!(
+        "canvault backup benchmark: images of {size_mib} MiB, {chunk_kib} KiB chunks, LZ4; harness fee model of a 13-node subnet"
+    );
+    println!(
+        "baseline (every byte sent uncompressed once): {:.3}T cycles\n",
+        baseline_cycles(bytes) as f64 / 1e12
+    );
+    println!(
+        "| image, phase | MiB sent | T cycles | % of baseline | rounds | source instr/MiB | largest execution | wall s |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     for shape in ["example app", "random", "mostly empty"] {
         let mut s = AppScenario::new();
-        let config = canvault_kit::KitConfig { chunk_size: Some(chunk_kib * 1024), ..Default::default() };
-        let (r,): (Result<(), canvault_kit::KitError>,) = s.ic.update_candid(s.app, s.admin, "canvault_configure", (config,)).unwrap();
+        let config = canvault_kit::KitConfig {
+            chunk_size: Some(chunk_kib * 1024),
+            ..Default::default()
+        };
+        let (r,): (Result<(), canvault_kit::KitError>,) =
+            s.ic.update_candid(s.app, s.admin, "canvault_configure", (config,))
+                .unwrap();
         r.expect("chunk size accepted");
         let stats = fill(&mut s, shape, bytes);
         let image = stats.image_bytes;
         let raw = s.app_image(s.app);
-        let data_chunks = raw.chunks(chunk_kib as usize * 1024).filter(|c| c.iter().any(|b| *b != 0)).count();
-        println!("| {shape}: image {:.1} MiB, {data_chunks} non-zero chunks | | | | | | | |", image as f64 / MIB as f64);
+        let data_chunks = raw
+            .chunks(chunk_kib as usize * 1024)
+            .filter(|c| c.iter().any(|b| *b != 0))
+            .count();
+        println!(
+            "| {shape}: image {:.1} MiB, {data_chunks} non-zero chunks | | | | | | | |",
+            image as f64 / MIB as f64
+        );
         let (app, vault) = (s.app, s.vault);
         let full = measure(&mut s, &[app, vault], app, |s| {
             s.backup();
@@ -166,7 +217,11 @@ fn main() {
         let inc = measure(&mut s, &[app, vault], app, |s| {
             s.backup();
         });
-        row(&format!("{shape}, incremental after 1% changed"), image, &inc);
+        row(
+            &format!("{shape}, incremental after 1% changed"),
+            image,
+            &inc,
+        );
         breakdown(&inc);
         println!(
             "|  ↳ incremental / full | {:.2}% of the cycles | | | | | | |",
@@ -175,14 +230,31 @@ fn main() {
         let last = s.kit_status(app).last_backup.expect("complete").snapshot_id;
         let subnet = s.ic.topology().app_subnets[2];
         let fresh = s.ic.create_canister_on_subnet(Some(s.admin), None, subnet);
-        s.ic.install_canister(fresh, canvault_scenarios::wasm("canvault_example_app"), Encode!().unwrap(), Some(s.admin));
+        s.ic.install_canister(
+            fresh,
+            canvault_scenarios::wasm("canvault_example_app"),
+            Encode!().unwrap(),
+            Some(s.admin),
+        );
         let restore = measure(&mut s, &[vault, fresh], fresh, |s| {
             let job = s.restore_into(fresh, last);
-            assert_eq!(job.state, canvault_protocol::vault_api::RestoreJobState::Done, "{job:?}");
+            assert_eq!(
+                job.state,
+                canvault_protocol::vault_api::RestoreJobState::Done,
+                "{job:?}"
+            );
         });
-        assert_eq!(s.app_image(fresh), s.app_image(app), "restored image is byte-identical");
+        assert_eq!(
+            s.app_image(fresh),
+            s.app_image(app),
+            "restored image is byte-identical"
+        );
         row(&format!("{shape}, restore"), image, &restore);
     }
-    println!("\nsource instr/MiB: instructions of the app (kit) canister per MiB of image (restore: of the target);");
-    println!("largest execution: the largest single message execution of that canister in the phase.");
+    println!(
+        "\nsource instr/MiB: instructions of the app (kit) canister per MiB of image (restore: of the target);"
+    );
+    println!(
+        "largest execution: the largest single message execution of that canister in the phase."
+    );
 }
