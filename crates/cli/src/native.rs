@@ -1,0 +1,285 @@
+//! Export to and import from the platform's snapshot directory, the layout written by
+//! `icp canister snapshot download` and `dfx canister snapshot download`, and read by
+//! their `upload`:
+//!
+//! ```text
+//! DIR/
+//!   metadata.json       ReadCanisterSnapshotMetadataResult as JSON (ic-management-canister-types)
+//!   stable_memory.bin   stable memory, byte for byte
+//!   wasm_module.bin     the module        ┐ written by the platform tools only:
+//!   wasm_memory.bin     the heap          │ canvault does not back these up, so an
+//!   wasm_chunk_store/   uploaded chunks   ┘ export leaves them out (sizes 0 in metadata.json)
+//!   canvault.json       canvault's own header (source, vault, snapshot, root): provenance
+//! ```
+//!
+//! What is carried: the stable memory. A canvault image is the app's memory as the app
+//! sees it; `--layout raw` (default) writes it as `stable_memory.bin` directly (for apps
+//! that do not embed the kit, and for tools that inspect stable memory), `--layout kit`
+//! wraps it in the kit's own stable-memory layout, as the stable memory of a canister
+//! that embeds the kit looks. What is not carried: the wasm module, the heap, globals,
+//! the timer, certified data and the chunk store; a native snapshot loaded with
+//! `load_canister_snapshot` needs them, so upload an export only after merging it with
+//! a native snapshot of the same app (replace its `stable_memory.bin`).
+//!
+//! Import reads `stable_memory.bin` (with `--layout kit`, the app image inside the kit's
+//! layout) and writes a canvault snapshot file, ready for `snapshot upload`.
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::Path;
+use std::rc::Rc;
+
+use candid::{Principal, Reserved};
+use canvault_kit::state::DEFAULT_KIT_CHUNK_SIZE;
+use canvault_protocol::chunk;
+use canvault_protocol::merkle;
+use ic_management_canister_types::{ReadCanisterSnapshotMetadataResult, SnapshotSource};
+use ic_stable_structures::VectorMemory;
+
+use crate::error::{CliError, CliResult};
+use crate::file_format::{ChunkRecord, RecordBody, SnapshotMeta, SnapshotWriter};
+use crate::progress::ProgressMode;
+use crate::verify;
+
+/// Bytes per wasm page: native stable memory is a whole number of pages.
+const WASM_PAGE: u64 = 65_536;
+
+/// How an image sits in `stable_memory.bin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Layout {
+    /// The image is the stable memory.
+    Raw,
+    /// The image inside the canvault kit's layout (an app canister that embeds the kit).
+    Kit,
+}
+
+/// What an export or import wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NativeReport {
+    /// The canvault metadata.
+    pub meta: SnapshotMeta,
+    /// Bytes of `stable_memory.bin`.
+    pub stable_memory_bytes: u64,
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> CliResult<()> {
+    std::fs::write(path, bytes).map_err(|e| CliError::io("write", path, &e))
+}
+
+/// The image wrapped in the kit's stable-memory layout.
+fn kit_memory(image: &[u8]) -> Vec<u8> {
+    let raw = VectorMemory::new(RefCell::new(Vec::new()));
+    let mut kit = canvault_kit::Kit::load(Rc::clone(&raw));
+    let pages = (image.len() as u64).div_ceil(WASM_PAGE);
+    if pages > 0 {
+        let grown = kit.image_grow(pages);
+        debug_assert!(grown >= 0, "a vector memory grows");
+        kit.image_write(0, image);
+    }
+    drop(kit);
+    raw.take()
+}
+
+/// The app image inside a kit's stable memory; a clear error if it is not one.
+fn image_in_kit_memory(bytes: Vec<u8>, path: &Path) -> CliResult<Vec<u8>> {
+    if bytes.len() < 3 || &bytes[..3] != b"MGR" {
+        return Err(CliError::bad_file(
+            path,
+            "it is not the stable memory of a canister that embeds the canvault kit (no memory manager header); use --layout raw",
+        ));
+    }
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(move || {
+        canvault_kit::Kit::load(VectorMemory::new(RefCell::new(bytes))).image_bytes()
+    });
+    std::panic::set_hook(previous);
+    match result {
+        Ok(image) if !image.is_empty() => Ok(image),
+        Ok(_) => Err(CliError::bad_file(
+            path,
+            "it holds no app image in the kit's layout (is it the stable memory of a canister that embeds the kit? otherwise use --layout raw)",
+        )),
+        Err(_) => Err(CliError::bad_file(
+            path,
+            "its kit layout does not decode; use --layout raw",
+        )),
+    }
+}
+
+/// Exports the snapshot file `file` into the directory `dir` (created if missing; its
+/// snapshot files must not exist yet).
+///
+/// # Errors
+/// The file does not verify; `dir` already holds a snapshot; an I/O failure.
+pub fn export(
+    file: &Path,
+    dir: &Path,
+    layout: Layout,
+    progress: ProgressMode,
+) -> CliResult<NativeReport> {
+    let metadata_path = dir.join("metadata.json");
+    let stable_path = dir.join("stable_memory.bin");
+    if metadata_path.exists() || stable_path.exists() {
+        return Err(CliError::Usage(format!(
+            "{} already holds a snapshot; choose an empty directory",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| CliError::io("create", dir, &e))?;
+    let mut image = Vec::new();
+    let report = verify::verify_with(file, progress, |_, bytes| {
+        image.extend_from_slice(bytes);
+        Ok(())
+    })?;
+    let padded = (image.len() as u64).div_ceil(WASM_PAGE) * WASM_PAGE;
+    image.resize(
+        usize::try_from(padded).map_err(|_| CliError::Usage("image too large".into()))?,
+        0,
+    );
+    let stable = match layout {
+        Layout::Raw => image,
+        Layout::Kit => kit_memory(&image),
+    };
+    let metadata = ReadCanisterSnapshotMetadataResult {
+        source: Some(SnapshotSource::MetadataUpload(Reserved)),
+        taken_at_timestamp: report.meta.created_at_ns,
+        wasm_module_size: 0,
+        globals: Vec::new(),
+        wasm_memory_size: 0,
+        stable_memory_size: stable.len() as u64,
+        wasm_chunk_store: Vec::new(),
+        canister_version: 0,
+        certified_data: Vec::new(),
+        global_timer: None,
+        on_low_wasm_memory_hook_status: None,
+    };
+    let json = serde_json::to_vec_pretty(&metadata).map_err(|e| CliError::Usage(e.to_string()))?;
+    write_file(&metadata_path, &json)?;
+    write_file(&stable_path, &stable)?;
+    let sidecar =
+        serde_json::to_vec_pretty(&report.meta).map_err(|e| CliError::Usage(e.to_string()))?;
+    write_file(&dir.join("canvault.json"), &sidecar)?;
+    Ok(NativeReport {
+        meta: report.meta,
+        stable_memory_bytes: stable.len() as u64,
+    })
+}
+
+/// Reads `metadata.json` of a native snapshot directory.
+///
+/// # Errors
+/// Missing or malformed.
+pub fn read_metadata(dir: &Path) -> CliResult<ReadCanisterSnapshotMetadataResult> {
+    let path = dir.join("metadata.json");
+    let bytes = std::fs::read(&path).map_err(|e| CliError::io("read", &path, &e))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| CliError::bad_file(&path, format!("not a snapshot metadata.json: {e}")))
+}
+
+/// Imports the native snapshot directory `dir` into the snapshot file `out`, as an
+/// image of `source` (default: the source recorded by a canvault export), cut in
+/// chunks of `chunk_size` (default: the exported snapshot's, else the kit's default).
+///
+/// # Errors
+/// Missing files, sizes that disagree, no source, `out` exists, an I/O failure.
+pub fn import(
+    dir: &Path,
+    out: &Path,
+    source: Option<Principal>,
+    layout: Layout,
+    chunk_size: Option<u32>,
+) -> CliResult<NativeReport> {
+    if out.exists() {
+        return Err(CliError::Usage(format!(
+            "{} already exists; choose another output file",
+            out.display()
+        )));
+    }
+    let metadata = read_metadata(dir)?;
+    let sidecar: Option<SnapshotMeta> = std::fs::read(dir.join("canvault.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let source = match (source, &sidecar) {
+        (Some(s), _) => s,
+        (None, Some(m)) => m
+            .source_principal()
+            .map_err(|e| CliError::bad_file(&dir.join("canvault.json"), e))?,
+        (None, None) => {
+            return Err(CliError::Usage(
+                "a native snapshot does not name its canister: give the source canister with --source".into(),
+            ));
+        }
+    };
+    let stable_path = dir.join("stable_memory.bin");
+    let mut stable = Vec::new();
+    File::open(&stable_path)
+        .and_then(|f| BufReader::new(f).read_to_end(&mut stable))
+        .map_err(|e| CliError::io("read", &stable_path, &e))?;
+    if stable.len() as u64 != metadata.stable_memory_size {
+        return Err(CliError::bad_file(
+            &stable_path,
+            format!(
+                "it holds {} bytes; metadata.json says {}",
+                stable.len(),
+                metadata.stable_memory_size
+            ),
+        ));
+    }
+    let stable_memory_bytes = stable.len() as u64;
+    let image = match layout {
+        Layout::Raw => stable,
+        Layout::Kit => image_in_kit_memory(stable, &stable_path)?,
+    };
+    // The chunk size decides the root: keep the exported snapshot's, else the kit's.
+    let chunk_size = chunk_size
+        .or(sidecar.as_ref().map(|m| m.chunk_size))
+        .unwrap_or(DEFAULT_KIT_CHUNK_SIZE);
+    if !chunk::valid_chunk_size(chunk_size) {
+        return Err(CliError::Usage(format!(
+            "chunk size {chunk_size} is not a multiple of 64 KiB up to 1 MiB"
+        )));
+    }
+    let image_size = image.len() as u64;
+    let root = merkle::image_root_of_bytes(&image, chunk_size);
+    let meta = SnapshotMeta {
+        source: source.to_text(),
+        vault: sidecar.as_ref().and_then(|m| m.vault.clone()),
+        snapshot_id: sidecar.as_ref().and_then(|m| m.snapshot_id),
+        created_at_ns: metadata.taken_at_timestamp,
+        label: Some(format!(
+            "imported from the native snapshot {}",
+            dir.display()
+        )),
+        image_size,
+        chunk_size,
+        chunk_count: chunk::chunk_count(image_size, chunk_size),
+        root: root.to_hex(),
+    };
+    let mut writer = SnapshotWriter::create(out, &meta)?;
+    for (index, bytes) in (0u32..).zip(image.chunks(chunk_size as usize)) {
+        let len = u32::try_from(bytes.len()).expect("a chunk is at most 1 MiB");
+        let body = if chunk::is_zero(bytes) {
+            RecordBody::Zero
+        } else {
+            let (codec, encoded) = chunk::encode(bytes);
+            RecordBody::Data {
+                codec,
+                bytes: encoded,
+            }
+        };
+        let hash = canvault_protocol::Hash256::of(bytes);
+        writer.append(&ChunkRecord {
+            index,
+            len,
+            hash,
+            body,
+        })?;
+    }
+    writer.finish()?;
+    Ok(NativeReport {
+        meta,
+        stable_memory_bytes,
+    })
+}

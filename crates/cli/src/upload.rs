@@ -1,0 +1,155 @@
+//! `snapshot upload`: a snapshot file into a vault, as a new complete snapshot.
+//!
+//! The file is verified offline first, so a damaged copy is never sent. Then:
+//! `begin_snapshot` (naming the source, which owners may do), `put_chunks` in batches of
+//! at most `MAX_BATCH_PAYLOAD_BYTES` of chunk data, `commit_snapshot` with the file's
+//! root (the vault recomputes it). The begin nonce is derived from the file's root and
+//! source, so running an interrupted upload again continues the same snapshot: chunks
+//! already recorded are idempotent no-ops.
+
+use std::path::Path;
+
+use candid::Principal;
+use canvault_protocol::Hash256;
+use canvault_protocol::chunk::{ENTRY_OVERHEAD_BYTES, MAX_BATCH_PAYLOAD_BYTES};
+use canvault_protocol::vault_api::{
+    BeginSnapshotRequest, ChunkBody, ChunkPut, CommitSnapshotRequest, PutChunksRequest,
+    SnapshotInfo, SnapshotState,
+};
+use serde_bytes::ByteBuf;
+
+use crate::client::VaultClient;
+use crate::error::{CliError, CliResult};
+use crate::file_format::{RecordBody, SnapshotReader};
+use crate::progress::ProgressMode;
+use crate::verify;
+
+/// What an upload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadReport {
+    /// The snapshot created in the vault.
+    pub snapshot: SnapshotInfo,
+    /// `put_chunks` calls made.
+    pub batches: u32,
+    /// Encoded chunk bytes sent.
+    pub bytes_sent: u64,
+}
+
+/// The idempotency key of an upload: the same file to the same source gives the same key.
+#[must_use]
+pub fn upload_nonce(root: &Hash256, source: Principal) -> u64 {
+    let h = Hash256::of_parts(&[b"canvault upload", &root.0, source.as_slice()]);
+    u64::from_le_bytes(h.0[..8].try_into().expect("8 bytes"))
+}
+
+fn payload(put: &ChunkPut) -> usize {
+    ENTRY_OVERHEAD_BYTES
+        + match &put.body {
+            ChunkBody::Data { bytes, .. } => bytes.len(),
+            ChunkBody::Known | ChunkBody::Zero => 0,
+        }
+}
+
+/// Uploads `path` into `vault` as a snapshot of `source` (default: the file's source).
+///
+/// # Errors
+/// The file does not verify; the caller is not an owner; a call failed (run it again to
+/// continue); the vault refused a chunk or the root.
+pub fn upload(
+    vault: &VaultClient<'_>,
+    path: &Path,
+    source: Option<Principal>,
+    label: Option<String>,
+    progress: ProgressMode,
+) -> CliResult<UploadReport> {
+    let checked = verify::verify(path, progress)?;
+    let meta = checked.meta;
+    let root = meta.root_hash().map_err(|e| CliError::bad_file(path, e))?;
+    let source = match source {
+        Some(s) => s,
+        None => meta
+            .source_principal()
+            .map_err(|e| CliError::bad_file(path, e))?,
+    };
+    let label = label.or_else(|| match (&meta.vault, meta.snapshot_id) {
+        (Some(v), Some(id)) => Some(format!("uploaded copy of snapshot {id} of vault {v}")),
+        _ => meta.label.clone(),
+    });
+    let begun = vault.begin_snapshot(BeginSnapshotRequest {
+        parent: None,
+        image_size: meta.image_size,
+        chunk_size: meta.chunk_size,
+        nonce: upload_nonce(&root, source),
+        label,
+        source: Some(source),
+    })?;
+    let snapshot_id = begun.snapshot_id;
+    let existing = vault.get_snapshot(snapshot_id)?;
+    if existing.state == SnapshotState::Complete && existing.root == Some(root) {
+        // This file was uploaded before (same caller, same source, same root).
+        return Ok(UploadReport {
+            snapshot: existing,
+            batches: 0,
+            bytes_sent: 0,
+        });
+    }
+
+    let bar = progress.bytes(meta.image_size, "upload");
+    let mut report = UploadReport {
+        snapshot: existing,
+        batches: 0,
+        bytes_sent: 0,
+    };
+    let mut reader = SnapshotReader::open(path)?;
+    let mut batch: Vec<ChunkPut> = Vec::new();
+    let mut batch_bytes = 0usize;
+    let send = |batch: Vec<ChunkPut>, report: &mut UploadReport| -> CliResult<()> {
+        let n = batch.len();
+        let raw: u64 = batch.iter().map(|c| u64::from(c.len)).sum();
+        report.bytes_sent += batch
+            .iter()
+            .map(|c| (payload(c) - ENTRY_OVERHEAD_BYTES) as u64)
+            .sum::<u64>();
+        let r = vault.put_chunks(PutChunksRequest {
+            snapshot_id,
+            chunks: batch,
+        })?;
+        if !r.missing.is_empty() || r.recorded as usize != n {
+            return Err(CliError::Integrity(format!(
+                "vault {} recorded {} of {n} chunks (missing {:?})",
+                vault.id, r.recorded, r.missing
+            )));
+        }
+        report.batches += 1;
+        bar.inc(raw);
+        Ok(())
+    };
+    while let Some(record) = reader.next_record()? {
+        let body = match record.body {
+            RecordBody::Data { codec, bytes } => ChunkBody::Data {
+                codec,
+                bytes: ByteBuf::from(bytes),
+            },
+            RecordBody::Zero => ChunkBody::Zero,
+        };
+        let put = ChunkPut {
+            index: record.index,
+            hash: record.hash,
+            len: record.len,
+            body,
+        };
+        let size = payload(&put);
+        if !batch.is_empty() && batch_bytes + size > MAX_BATCH_PAYLOAD_BYTES {
+            send(std::mem::take(&mut batch), &mut report)?;
+            batch_bytes = 0;
+        }
+        batch_bytes += size;
+        batch.push(put);
+    }
+    if !batch.is_empty() {
+        send(batch, &mut report)?;
+    }
+    report.snapshot = vault.commit_snapshot(CommitSnapshotRequest { snapshot_id, root })?;
+    bar.finish_and_clear();
+    Ok(report)
+}
