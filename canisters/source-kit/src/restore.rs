@@ -37,6 +37,7 @@ impl<M: Memory> Kit<M> {
                 snapshot_id: req.snapshot_id,
                 expected_root: req.expected_root,
                 begun: None,
+                stale_below: None,
             });
         });
         Ok(())
@@ -112,6 +113,7 @@ impl<M: Memory> Kit<M> {
         self.update_state(|s| {
             if let Some(r) = s.restore.as_mut() {
                 r.begun = Some(geometry);
+                r.stale_below = Some(have * WASM_PAGE);
             }
         });
         Ok(())
@@ -132,6 +134,7 @@ impl<M: Memory> Kit<M> {
         let g = armed
             .begun
             .ok_or_else(|| KitError::InvalidRequest("restore_begin must come first".into()))?;
+        let stale_below = armed.stale_below.unwrap_or(u64::MAX);
         let count = chunk_count(g.image_size, g.chunk_size);
         let mut verified = Vec::with_capacity(req.chunks.len());
         for c in req.chunks {
@@ -156,7 +159,7 @@ impl<M: Memory> Kit<M> {
                     chunk::decode_verified(codec, &bytes, len, &c.hash)
                         .map_err(|e| bad(e.to_string()))?
                 }
-                ChunkBody::Zero if c.hash == chunk::zero_hash(len) => vec![0; len as usize],
+                ChunkBody::Zero if c.hash == chunk::zero_hash(len) => Vec::new(),
                 ChunkBody::Zero => return Err(bad("zero chunk with a non-zero digest".into())),
                 ChunkBody::Known => {
                     return Err(bad("a restore must carry the chunk's bytes".into()));
@@ -165,8 +168,14 @@ impl<M: Memory> Kit<M> {
             verified.push((c.index, c.hash, raw));
         }
         for (index, hash, raw) in verified {
-            self.staging()
-                .write(u64::from(index) * u64::from(g.chunk_size), &raw);
+            let offset = u64::from(index) * u64::from(g.chunk_size);
+            if !raw.is_empty() {
+                self.staging().write(offset, &raw);
+            } else if offset < stale_below {
+                // A zero chunk over older staging content; fresh pages are zero already.
+                let len = chunk_len(index, g.image_size, g.chunk_size);
+                self.staging().write(offset, &vec![0; len as usize]);
+            }
             self.staged.insert(index, hash.0);
         }
         Ok(u32::try_from(self.staged.len()).expect("chunk counts fit u32"))

@@ -103,6 +103,9 @@ pub struct Restore {
     pub expected_root: Option<Hash256>,
     /// Geometry and root announced by the vault.
     pub begun: Option<RestoreGeometry>,
+    /// Staging bytes below this offset may hold an older image; above it the staging
+    /// memory was just grown and is all zeros, so zero chunks there need no write.
+    pub stale_below: Option<u64>,
 }
 
 /// What the vault announced.

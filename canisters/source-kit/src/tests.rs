@@ -373,3 +373,54 @@ fn a_data_set_backup_sends_only_the_chunks_that_changed_since_its_last_one() {
         image_root_of_bytes(&data, crate::dataset::DATASET_CHUNK_SIZE)
     );
 }
+
+#[test]
+fn zero_chunks_overwrite_an_older_image_left_in_the_staging_memory() {
+    let mut k = kit_with_pages(1);
+    let restore = |k: &mut Kit<VectorMemory>, id: u64, image: &[u8]| {
+        let root = image_root_of_bytes(image, CS);
+        k.arm_restore(ArmRestoreRequest {
+            vault: vault(),
+            snapshot_id: id,
+            expected_root: None,
+        })
+        .unwrap();
+        let begin = RestoreBeginRequest {
+            snapshot_id: id,
+            image_size: image.len() as u64,
+            chunk_size: CS,
+            root,
+        };
+        k.restore_begin(vault(), &begin).unwrap();
+        let chunks = restore_chunks_of(image)
+            .into_iter()
+            .map(|mut c| {
+                if image[c.index as usize * CS as usize..][..c.len as usize]
+                    .iter()
+                    .all(|b| *b == 0)
+                {
+                    c.body = ChunkBody::Zero;
+                }
+                c
+            })
+            .collect();
+        k.restore_chunks(
+            vault(),
+            RestoreChunksRequest {
+                snapshot_id: id,
+                chunks,
+            },
+        )
+        .unwrap();
+        assert_eq!(k.restore_finish(vault(), id, 1), Ok(true));
+    };
+    let full: Vec<u8> = (0..3 * WASM_PAGE as usize)
+        .map(|i| (i % 250) as u8 + 1)
+        .collect();
+    restore(&mut k, 1, &full); // now image B is live, image A holds the 1-page original
+    restore(&mut k, 2, &full); // image A is live again, B is stale with `full`
+    let mut sparse = vec![0u8; 3 * WASM_PAGE as usize];
+    sparse[WASM_PAGE as usize + 5] = 9;
+    restore(&mut k, 3, &sparse); // lands on B, which still holds `full`
+    assert_eq!(k.image_bytes(), sparse);
+}
