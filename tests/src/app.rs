@@ -33,6 +33,12 @@ pub struct AppScenario {
     pub vault: Principal,
 }
 
+impl Default for AppScenario {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl AppScenario {
     /// Three subnets; the vault (owned by `admin`, the app a writer) and the app installed
     /// and configured to back up into it.
