@@ -164,21 +164,27 @@ fn add_users(count: u32, seed: u64) -> Result<u64, AppError> {
     }))
 }
 
-fn new_post(db: &mut Db, seed: u64, now: u64) {
+/// Appends a post with the next id; returns the id.
+fn append_post(db: &mut Db, author: u64, created_at_ns: u64, text: String) -> u64 {
     let id = db.posts.len();
-    let mut rng = Rng::new(seed, id);
-    let author = rng.below(db.users.len().max(1));
-    let text = content::post_text(&mut rng);
-    db.posts.insert(
+    let post = Post {
         id,
-        Post {
-            id,
-            author,
-            created_at_ns: now,
-            text,
-            edits: 0,
-        },
-    );
+        author,
+        created_at_ns,
+        text,
+        edits: 0,
+    };
+    db.posts.insert(id, post);
+    id
+}
+
+/// Appends a generated post (`text` makes a short post or an article) by a
+/// pseudo-random author, deterministic in `seed` and the post id.
+fn generated_post(db: &mut Db, seed: u64, now: u64, text: fn(&mut Rng) -> String) {
+    let mut rng = Rng::new(seed, db.posts.len());
+    let author = rng.below(db.users.len().max(1));
+    let text = text(&mut rng);
+    append_post(db, author, now, text);
 }
 
 /// Adds `count` posts; returns the post count.
@@ -188,7 +194,7 @@ fn add_posts(count: u32, seed: u64) -> Result<u64, AppError> {
     let now = ic_cdk::api::time();
     Ok(with_db(|db| {
         for _ in 0..count {
-            new_post(db, seed, now);
+            generated_post(db, seed, now, content::post_text);
         }
         db.posts.len()
     }))
@@ -205,7 +211,7 @@ fn fill_to(target_bytes: u64, seed: u64) -> Result<AppStats, AppError> {
             && ic_cdk::api::instruction_counter() < BULK_INSTRUCTION_BUDGET
         {
             for _ in 0..64 {
-                new_post(db, seed, now);
+                generated_post(db, seed, now, content::post_text);
             }
         }
     });
@@ -221,20 +227,7 @@ fn fill_articles_to(target_bytes: u64, seed: u64) -> Result<AppStats, AppError> 
         while image_bytes() < target_bytes
             && ic_cdk::api::instruction_counter() < BULK_INSTRUCTION_BUDGET
         {
-            let id = db.posts.len();
-            let mut rng = Rng::new(seed, id);
-            let author = rng.below(db.users.len().max(1));
-            let text = content::article_text(&mut rng);
-            db.posts.insert(
-                id,
-                Post {
-                    id,
-                    author,
-                    created_at_ns: now,
-                    text,
-                    edits: 0,
-                },
-            );
+            generated_post(db, seed, now, content::article_text);
         }
     });
     Ok(stats())
@@ -332,20 +325,7 @@ fn join(name: String) -> Result<u64, AppError> {
 fn post(text: String) -> Result<u64, AppError> {
     let (_, author) = member()?;
     let now = ic_cdk::api::time();
-    Ok(with_db(|db| {
-        let id = db.posts.len();
-        db.posts.insert(
-            id,
-            Post {
-                id,
-                author,
-                created_at_ns: now,
-                text,
-                edits: 0,
-            },
-        );
-        id
-    }))
+    Ok(with_db(|db| append_post(db, author, now, text)))
 }
 
 /// The caller opts in to backups of their own data into `vault`, their personal vault
