@@ -170,16 +170,12 @@ impl AppScenario {
 
     /// Every snapshot in the vault.
     pub fn snapshots(&mut self) -> Vec<SnapshotInfo> {
-        let (r,): (Result<Vec<SnapshotInfo>, VaultError>,) = self
-            .ic
-            .query_candid(
-                self.vault,
-                self.admin,
-                "list_snapshots",
-                (None::<Principal>,),
-            )
-            .unwrap();
-        r.unwrap()
+        self.vault_client().list(&mut self.ic, self.admin, None)
+    }
+
+    /// The typed client of this scenario's vault.
+    pub fn vault_client(&self) -> crate::vault::VaultClient {
+        crate::vault::VaultClient { id: self.vault }
     }
 
     /// The app's image (its memory as the app sees it), read from raw stable memory.
@@ -190,7 +186,8 @@ impl AppScenario {
 
     /// Downloads snapshot `id` through the vault's query endpoints, verifying every chunk.
     pub fn download(&mut self, id: u64) -> Vec<u8> {
-        crate::vault::VaultClient { id: self.vault }.download(&mut self.ic, self.admin, id, 1000)
+        self.vault_client()
+            .download(&mut self.ic, self.admin, id, 1000)
     }
 
     /// Restores snapshot `id` into `target` (armed by its controller) and waits.
@@ -215,11 +212,9 @@ impl AppScenario {
             .unwrap();
         let job = job.unwrap();
         for _ in 0..5_000 {
-            let (j,): (Result<RestoreJob, VaultError>,) = self
-                .ic
-                .query_candid(self.vault, self.admin, "restore_status", (job.id,))
-                .unwrap();
-            let j = j.unwrap();
+            let j = self
+                .vault_client()
+                .restore_job(&mut self.ic, self.admin, job.id);
             if matches!(
                 j.state,
                 RestoreJobState::Done | RestoreJobState::Failed { .. }
