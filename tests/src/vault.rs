@@ -13,7 +13,6 @@ use canvault_protocol::vault_api::{
 };
 use ic_harness::{CanisterId, Harness};
 use serde::de::DeserializeOwned;
-use serde_bytes::ByteBuf;
 
 /// The vault canister's crate name.
 pub const VAULT_WASM: &str = "canvault_vault";
@@ -242,8 +241,8 @@ impl VaultClient {
                     image.resize(image.len() + e.len as usize, 0);
                 } else {
                     let c = self.chunk(ic, sender, e.hash).expect("get_chunk");
-                    let raw = chunk::decode_verified(c.codec, &c.bytes, e.len, &e.hash)
-                        .expect("verified chunk");
+                    let raw =
+                        chunk::open(c.codec, &c.bytes, e.len, &e.hash).expect("verified chunk");
                     image.extend_from_slice(&raw);
                 }
             }
@@ -253,25 +252,11 @@ impl VaultClient {
     }
 }
 
-/// One put per chunk of `image`: zero chunks as `Zero`, others encoded.
+/// One put per chunk of `image`: zero chunks as `Zero`, others sealed.
 pub fn chunk_puts(image: &[u8], chunk_size: u32) -> Vec<ChunkPut> {
-    image
-        .chunks(chunk_size as usize)
-        .enumerate()
-        .map(|(i, raw)| ChunkPut {
-            index: i as u32,
-            hash: Hash256::of(raw),
-            len: raw.len() as u32,
-            body: if chunk::is_zero(raw) {
-                ChunkBody::Zero
-            } else {
-                let (codec, bytes) = chunk::encode(raw);
-                ChunkBody::Data {
-                    codec,
-                    bytes: ByteBuf::from(bytes),
-                }
-            },
-        })
+    (0u32..)
+        .zip(image.chunks(chunk_size as usize))
+        .map(|(i, raw)| ChunkPut::with_bytes(i, raw))
         .collect()
 }
 

@@ -151,24 +151,20 @@ impl<M: Memory> Kit<M> {
                 break;
             }
             let raw = self.frozen_chunk(b.target, i, b.image_size, b.chunk_size);
-            // Zero first: a zero chunk's digest is cached, hashing it again costs ~55
-            // instructions per byte.
-            let zero = chunk::is_zero(&raw);
-            let hash = if zero {
-                chunk::zero_hash(raw.len() as u32)
+            // Zero first: a zero chunk is never sealed (compressed and hashed).
+            let (hash, body) = if chunk::is_zero(&raw) {
+                (chunk::zero_hash(raw.len() as u32), ChunkBody::Zero)
             } else {
-                Hash256::of(&raw)
-            };
-            let body = if zero {
-                ChunkBody::Zero
-            } else if !force_data.contains(&i) && self.vault_knows(b.target, &hash) {
-                ChunkBody::Known
-            } else {
-                let (codec, bytes) = chunk::encode(&raw);
-                ChunkBody::Data {
-                    codec,
-                    bytes: bytes.into(),
-                }
+                let sealed = chunk::seal(&raw);
+                let body = if !force_data.contains(&i) && self.vault_knows(b.target, &sealed.hash) {
+                    ChunkBody::Known
+                } else {
+                    ChunkBody::Data {
+                        codec: sealed.codec,
+                        bytes: sealed.bytes.into(),
+                    }
+                };
+                (sealed.hash, body)
             };
             let size = ENTRY_OVERHEAD_BYTES
                 + match &body {

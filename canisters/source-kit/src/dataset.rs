@@ -9,8 +9,7 @@
 //! known digests. Data sets use small chunks so a user's edit moves little data.
 
 use candid::{CandidType, Principal};
-use canvault_protocol::Hash256;
-use canvault_protocol::chunk::{chunk_count, chunk_len};
+use canvault_protocol::chunk::{chunk_count, chunk_hash, chunk_len};
 use canvault_protocol::kit_api::{DatasetInfo, FailedBackup, KitError};
 use ic_stable_structures::Memory;
 use serde::{Deserialize, Serialize};
@@ -151,7 +150,7 @@ impl<M: Memory> Kit<M> {
             let start = u64::from(i) * u64::from(cs);
             let raw = &bytes[start as usize..(start + u64::from(chunk_len(i, size, cs))) as usize];
             let unchanged =
-                parent.is_some() && self.dataset_known.get(&(id, i)) == Some(Hash256::of(raw).0);
+                parent.is_some() && self.dataset_known.get(&(id, i)) == Some(chunk_hash(raw).0);
             if !unchanged {
                 self.send.set(i);
             }

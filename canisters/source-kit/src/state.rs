@@ -12,8 +12,9 @@ use ic_stable_structures::Storable;
 use ic_stable_structures::storable::Bound;
 use serde::{Deserialize, Serialize};
 
-/// Layout version of [`KitState`]; bump on incompatible changes.
-pub const STATE_VERSION: u32 = 1;
+/// Layout version of [`KitState`]; bump on incompatible changes. 2: recorded chunk
+/// digests are frame digests (`chunk::frame_hash`).
+pub const STATE_VERSION: u32 = 2;
 
 /// The kit's default chunk size: 64 KiB. Dirty tracking is only as fine as a chunk, so
 /// small chunks keep incremental backups small (measured: after 1% of the example app

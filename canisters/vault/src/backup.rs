@@ -9,12 +9,9 @@
 //! - a snapshot becomes complete only when every index has an entry and the image root
 //!   recomputed from them equals the one sent; otherwise it stays in progress.
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 
-use canvault_protocol::chunk::{
-    chunk_count, chunk_len, decode_verified, is_zero, valid_chunk_size, zero_hash,
-};
+use canvault_protocol::chunk::{chunk_count, chunk_len, valid_chunk_size, verify_frame, zero_hash};
 use canvault_protocol::merkle::image_root;
 use canvault_protocol::vault_api::{
     BeginSnapshotRequest, BeginSnapshotResponse, ChunkBody, ChunkPut, CommitSnapshotRequest,
@@ -392,19 +389,14 @@ impl<M: Memory> Vault<M> {
                             c.len
                         )));
                     }
-                    let raw = decode_verified(*codec, bytes, c.len, &c.hash)
-                        .map_err(|e| bad(e.to_string()))?;
-                    if is_zero(&raw) {
-                        Action::Zero
-                    } else {
-                        stored_in_batch.insert(c.hash);
-                        Action::Store {
-                            codec: *codec,
-                            bytes,
-                        }
+                    verify_frame(*codec, bytes, c.len, &c.hash).map_err(|e| bad(e.to_string()))?;
+                    stored_in_batch.insert(c.hash);
+                    Action::Store {
+                        codec: *codec,
+                        bytes,
                     }
                 }
-                ChunkBody::Known if c.hash == zero_of(c.len) => Action::Zero,
+                ChunkBody::Known if c.hash == zero_hash(c.len) => Action::Zero,
                 ChunkBody::Known
                     if stored_in_batch.contains(&c.hash) || self.store.contains(&c.hash) =>
                 {
@@ -412,7 +404,7 @@ impl<M: Memory> Vault<M> {
                 }
                 ChunkBody::Known => Action::Missing,
                 ChunkBody::Zero => {
-                    let zero = zero_of(c.len);
+                    let zero = zero_hash(c.len);
                     if c.hash != zero {
                         return Err(bad(format!(
                             "a zero chunk of {} bytes hashes to {zero}, not {}",
@@ -434,26 +426,6 @@ impl<M: Memory> Vault<M> {
         }
         Ok(plan)
     }
-}
-
-/// The digest of an all-zero chunk of `len` bytes, cached on the heap: a vault sees
-/// only a few distinct lengths (at most [`MAX_CACHED`] are kept), and hashing 1 MiB of
-/// zeros costs ~80M instructions.
-fn zero_of(len: u32) -> Hash256 {
-    thread_local! {
-        static ZERO_HASHES: RefCell<BTreeMap<u32, Hash256>> = const { RefCell::new(BTreeMap::new()) };
-    }
-    const MAX_CACHED: usize = 64;
-    ZERO_HASHES.with_borrow_mut(|cache| {
-        if let Some(hash) = cache.get(&len) {
-            return *hash;
-        }
-        let hash = zero_hash(len);
-        if cache.len() < MAX_CACHED {
-            cache.insert(len, hash);
-        }
-        hash
-    })
 }
 
 fn invalid(reason: impl Into<String>) -> VaultError {

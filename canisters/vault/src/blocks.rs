@@ -22,7 +22,9 @@ use ic_stable_structures::{Memory, StableVec};
 pub const BLOCK_SIZE: u32 = 16 * 1024;
 const WASM_PAGE: u64 = 64 * 1024;
 const MAGIC: &[u8; 3] = b"VBH";
-const LAYOUT_VERSION: u8 = 1;
+/// 2: chunks are keyed by frame digests (version 1 keyed them by digests of the decoded
+/// bytes; such a vault refuses the upgrade and keeps running the old code).
+const LAYOUT_VERSION: u8 = 2;
 const HEADER_LEN: usize = 12;
 
 /// Fixed-size blocks over a raw memory, with a free stack.
@@ -54,7 +56,7 @@ impl<M: Memory> BlockHeap<M> {
         heap.read(0, &mut header);
         assert!(
             &header[0..3] == MAGIC && header[3] == LAYOUT_VERSION,
-            "block heap: bad magic or layout version"
+            "block heap: bad magic or layout version (this vault reads layout {LAYOUT_VERSION})"
         );
         let block_size = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
         assert_eq!(block_size, BLOCK_SIZE, "block heap: block size changed");

@@ -49,9 +49,9 @@ candid_storable!(SnapshotRecord);
 /// One index of a snapshot's chunk table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TableEntry {
-    /// SHA-256 of the uncompressed chunk.
+    /// The chunk's digest: its frame digest, or `chunk::zero_hash(len)`.
     pub hash: Hash256,
-    /// Uncompressed length.
+    /// Decoded length.
     pub len: u32,
     /// All zeros: nothing stored, no reference held.
     pub zero: bool,

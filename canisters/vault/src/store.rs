@@ -1,8 +1,9 @@
 //! The content-addressed chunk store: one copy of each distinct chunk, shared by every
 //! snapshot and source that references it.
 //!
-//! A chunk is keyed by the SHA-256 of its uncompressed bytes and kept in the encoding it
-//! arrived in (no re-encoding on download or restore). Its bytes live in the
+//! A chunk is keyed by its frame digest (`chunk::frame_hash`: SHA-256 over the codec,
+//! the decoded length and the encoded bytes) and kept exactly as it arrived, verified but
+//! never decoded or re-encoded. Its bytes live in the
 //! [`BlockHeap`]; the index keeps a small [`ChunkMeta`] per hash.
 //!
 //! Invariant (kept by `catalogue`, the only caller of `add_ref*`/`release`): a chunk's
@@ -11,7 +12,7 @@
 //!
 //! ```text
 //! ChunkMeta, layout version 1 (18 + 4 * blocks bytes):
-//! version u8 | codec u8 (0 raw, 1 lz4) | len u32 LE | encoded_len u32 LE | refs u64 LE | blocks u32 LE...
+//! version u8 | codec u8 (`Codec::tag`: 0 raw, 1 deflate) | len u32 LE | encoded_len u32 LE | refs u64 LE | blocks u32 LE...
 //! ```
 
 use std::borrow::Cow;
@@ -26,7 +27,7 @@ use serde_bytes::ByteBuf;
 use crate::blocks::{BLOCK_SIZE, BlockHeap};
 use crate::storable::{u32_at, u64_at};
 
-const META_VERSION: u8 = 1;
+const META_VERSION: u8 = 2;
 const META_FIXED: usize = 18;
 const MAX_BLOCKS: u32 = MAX_CHUNK_SIZE / BLOCK_SIZE;
 
@@ -53,10 +54,7 @@ impl Storable for ChunkMeta {
     fn into_bytes(self) -> Vec<u8> {
         let mut out = Vec::with_capacity(META_FIXED + 4 * self.blocks.len());
         out.push(META_VERSION);
-        out.push(match self.codec {
-            Codec::Raw => 0,
-            Codec::Lz4 => 1,
-        });
+        out.push(self.codec.tag());
         out.extend_from_slice(&self.len.to_le_bytes());
         out.extend_from_slice(&self.encoded_len.to_le_bytes());
         out.extend_from_slice(&self.refs.to_le_bytes());
@@ -68,11 +66,8 @@ impl Storable for ChunkMeta {
 
     fn from_bytes(bytes: Cow<'_, [u8]>) -> Self {
         assert_eq!(bytes[0], META_VERSION, "chunk meta: unknown layout version");
-        let codec = match bytes[1] {
-            0 => Codec::Raw,
-            1 => Codec::Lz4,
-            other => panic!("chunk meta: unknown codec {other}"),
-        };
+        let codec = Codec::from_tag(bytes[1])
+            .unwrap_or_else(|| panic!("chunk meta: unknown codec {}", bytes[1]));
         Self {
             codec,
             len: u32_at(&bytes, 2),
@@ -315,7 +310,7 @@ mod tests {
     #[test]
     fn should_round_trip_chunk_meta_bytes() {
         let meta = ChunkMeta {
-            codec: Codec::Lz4,
+            codec: Codec::Deflate,
             len: 1 << 20,
             encoded_len: 12345,
             refs: u64::MAX - 1,

@@ -2,14 +2,14 @@
 //!
 //! The header comes first, so a tool reads the metadata (source, time, size, root)
 //! without scanning the file. Chunks follow in index order, as the vault stores them
-//! (LZ4 stays compressed); all-zero chunks take a record with no bytes. A trailer closes
+//! (frames stay encoded); all-zero chunks take a record with no bytes. A trailer closes
 //! the file, so a truncated copy is told apart from a complete one. All integers are
 //! little-endian.
 //!
 //! ```text
 //! offset      size  field
 //! 0           8     magic "CANVAULT"
-//! 8           2     format version (u16) = 1
+//! 8           2     format version (u16) = 2 (version 1 hashed decoded bytes; refused)
 //! 10          4     metadata length M (u32)
 //! 14          M     metadata: UTF-8 JSON object (see `SnapshotMeta`)
 //! 14+M        ...   chunk records, indices 0 .. chunk_count-1 in order:
@@ -17,12 +17,13 @@
 //!                   │ index  │ len    │ hash      │ codec    │ encoded len │ bytes       │
 //!                   │ u32    │ u32    │ [u8; 32]  │ u8       │ u32 = E     │ E bytes     │
 //!                   └────────┴────────┴───────────┴──────────┴─────────────┴─────────────┘
-//!                   len: uncompressed length; hash: SHA-256 of the uncompressed bytes;
-//!                   codec: 0 raw, 1 LZ4 block, 2 all zeros (E = 0, no bytes)
+//!                   len: decoded length; hash: the frame digest (`chunk::frame_hash`), or
+//!                   `chunk::zero_hash(len)` for a zero chunk;
+//!                   codec: 0 raw, 1 deflate (the `Codec::tag`), 2 all zeros (E = 0, no bytes)
 //! end-12      12    trailer: magic "CVTRAILR" + chunk count (u32)
 //! ```
 //!
-//! A file is valid when every record decodes to `len` bytes hashing to `hash`, indices
+//! A file is valid when every record's frame hashes to `hash` and decodes to `len` bytes, indices
 //! run 0..chunk_count, each `len` matches the geometry, the trailer count matches, and
 //! the Merkle root of the hashes (`merkle::image_root`) equals the metadata's `root`.
 
@@ -32,7 +33,7 @@ use std::path::Path;
 
 use candid::Principal;
 use canvault_protocol::chunk::{self, ChunkError};
-use canvault_protocol::vault_api::{SnapshotId, SnapshotInfo};
+use canvault_protocol::vault_api::{ChunkBody, ChunkPut, SnapshotId, SnapshotInfo};
 use canvault_protocol::{Codec, Hash256};
 use serde::{Deserialize, Serialize};
 
@@ -41,11 +42,13 @@ use crate::error::{CliError, CliResult};
 /// The file's first eight bytes.
 pub const MAGIC: &[u8; 8] = b"CANVAULT";
 /// The layout version written by this code.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 /// The trailer's magic.
 pub const TRAILER_MAGIC: &[u8; 8] = b"CVTRAILR";
 /// Bytes before a record's encoded bytes.
 pub const RECORD_HEADER_BYTES: u64 = 4 + 4 + 32 + 1 + 4;
+/// The codec byte of a zero chunk's record (data records carry `Codec::tag`).
+const ZERO_RECORD: u8 = 2;
 /// Bytes of the trailer.
 pub const TRAILER_BYTES: u64 = 12;
 /// Largest metadata block accepted (a sanity bound against garbage).
@@ -156,15 +159,34 @@ pub enum RecordBody {
 pub struct ChunkRecord {
     /// Index in the image.
     pub index: u32,
-    /// Uncompressed length.
+    /// Decoded length.
     pub len: u32,
-    /// SHA-256 of the uncompressed bytes.
+    /// The frame digest, or `chunk::zero_hash(len)` for a zero chunk.
     pub hash: Hash256,
     /// The content.
     pub body: RecordBody,
 }
 
 impl ChunkRecord {
+    /// The record of `raw` at `index`, sealed as a kit seals it.
+    #[must_use]
+    pub fn of_bytes(index: u32, raw: &[u8]) -> Self {
+        let put = ChunkPut::with_bytes(index, raw);
+        let body = match put.body {
+            ChunkBody::Data { codec, bytes } => RecordBody::Data {
+                codec,
+                bytes: bytes.into_vec(),
+            },
+            ChunkBody::Zero | ChunkBody::Known => RecordBody::Zero,
+        };
+        Self {
+            index,
+            len: put.len,
+            hash: put.hash,
+            body,
+        }
+    }
+
     /// Bytes the record takes in the file.
     #[must_use]
     pub fn file_bytes(&self) -> u64 {
@@ -175,15 +197,13 @@ impl ChunkRecord {
             }
     }
 
-    /// Decodes and verifies the content; returns the uncompressed bytes.
+    /// Verifies and decodes the content; returns the decoded bytes.
     ///
     /// # Errors
     /// Corrupt bytes, a wrong length or a hash mismatch.
     pub fn decode(&self) -> Result<Vec<u8>, ChunkError> {
         match &self.body {
-            RecordBody::Data { codec, bytes } => {
-                chunk::decode_verified(*codec, bytes, self.len, &self.hash)
-            }
+            RecordBody::Data { codec, bytes } => chunk::open(*codec, bytes, self.len, &self.hash),
             RecordBody::Zero => {
                 let expected = chunk::zero_hash(self.len);
                 if expected == self.hash {
@@ -274,15 +294,8 @@ impl SnapshotWriter {
             )));
         }
         let (codec, bytes): (u8, &[u8]) = match &r.body {
-            RecordBody::Data {
-                codec: Codec::Raw,
-                bytes,
-            } => (0, bytes),
-            RecordBody::Data {
-                codec: Codec::Lz4,
-                bytes,
-            } => (1, bytes),
-            RecordBody::Zero => (2, &[]),
+            RecordBody::Data { codec, bytes } => (codec.tag(), bytes),
+            RecordBody::Zero => (ZERO_RECORD, &[]),
         };
         let encoded_len =
             u32::try_from(bytes.len()).map_err(|_| CliError::Usage("chunk too large".into()))?;
@@ -423,25 +436,23 @@ impl SnapshotReader {
             )));
         }
         let body = match h[40] {
-            2 if encoded_len == 0 => RecordBody::Zero,
-            2 => {
+            ZERO_RECORD if encoded_len == 0 => RecordBody::Zero,
+            ZERO_RECORD => {
                 return Err(bad(format!(
                     "zero chunk {index} carries {encoded_len} bytes"
                 )));
             }
-            c @ (0 | 1) => {
+            c => {
+                let codec = Codec::from_tag(c)
+                    .ok_or_else(|| bad(format!("chunk {index} has unknown codec {c}")))?;
                 let mut bytes = vec![0u8; encoded_len as usize];
                 if !read_exact_or(&mut self.input, &mut bytes)
                     .map_err(|e| CliError::io("read", &path, &e))?
                 {
                     return Ok(None);
                 }
-                RecordBody::Data {
-                    codec: if c == 0 { Codec::Raw } else { Codec::Lz4 },
-                    bytes,
-                }
+                RecordBody::Data { codec, bytes }
             }
-            c => return Err(bad(format!("chunk {index} has unknown codec {c}"))),
         };
         let record = ChunkRecord {
             index,

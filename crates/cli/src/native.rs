@@ -38,7 +38,7 @@ use ic_management_canister_types::{ReadCanisterSnapshotMetadataResult, SnapshotS
 use ic_stable_structures::VectorMemory;
 
 use crate::error::{CliError, CliResult};
-use crate::file_format::{ChunkRecord, RecordBody, SnapshotMeta, SnapshotWriter};
+use crate::file_format::{ChunkRecord, SnapshotMeta, SnapshotWriter};
 use crate::progress::ProgressMode;
 use crate::verify;
 
@@ -259,23 +259,7 @@ pub fn import(
     };
     let mut writer = SnapshotWriter::create(out, &meta)?;
     for (index, bytes) in (0u32..).zip(image.chunks(chunk_size as usize)) {
-        let len = u32::try_from(bytes.len()).expect("a chunk is at most 1 MiB");
-        let body = if chunk::is_zero(bytes) {
-            RecordBody::Zero
-        } else {
-            let (codec, encoded) = chunk::encode(bytes);
-            RecordBody::Data {
-                codec,
-                bytes: encoded,
-            }
-        };
-        let hash = canvault_protocol::Hash256::of(bytes);
-        writer.append(&ChunkRecord {
-            index,
-            len,
-            hash,
-            body,
-        })?;
+        writer.append(&ChunkRecord::of_bytes(index, bytes))?;
     }
     writer.finish()?;
     Ok(NativeReport {

@@ -1,7 +1,7 @@
 //! canvault's wire protocol, shared by the source kit, the vault and the CLI.
 //!
-//! - [`chunk`]: how an image is cut into fixed, aligned chunks, hashed (SHA-256 of the
-//!   uncompressed bytes), compressed (LZ4) and verified;
+//! - [`chunk`]: how an image is cut into fixed, aligned chunks, sealed into frames
+//!   (deflate or raw) addressed by the SHA-256 of the frame, and verified;
 //! - [`merkle`]: the image root, a Merkle tree over chunk digests bound to the geometry;
 //! - [`vault_api`] and [`kit_api`]: the candid types of both canister interfaces.
 //!

@@ -63,9 +63,12 @@ pub fn image_root<I: IntoIterator<Item = Hash256>>(
     ])
 }
 
-/// The root of `image` computed directly from its bytes (tests, CLI verification).
+/// The root of `image` computed directly from its bytes, sealing every chunk as a kit
+/// does ([`crate::chunk::chunk_hash`]): tests and off-chain verification.
 #[must_use]
 pub fn image_root_of_bytes(image: &[u8], chunk_size: u32) -> Hash256 {
-    let hashes = image.chunks(chunk_size as usize).map(Hash256::of);
+    let hashes = image
+        .chunks(chunk_size as usize)
+        .map(crate::chunk::chunk_hash);
     image_root(image.len() as u64, chunk_size, hashes)
 }

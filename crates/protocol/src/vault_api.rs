@@ -154,12 +154,39 @@ pub enum ChunkBody {
 pub struct ChunkPut {
     /// The chunk's index in the image.
     pub index: u32,
-    /// SHA-256 of its uncompressed bytes.
+    /// Its digest: the frame digest (`chunk::frame_hash`), or `chunk::zero_hash(len)`.
     pub hash: Hash256,
-    /// Uncompressed length.
+    /// Decoded length.
     pub len: u32,
     /// The content.
     pub body: ChunkBody,
+}
+
+impl ChunkPut {
+    /// The put carrying `raw` at `index`: a zero chunk without bytes, otherwise its
+    /// sealed frame (`chunk::seal`).
+    #[must_use]
+    pub fn with_bytes(index: u32, raw: &[u8]) -> Self {
+        let len = u32::try_from(raw.len()).expect("a chunk is at most 1 MiB");
+        if crate::chunk::is_zero(raw) {
+            return Self {
+                index,
+                hash: crate::chunk::zero_hash(len),
+                len,
+                body: ChunkBody::Zero,
+            };
+        }
+        let sealed = crate::chunk::seal(raw);
+        Self {
+            index,
+            hash: sealed.hash,
+            len,
+            body: ChunkBody::Data {
+                codec: sealed.codec,
+                bytes: sealed.bytes.into(),
+            },
+        }
+    }
 }
 
 /// Chunks for a snapshot in progress.
@@ -192,9 +219,9 @@ pub struct CommitSnapshotRequest {
 /// A chunk as stored, for downloads.
 #[derive(CandidType, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct StoredChunk {
-    /// SHA-256 of the uncompressed bytes.
+    /// The frame digest (`chunk::frame_hash`): what the chunk is stored under.
     pub hash: Hash256,
-    /// Uncompressed length.
+    /// Decoded length.
     pub len: u32,
     /// Encoding of `bytes`.
     pub codec: Codec,
@@ -207,9 +234,9 @@ pub struct StoredChunk {
 pub struct ManifestEntry {
     /// Chunk index.
     pub index: u32,
-    /// SHA-256 of the uncompressed chunk.
+    /// The chunk's digest: its frame digest, or `chunk::zero_hash(len)`.
     pub hash: Hash256,
-    /// Uncompressed length.
+    /// Decoded length.
     pub len: u32,
     /// True for an all-zero chunk (no bytes stored).
     pub zero: bool,

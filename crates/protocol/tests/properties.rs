@@ -1,4 +1,4 @@
-//! Property tests: chunk encoding round-trips and detects corruption; roots are
+//! Property tests: sealed chunks round-trip and detect corruption; roots are
 //! deterministic, geometry-bound and sensitive to every chunk.
 
 use canvault_protocol::chunk::{self, Codec};
@@ -10,7 +10,7 @@ use proptest::prelude::*;
 fn chunk_bytes() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         proptest::collection::vec(any::<u8>(), 0..5000),
-        // Repetitive data, which LZ4 does compress.
+        // Repetitive data, which deflate does compress.
         (proptest::collection::vec(any::<u8>(), 1..16), 0usize..5000)
             .prop_map(|(pattern, n)| pattern.iter().copied().cycle().take(n).collect()),
     ]
@@ -18,23 +18,34 @@ fn chunk_bytes() -> impl Strategy<Value = Vec<u8>> {
 
 proptest! {
     #[test]
-    fn encode_then_decode_verified_round_trips(raw in chunk_bytes()) {
-        let (codec, bytes) = chunk::encode(&raw);
-        if codec == Codec::Lz4 {
-            prop_assert!(bytes.len() < raw.len());
+    fn seal_then_open_round_trips(raw in chunk_bytes()) {
+        let sealed = chunk::seal(&raw);
+        if sealed.codec == Codec::Deflate {
+            prop_assert!(sealed.bytes.len() < raw.len());
         }
-        let hash = Hash256::of(&raw);
-        let back = chunk::decode_verified(codec, &bytes, raw.len() as u32, &hash).unwrap();
+        prop_assert_eq!(&sealed, &chunk::seal(&raw), "sealing is deterministic");
+        let back = chunk::open(sealed.codec, &sealed.bytes, raw.len() as u32, &sealed.hash).unwrap();
         prop_assert_eq!(back, raw);
     }
 
     #[test]
-    fn a_flipped_bit_is_detected(raw in proptest::collection::vec(any::<u8>(), 1..3000), pos in any::<usize>(), bit in 0u8..8) {
-        let (codec, mut bytes) = chunk::encode(&raw);
-        let i = pos % bytes.len();
-        bytes[i] ^= 1 << bit;
-        let hash = Hash256::of(&raw);
-        prop_assert!(chunk::decode_verified(codec, &bytes, raw.len() as u32, &hash).is_err());
+    fn a_flipped_bit_is_detected(raw in chunk_bytes().prop_filter("non-empty", |r| !r.is_empty()), pos in any::<usize>(), bit in 0u8..8) {
+        let mut sealed = chunk::seal(&raw);
+        let i = pos % sealed.bytes.len();
+        sealed.bytes[i] ^= 1 << bit;
+        let len = raw.len() as u32;
+        prop_assert!(chunk::verify_frame(sealed.codec, &sealed.bytes, len, &sealed.hash).is_err());
+        prop_assert!(chunk::open(sealed.codec, &sealed.bytes, len, &sealed.hash).is_err());
+    }
+
+    #[test]
+    fn a_frame_is_bound_to_its_codec_and_length(raw in chunk_bytes().prop_filter("non-empty", |r| !r.is_empty())) {
+        let s = chunk::seal(&raw);
+        let len = raw.len() as u32;
+        let other = if s.codec == Codec::Raw { Codec::Deflate } else { Codec::Raw };
+        prop_assert!(chunk::verify_frame(other, &s.bytes, len, &s.hash).is_err());
+        prop_assert!(chunk::verify_frame(s.codec, &s.bytes, len + 1, &s.hash).is_err());
+        prop_assert!(chunk::verify_frame(s.codec, &s.bytes, len, &s.hash).is_ok());
     }
 
     #[test]
@@ -61,9 +72,9 @@ proptest! {
 
     #[test]
     fn put_chunks_request_candid_round_trips(index in any::<u32>(), raw in chunk_bytes(), zero in any::<bool>()) {
-        let (codec, bytes) = chunk::encode(&raw);
-        let body = if zero { ChunkBody::Zero } else { ChunkBody::Data { codec, bytes: bytes.into() } };
-        let req = PutChunksRequest { snapshot_id: 7, chunks: vec![ChunkPut { index, hash: Hash256::of(&raw), len: raw.len() as u32, body }] };
+        let s = chunk::seal(&raw);
+        let body = if zero { ChunkBody::Zero } else { ChunkBody::Data { codec: s.codec, bytes: s.bytes.into() } };
+        let req = PutChunksRequest { snapshot_id: 7, chunks: vec![ChunkPut { index, hash: s.hash, len: raw.len() as u32, body }] };
         let wire = candid::encode_one(&req).unwrap();
         let back: PutChunksRequest = candid::decode_one(&wire).unwrap();
         prop_assert_eq!(back, req);
@@ -85,7 +96,7 @@ fn root_of_bytes_matches_root_of_chunk_hashes() {
     let hashes = (0..chunk::chunk_count(image.len() as u64, cs)).map(|i| {
         let start = i as usize * cs as usize;
         let end = (start + cs as usize).min(image.len());
-        Hash256::of(&image[start..end])
+        chunk::chunk_hash(&image[start..end])
     });
     assert_eq!(
         image_root(image.len() as u64, cs, hashes),
@@ -97,26 +108,57 @@ fn root_of_bytes_matches_root_of_chunk_hashes() {
 fn zero_detection_and_zero_hash() {
     assert!(chunk::is_zero(&[0; 17]));
     assert!(!chunk::is_zero(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 1]));
-    assert_eq!(
-        chunk::zero_hash(chunk::DEFAULT_CHUNK_SIZE),
-        Hash256::of(&vec![0; 1 << 20])
-    );
-    assert_eq!(chunk::zero_hash(100), Hash256::of(&[0; 100]));
+    assert_eq!(chunk::chunk_hash(&[0; 100]), chunk::zero_hash(100));
+    assert_ne!(chunk::zero_hash(100), chunk::zero_hash(101));
+    // No frame can pass for a zero chunk: the domains differ.
+    let raw = chunk::seal(&[0; 100]);
+    assert_ne!(raw.hash, chunk::zero_hash(100));
 }
 
 #[test]
 fn wrong_length_and_wrong_hash_are_typed_errors() {
-    let raw = b"hello hello hello hello hello".to_vec();
-    let (codec, bytes) = chunk::encode(&raw);
-    let hash = Hash256::of(&raw);
+    let raw = b"hello hello hello hello hello".repeat(10);
+    let s = chunk::seal(&raw);
+    assert_eq!(s.codec, Codec::Deflate);
+    let len = raw.len() as u32;
     assert!(matches!(
-        chunk::decode_verified(codec, &bytes, raw.len() as u32 + 1, &hash),
-        Err(ChunkError::WrongLength { .. } | ChunkError::Corrupt { .. })
-    ));
-    assert!(matches!(
-        chunk::decode_verified(codec, &bytes, raw.len() as u32, &Hash256::of(b"other")),
+        chunk::open(s.codec, &s.bytes, len, &Hash256::of(b"other")),
         Err(ChunkError::HashMismatch { .. })
     ));
+    // A writer that hashes a frame under a wrong decoded length gets past the digest
+    // check but not the decoder: too long and too short are both refused.
+    for wrong in [len - 1, len + 1] {
+        let hash = chunk::frame_hash(s.codec, wrong, &s.bytes);
+        assert!(matches!(
+            chunk::open(s.codec, &s.bytes, wrong, &hash),
+            Err(ChunkError::WrongLength { .. } | ChunkError::Corrupt { .. })
+        ));
+    }
+    // A raw frame must be exactly the chunk's length.
+    let hash = chunk::frame_hash(Codec::Raw, len + 1, &raw);
+    assert!(matches!(
+        chunk::verify_frame(Codec::Raw, &raw, len + 1, &hash),
+        Err(ChunkError::WrongLength { .. })
+    ));
+}
+
+#[test]
+fn incompressible_chunks_are_probed_and_stored_raw() {
+    // xorshift bytes: incompressible.
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let noise: Vec<u8> = (0..65_536)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    assert_eq!(chunk::seal(&noise).codec, Codec::Raw);
+    let text = b"the canister backs up its stable memory to a vault ".repeat(1300);
+    let sealed = chunk::seal(&text[..65_536]);
+    assert_eq!(sealed.codec, Codec::Deflate);
+    assert!(sealed.bytes.len() < 65_536 / 10);
 }
 
 #[test]

@@ -1,6 +1,5 @@
 //! The restore state machine and batch planning, without a target.
 
-use canvault_protocol::Hash256;
 use canvault_protocol::chunk::chunk_count;
 use canvault_protocol::merkle::image_root_of_bytes;
 use ic_stable_structures::VectorMemory;
@@ -72,7 +71,7 @@ fn should_walk_begin_push_finish_and_unpin() {
             for c in &b.request.chunks {
                 assert_eq!(c.index, expected);
                 let raw = &img[(c.index * CS) as usize..((c.index + 1) * CS) as usize];
-                assert_eq!(c.hash, Hash256::of(raw));
+                assert_eq!(c.hash, canvault_protocol::chunk::chunk_hash(raw));
                 expected += 1;
             }
             assert_eq!(b.end, expected);

@@ -23,9 +23,7 @@ use std::collections::BTreeSet;
 
 use candid::Principal;
 use canvault_protocol::Hash256;
-use canvault_protocol::chunk::{
-    chunk_count, chunk_len, decode_verified, valid_chunk_size, zero_hash,
-};
+use canvault_protocol::chunk::{chunk_count, chunk_len, open, valid_chunk_size, zero_hash};
 use canvault_protocol::kit_api::{KitError, RestoreBeginRequest, RestoreChunksRequest};
 use canvault_protocol::merkle::image_root_of_bytes;
 use canvault_protocol::vault_api::ChunkBody;
@@ -124,8 +122,8 @@ fn canvault_restore_chunks(req: RestoreChunksRequest) -> Result<u32, KitError> {
             let target = &mut s.image[start..start + c.len as usize];
             match &c.body {
                 ChunkBody::Data { codec, bytes } => {
-                    let raw = decode_verified(*codec, bytes, c.len, &c.hash)
-                        .map_err(|e| bad(e.to_string()))?;
+                    let raw =
+                        open(*codec, bytes, c.len, &c.hash).map_err(|e| bad(e.to_string()))?;
                     target.copy_from_slice(&raw);
                 }
                 ChunkBody::Zero if c.hash == zero_hash(c.len) => target.fill(0),
