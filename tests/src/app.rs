@@ -91,10 +91,17 @@ impl AppScenario {
 
     /// Fills `app` with posts until its image reaches `bytes`.
     pub fn fill(&mut self, app: Principal, bytes: u64, seed: u64) -> AppStats {
+        self.fill_with(app, "fill_to", bytes, seed)
+    }
+
+    /// Calls the app's bulk endpoint `method` (`fill_to`: posts; `fill_articles_to`:
+    /// long-form posts; `fill_media_to`: incompressible media) until the image reaches
+    /// `bytes`.
+    pub fn fill_with(&mut self, app: Principal, method: &str, bytes: u64, seed: u64) -> AppStats {
         loop {
             let (r,): (Result<AppStats, candid::Reserved>,) = self
                 .ic
-                .update_candid(app, self.admin, "fill_to", (bytes, seed))
+                .update_candid(app, self.admin, method, (bytes, seed))
                 .unwrap();
             let stats = r.expect("admin may fill");
             if stats.image_bytes >= bytes {

@@ -631,3 +631,23 @@ fn call_perform_fails_past_500_outstanding_calls_per_pair() {
     s.ic.run_until_idle(100).unwrap();
     assert_eq!(s.query1::<u64>(b, "get_heap", ()), 500);
 }
+
+// ---------------------------------------------------------------------------------------
+// Instruction metering
+// ---------------------------------------------------------------------------------------
+
+/// As on the IC, `memory.copy` costs one instruction per byte (Rust compiles a slice copy
+/// to one `memory.copy`; wasmtime 48's fuel charges bulk-memory operators per byte by
+/// default, `VariableOperatorCost`, and the harness relies on it).
+#[test]
+fn bulk_memory_copies_are_charged_per_byte() {
+    let mut s = Setup::new(HarnessBuilder::new(), 1);
+    let c = s.install_on(0, None);
+    let small: u64 = s.update1(c, "copy_cost", (1_000u64,));
+    let large: u64 = s.update1(c, "copy_cost", (1_000_000u64,));
+    assert!((1_000..1_000 + 200).contains(&small), "1 KB copy: {small}");
+    assert!(
+        (1_000_000..1_000_000 + 200).contains(&large),
+        "1 MB copy: {large}"
+    );
+}

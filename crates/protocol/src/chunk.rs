@@ -128,7 +128,7 @@ const DEFLATE_LEVEL: u8 = 1;
 const PROBE_MIN_CHUNK: usize = 16 * 1024;
 /// The probe: this many slices of [`PROBE_SLICE`] bytes, spread over the chunk.
 const PROBE_SLICES: usize = 4;
-const PROBE_SLICE: usize = 1024;
+const PROBE_SLICE: usize = 512;
 
 /// A chunk sealed for transport and storage: its encoding and its digest.
 #[derive(Debug, Clone, PartialEq, Eq)]

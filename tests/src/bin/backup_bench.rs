@@ -2,11 +2,12 @@
 //!
 //! ```text
 //! scripts/build-wasm.sh
-//! cargo run --release -p canvault-scenarios --bin backup_bench -- [SIZE_MIB]   (default 1024)
+//! cargo run --release -p canvault-scenarios --bin backup_bench -- [SIZE_MIB] [CHUNK_KIB]   (default 1024 64)
 //! ```
 //!
-//! For three images of SIZE_MIB — the example app (articles), incompressible media, and
-//! a mostly-empty image — it measures a full backup, an incremental backup after 1% of
+//! For four images of SIZE_MIB — the example app filled with posts, the example app
+//! filled with articles (long-form posts: text-dense), incompressible media, and a
+//! mostly-empty image — it measures a full backup, an incremental backup after 1% of
 //! the data changed, and a restore into a fresh canister on a third subnet: bytes sent,
 //! cycles charged (the harness's 13-node fee model, every canister involved), rounds,
 //! source instructions per MiB and the largest single execution. Each cost is compared
@@ -88,25 +89,11 @@ fn call(s: &mut AppScenario, method: &str, arg: Vec<u8>) {
 }
 
 fn fill(s: &mut AppScenario, shape: &str, bytes: u64) -> AppStats {
+    let app = s.app;
     match shape {
-        "example app" => loop {
-            let (r,): (Result<AppStats, candid::Reserved>,) =
-                s.ic.update_candid(s.app, s.admin, "fill_articles_to", (bytes, 1u64))
-                    .unwrap();
-            let stats = r.expect("admin fills");
-            if stats.image_bytes >= bytes {
-                return stats;
-            }
-        },
-        "random" => loop {
-            let (r,): (Result<AppStats, candid::Reserved>,) =
-                s.ic.update_candid(s.app, s.admin, "fill_media_to", (bytes, 2u64))
-                    .unwrap();
-            let stats = r.expect("admin fills");
-            if stats.image_bytes >= bytes {
-                return stats;
-            }
-        },
+        "example app, posts" => s.fill_with(app, "fill_to", bytes, 1),
+        "example app, articles" => s.fill_with(app, "fill_articles_to", bytes, 1),
+        "random" => s.fill_with(app, "fill_media_to", bytes, 2),
         _ => {
             call(s, "add_posts", Encode!(&1_000u32, &3u64).unwrap());
             let (r,): (Result<AppStats, candid::Reserved>,) =
@@ -176,7 +163,7 @@ fn main() {
         .map_or(64, |a| a.parse().expect("CHUNK_KIB is a number"));
     let bytes = size_mib * MIB;
     println!(
-        "canvault backup benchmark: images of {size_mib} MiB, {chunk_kib} KiB chunks, LZ4; harness fee model of a 13-node subnet"
+        "canvault backup benchmark: images of {size_mib} MiB, {chunk_kib} KiB chunks, deflate frames; harness fee model of a 13-node subnet"
     );
     println!(
         "baseline (every byte sent uncompressed once): {:.3}T cycles\n",
@@ -186,7 +173,12 @@ fn main() {
         "| image, phase | MiB sent | T cycles | % of baseline | rounds | source instr/MiB | largest execution | wall s |"
     );
     println!("|---|---|---|---|---|---|---|---|");
-    for shape in ["example app", "random", "mostly empty"] {
+    for shape in [
+        "example app, posts",
+        "example app, articles",
+        "random",
+        "mostly empty",
+    ] {
         let mut s = AppScenario::new();
         let config = canvault_kit::KitConfig {
             chunk_size: Some(chunk_kib * 1024),

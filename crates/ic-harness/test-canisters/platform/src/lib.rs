@@ -103,6 +103,18 @@ fn echo(data: ByteBuf) -> ByteBuf {
     data
 }
 
+/// Instructions spent copying a `bytes`-long heap buffer (one `memory.copy` in wasm).
+#[update]
+fn copy_cost(bytes: u64) -> u64 {
+    let source = std::hint::black_box(vec![7u8; usize::try_from(bytes).expect("fits")]);
+    let mut target = std::hint::black_box(vec![0u8; source.len()]);
+    let before = ic_cdk::api::instruction_counter();
+    target.copy_from_slice(&source);
+    let spent = ic_cdk::api::instruction_counter() - before;
+    std::hint::black_box(target);
+    spent
+}
+
 /// `ic0.cost_call(name_len, payload_len)` and `ic0.cost_create_canister()`.
 #[query]
 fn costs(name_len: u64, payload_len: u64) -> (Nat, Nat) {
