@@ -154,11 +154,21 @@ fn incompressible_chunks_are_probed_and_stored_raw() {
             x as u8
         })
         .collect();
+    assert!(chunk::looks_incompressible(&noise));
     assert_eq!(chunk::seal(&noise).codec, Codec::Raw);
     let text = b"the canister backs up its stable memory to a vault ".repeat(1300);
+    assert!(!chunk::looks_incompressible(&text[..65_536]));
     let sealed = chunk::seal(&text[..65_536]);
     assert_eq!(sealed.codec, Codec::Deflate);
     assert!(sealed.bytes.len() < 65_536 / 10);
+    // Structured binary (little-endian u64 counters) is compressible, and probed so.
+    let counters: Vec<u8> = (0u64..8192).flat_map(|i| (i * 977).to_le_bytes()).collect();
+    assert!(!chunk::looks_incompressible(&counters));
+    assert_eq!(chunk::seal(&counters).codec, Codec::Deflate);
+    // Half noise, half text: the sample sees both and the chunk is compressed.
+    let mixed: Vec<u8> = noise[..32_768].iter().chain(&text[..32_768]).copied().collect();
+    assert!(!chunk::looks_incompressible(&mixed));
+    assert_eq!(chunk::seal(&mixed).codec, Codec::Deflate);
 }
 
 #[test]
