@@ -166,7 +166,11 @@ fn incompressible_chunks_are_probed_and_stored_raw() {
     assert!(!chunk::looks_incompressible(&counters));
     assert_eq!(chunk::seal(&counters).codec, Codec::Deflate);
     // Half noise, half text: the sample sees both and the chunk is compressed.
-    let mixed: Vec<u8> = noise[..32_768].iter().chain(&text[..32_768]).copied().collect();
+    let mixed: Vec<u8> = noise[..32_768]
+        .iter()
+        .chain(&text[..32_768])
+        .copied()
+        .collect();
     assert!(!chunk::looks_incompressible(&mixed));
     assert_eq!(chunk::seal(&mixed).codec, Codec::Deflate);
 }

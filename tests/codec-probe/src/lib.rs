@@ -18,6 +18,8 @@ pub enum Probe {
     Lz4,
     /// Raw deflate at a level, 1 (fastest) to 9.
     Deflate(u8),
+    /// zstd at its fastest level (`ruzstd`, the pure-Rust implementation).
+    ZstdFastest,
     /// What the kit does: `chunk::seal` (probe, deflate or raw, frame digest), and what
     /// a restore does: `chunk::open` (digest check, decode).
     Sealed,
@@ -65,6 +67,18 @@ fn measure(probe: Probe, data: ByteBuf) -> Measurement {
         Probe::Deflate(level) => (
             miniz_oxide::deflate::compress_to_vec(&data, level),
             Box::new(|b| miniz_oxide::inflate::decompress_to_vec(b).expect("inflate")),
+        ),
+        Probe::ZstdFastest => (
+            ruzstd::encoding::compress_to_vec(
+                &data[..],
+                ruzstd::encoding::CompressionLevel::Fastest,
+            ),
+            Box::new(|b| {
+                let mut decoder = ruzstd::decoding::StreamingDecoder::new(b).expect("zstd frame");
+                let mut out = Vec::new();
+                std::io::Read::read_to_end(&mut decoder, &mut out).expect("zstd");
+                out
+            }),
         ),
         Probe::Sealed => {
             let sealed = chunk::seal(&data);

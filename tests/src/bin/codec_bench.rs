@@ -26,6 +26,7 @@ enum Probe {
     Sha256,
     Lz4,
     Deflate(u8),
+    ZstdFastest,
     Sealed,
 }
 
@@ -112,6 +113,7 @@ fn main() {
             ("deflate 1", Some(Probe::Deflate(1))),
             ("deflate 2", Some(Probe::Deflate(2))),
             ("deflate 6", Some(Probe::Deflate(6))),
+            ("zstd fastest (ruzstd)", Some(Probe::ZstdFastest)),
             ("sealed (shipped)", Some(Probe::Sealed)),
         ];
         for (name, probe) in candidates {
