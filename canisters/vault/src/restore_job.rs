@@ -20,7 +20,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use candid::{CandidType, Principal};
-use canvault_protocol::chunk::{ENTRY_OVERHEAD_BYTES, MAX_BATCH_PAYLOAD_BYTES};
+use canvault_protocol::chunk::{
+    ENTRY_OVERHEAD_BYTES, MAX_BATCH_DECODED_BYTES, MAX_BATCH_PAYLOAD_BYTES,
+};
 use canvault_protocol::kit_api::{RestoreBeginRequest, RestoreChunksRequest};
 use canvault_protocol::vault_api::{
     ChunkBody, ChunkPut, RestoreJob, RestoreJobState, SnapshotId, SnapshotState,
@@ -242,7 +244,8 @@ impl<M: Memory> Vault<M> {
 
     /// The next step of an active job and its target; `None` once done or failed.
     /// A push step carries up to `max_batches` batches, each within the call payload
-    /// budget (`MAX_BATCH_PAYLOAD_BYTES`, counting `ENTRY_OVERHEAD_BYTES` per chunk).
+    /// budget (`MAX_BATCH_PAYLOAD_BYTES`, counting `ENTRY_OVERHEAD_BYTES` per chunk) and
+    /// the receiver's work budget (`MAX_BATCH_DECODED_BYTES` of decoded chunks).
     pub fn restore_step(&self, id: u64, max_batches: usize) -> Option<(Principal, Step)> {
         let job = self.jobs.map.get(&id)?.job;
         let info = self
@@ -345,7 +348,7 @@ impl<M: Memory> Vault<M> {
     fn plan_batches(&self, snapshot: SnapshotId, from: u32, max_batches: usize) -> Vec<Batch> {
         let mut batches = Vec::new();
         let mut chunks = Vec::new();
-        let (mut size, mut bytes, mut expected) = (0usize, 0u64, from);
+        let (mut size, mut decoded, mut bytes, mut expected) = (0usize, 0u64, 0u64, from);
         for (index, entry) in self.catalogue.entries(snapshot, from) {
             assert_eq!(index, expected, "complete snapshots have every index");
             let encoded = if entry.zero {
@@ -358,7 +361,9 @@ impl<M: Memory> Vault<M> {
                 meta.encoded_len as usize
             };
             let cost = ENTRY_OVERHEAD_BYTES + encoded;
-            if !chunks.is_empty() && size + cost > MAX_BATCH_PAYLOAD_BYTES {
+            let full = size + cost > MAX_BATCH_PAYLOAD_BYTES
+                || decoded + u64::from(entry.len) > MAX_BATCH_DECODED_BYTES;
+            if !chunks.is_empty() && full {
                 batches.push(Batch {
                     end: index,
                     bytes,
@@ -367,7 +372,7 @@ impl<M: Memory> Vault<M> {
                         chunks: std::mem::take(&mut chunks),
                     },
                 });
-                (size, bytes) = (0, 0);
+                (size, decoded, bytes) = (0, 0, 0);
                 if batches.len() == max_batches {
                     return batches;
                 }
@@ -385,6 +390,7 @@ impl<M: Memory> Vault<M> {
                 }
             };
             size += cost;
+            decoded += u64::from(entry.len);
             bytes += encoded as u64;
             chunks.push(ChunkPut {
                 index,

@@ -223,6 +223,10 @@ fn should_upload_a_downloaded_file_and_download_the_same_image_again() {
         out.contains("as snapshot 1 of") && out.contains("(complete,"),
         "{out}"
     );
+    assert!(
+        out.contains(", 0 B sent,") && !out.contains(" 0 chunks already stored"),
+        "the vault holds every chunk of snapshot 0: only digests travel: {out}"
+    );
     let again = env
         .run(&["snapshot", "upload", arg(&a), "--vault", &vault])
         .unwrap();
@@ -379,5 +383,56 @@ fn should_export_and_import_the_platform_snapshot_directory() {
         e.to_string()
             .contains("holds no app image in the kit's layout"),
         "{e}"
+    );
+}
+
+/// An upload cut off mid-way continues where it stopped when run again, and only the
+/// chunks the vault lacks travel with their bytes.
+#[test]
+fn should_resume_an_interrupted_upload_into_a_vault_without_the_chunks() {
+    let (env, image) = backed_up(6);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a.canvault");
+    let vault = env.vault.to_text();
+    env.run(&[
+        "snapshot",
+        "download",
+        "0",
+        "--vault",
+        &vault,
+        "-o",
+        arg(&file),
+    ])
+    .unwrap();
+    // A second vault, empty: the upload must carry the data.
+    let other = env.new_vault(2);
+    let other_text = other.to_text();
+    let args = ["snapshot", "upload", arg(&file), "--vault", &other_text];
+
+    let broken = Faulty::new(env.t.clone(), Fault::FailPutsFrom(3));
+    let e = run_with(broken, &args).unwrap_err().to_string();
+    assert!(e.contains("connection reset by peer"), "{e}");
+
+    let out = env.run(&args).unwrap();
+    assert!(
+        out.contains("(complete,") && out.contains("resumed after "),
+        "{out}"
+    );
+    assert!(!out.contains(" 0 B sent"), "{out}");
+    let copy = dir.path().join("b.canvault");
+    env.run(&[
+        "snapshot",
+        "download",
+        "0",
+        "--vault",
+        &other_text,
+        "-o",
+        arg(&copy),
+    ])
+    .unwrap();
+    assert_eq!(
+        read_image(&copy).1,
+        image,
+        "the resumed upload is the image"
     );
 }

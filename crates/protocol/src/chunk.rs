@@ -23,6 +23,11 @@ pub const MAX_CHUNK_SIZE: u32 = 1 << 20;
 /// Most chunk payload bytes packed into one call, leaving room for candid framing
 /// under the 2 MiB (2,097,152-byte) inter-canister limit.
 pub const MAX_BATCH_PAYLOAD_BYTES: usize = 1_900_000;
+/// Most decoded bytes in one restore batch. Decoding and writing a batch is the
+/// receiving kit's work in one message: 16 MiB keeps it near 1B instructions even when
+/// chunks compress very well (a mostly-zero chunk's frame is ~100 bytes, so the payload
+/// budget alone would admit gigabytes of decoded data).
+pub const MAX_BATCH_DECODED_BYTES: u64 = 16 * 1024 * 1024;
 /// Candid framing budget per chunk entry in a batch (index, hash, lengths, tags).
 pub const ENTRY_OVERHEAD_BYTES: usize = 96;
 

@@ -201,3 +201,40 @@ fn should_classify_rejects() {
     let delays: Vec<u64> = (1..=8).map(|n| backoff(n).as_secs()).collect();
     assert_eq!(delays, vec![1, 2, 4, 8, 16, 32, 60, 60]);
 }
+
+/// Chunks that compress to almost nothing (one byte set in each) still make bounded
+/// batches: the receiving kit decodes at most `MAX_BATCH_DECODED_BYTES` per message.
+#[test]
+fn should_bound_the_decoded_bytes_of_each_batch() {
+    let mut v = vault();
+    let chunks = 600u32;
+    let mut img = vec![0u8; chunks as usize * CS as usize];
+    for i in 0..chunks as usize {
+        img[i * CS as usize + 7] = 1;
+    }
+    let snap = backup(&mut v, writer(0), &img, 1);
+    let job = start(&mut v, snap);
+    assert!(matches!(v.restore_step(job, 4), Some((_, Step::Begin(_)))));
+    v.restore_record(job, Outcome::Acked, 1);
+    let Some((_, Step::Push(batches))) = v.restore_step(job, 64) else {
+        panic!("push after begin")
+    };
+    let decoded: Vec<u64> = batches
+        .iter()
+        .map(|b| b.request.chunks.iter().map(|c| u64::from(c.len)).sum())
+        .collect();
+    assert!(
+        decoded.iter().all(|d| *d <= MAX_BATCH_DECODED_BYTES),
+        "{decoded:?}"
+    );
+    let payload = batches.iter().map(|b| b.bytes).sum::<u64>()
+        + u64::from(chunks) * ENTRY_OVERHEAD_BYTES as u64;
+    assert!(
+        payload < MAX_BATCH_PAYLOAD_BYTES as u64,
+        "the payload budget alone would have sent them in one batch: {payload}"
+    );
+    assert_eq!(
+        batches.len(),
+        (chunks * CS).div_ceil(MAX_BATCH_DECODED_BYTES as u32) as usize
+    );
+}

@@ -101,14 +101,23 @@ pub fn upload(
     progress: ProgressMode,
 ) -> CliResult<String> {
     let r = upload::upload(&VaultClient::new(t, vault), file, source, label, progress)?;
+    let resumed = if r.resumed_chunks > 0 {
+        format!(
+            ", resumed after {} chunks already recorded",
+            r.resumed_chunks
+        )
+    } else {
+        String::new()
+    };
     Ok(format!(
-        "uploaded {} into vault {vault} as snapshot {} of {} ({}, {} calls, {} sent); the vault verified every chunk and the root {}\n",
+        "uploaded {} into vault {vault} as snapshot {} of {} ({}, {} calls, {} sent, {} chunks already stored in the vault{resumed}); the vault verified every chunk and the root {}\n",
         file.display(),
         r.snapshot.id,
         r.snapshot.source,
         state(&r.snapshot.state),
         r.batches,
         human_bytes(r.bytes_sent),
+        r.deduplicated_chunks,
         r.snapshot.root.map(|h| h.to_hex()).unwrap_or_default(),
     ))
 }

@@ -83,6 +83,20 @@ impl Env {
         env
     }
 
+    /// A second vault on the `subnet`-th subnet, owned by the operator, with no writers.
+    pub fn new_vault(&self, subnet: usize) -> Principal {
+        let init = VaultInit {
+            owners: vec![self.t.caller()],
+            ..VaultInit::default()
+        };
+        install(
+            &self.t,
+            self.subnets[subnet],
+            "canvault_vault",
+            Encode!(&init).unwrap(),
+        )
+    }
+
     /// Adds about `mib` MiB of long posts.
     pub fn fill(&self, app: Principal, mib: u64) {
         let stats = |t: &HarnessTransport| -> (u64, u64, u64) {
@@ -186,16 +200,19 @@ pub fn arg(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
-/// What a [`Faulty`] transport does to `get_chunk` replies.
+/// What a [`Faulty`] transport does to `get_chunk` replies or `put_chunks` calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
     /// The network fails from the `n`-th `get_chunk` on (counting from 0).
     FailFrom(u32),
     /// The `n`-th `get_chunk` reply has one byte flipped.
     CorruptAt(u32),
+    /// The network fails from the `n`-th `put_chunks` on (counting from 0).
+    FailPutsFrom(u32),
 }
 
-/// Wraps the harness transport and injects one fault into `get_chunk` calls.
+/// Wraps the harness transport and injects one fault into `get_chunk` or `put_chunks`
+/// calls.
 #[derive(Clone)]
 pub struct Faulty {
     inner: HarnessTransport,
@@ -253,6 +270,15 @@ impl Transport for Faulty {
         method: &str,
         arg: Vec<u8>,
     ) -> Result<Vec<u8>, TransportError> {
+        if let Fault::FailPutsFrom(k) = self.fault
+            && method == "put_chunks"
+        {
+            let n = self.chunks.get();
+            self.chunks.set(n + 1);
+            if n >= k {
+                return Err(TransportError::Network("connection reset by peer".into()));
+            }
+        }
         self.inner.update(canister, method, arg)
     }
 
