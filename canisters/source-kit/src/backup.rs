@@ -22,7 +22,7 @@ use canvault_protocol::vault_api::{BeginSnapshotRequest, ChunkBody, ChunkPut, Sn
 use ic_stable_structures::Memory;
 
 use crate::kit::{Kit, WASM_PAGE};
-use crate::state::{Backup, Target};
+use crate::state::{Backup, Target, effective_chunk_size};
 
 /// Chunks of one `put_chunks` call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,12 +48,12 @@ impl<M: Memory> Kit<M> {
             return Err(KitError::RestoreInProgress);
         }
         let image_size = s.image_pages * WASM_PAGE;
+        let chunk_size = effective_chunk_size(s.config.chunk_size, image_size);
         let incremental = s
             .last_backup
             .as_ref()
-            .filter(|last| last.vault == vault && s.known_chunk_size == s.config.chunk_size)
+            .filter(|last| last.vault == vault && s.known_chunk_size == chunk_size)
             .map(|last| last.snapshot_id);
-        let chunk_size = s.config.chunk_size;
         let count = chunk_count(image_size, chunk_size);
         self.send.clear_all();
         if incremental.is_some() {

@@ -22,6 +22,27 @@ pub const STATE_VERSION: u32 = 2;
 /// docs/benchmarks.md). The cost is more table entries: 16,384 per GiB.
 pub const DEFAULT_KIT_CHUNK_SIZE: u32 = canvault_protocol::chunk::MIN_CHUNK_SIZE;
 
+/// Most chunks the kit cuts an image into before it doubles the chunk size: 2^18, i.e.
+/// 16 GiB at 64 KiB chunks. Vault work per snapshot (inheriting a parent's table,
+/// deleting a snapshot) is per entry and runs in one message; measured at up to ~95k
+/// instructions per entry, 2^18 entries stay well inside the 40B-instruction limit.
+pub const MAX_CHUNKS_PER_IMAGE: u64 = 1 << 18;
+
+/// The chunk size a backup of an `image_size`-byte image uses: the configured size,
+/// doubled (up to 1 MiB) until the image has at most [`MAX_CHUNKS_PER_IMAGE`] chunks.
+/// Beyond 256 GiB the 1 MiB maximum stays and the chunk count grows.
+#[must_use]
+pub fn effective_chunk_size(configured: u32, image_size: u64) -> u32 {
+    use canvault_protocol::chunk::{MAX_CHUNK_SIZE, chunk_count};
+    let mut chunk_size = configured;
+    while u64::from(chunk_count(image_size, chunk_size)) > MAX_CHUNKS_PER_IMAGE
+        && chunk_size < MAX_CHUNK_SIZE
+    {
+        chunk_size = (chunk_size * 2).min(MAX_CHUNK_SIZE);
+    }
+    chunk_size
+}
+
 /// Kit settings.
 #[derive(CandidType, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -31,7 +52,8 @@ pub struct Config {
     pub admins: Vec<Principal>,
     /// Automatic backup interval in seconds (0: off).
     pub interval_seconds: u64,
-    /// Chunk size for the next full backup.
+    /// Chunk size for the next full backup (doubled for very large images, see
+    /// [`effective_chunk_size`]).
     pub chunk_size: u32,
     /// Most `put_chunks` calls in flight.
     pub window: u32,

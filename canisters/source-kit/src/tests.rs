@@ -401,3 +401,21 @@ fn zero_chunks_overwrite_an_older_image_left_in_the_staging_memory() {
     restore(&mut k, 3, &sparse); // lands on B, which still holds `full`
     assert_eq!(k.image_bytes(), sparse);
 }
+
+#[test]
+fn very_large_images_get_larger_chunks() {
+    use crate::state::{MAX_CHUNKS_PER_IMAGE, effective_chunk_size};
+    const GIB: u64 = 1 << 30;
+    let kib = |k: u32| k * 1024;
+    assert_eq!(effective_chunk_size(kib(64), GIB), kib(64));
+    assert_eq!(effective_chunk_size(kib(64), 16 * GIB), kib(64));
+    assert_eq!(effective_chunk_size(kib(64), 16 * GIB + 1), kib(128));
+    assert_eq!(effective_chunk_size(kib(64), 100 * GIB), kib(512));
+    assert_eq!(effective_chunk_size(kib(192), 100 * GIB), kib(768));
+    assert_eq!(effective_chunk_size(kib(64), 400 * GIB), kib(1024));
+    for gib in [1, 17, 64, 200, 256] {
+        let cs = effective_chunk_size(kib(64), gib * GIB);
+        assert!(chunk::valid_chunk_size(cs), "{cs}");
+        assert!(u64::from(chunk::chunk_count(gib * GIB, cs)) <= MAX_CHUNKS_PER_IMAGE);
+    }
+}
