@@ -6,11 +6,12 @@
 //!   MemoryId 1  image B ┘ the other one is the restore staging area
 //!   MemoryId 2  KitState cell (config, progress)
 //!   MemoryId 3  copy-on-write store: chunk index → content at the freeze
-//!   MemoryId 4  known hashes: chunk index → digest in the last complete backup
+//!   MemoryId 4  digest table ┐ one holds the known digests (chunk index → digest in the
+//!   MemoryId 8  digest table ┘ last complete backup), the other stages a restore's
+//!               digests (state.known_table); a restore's switch swaps them in O(1)
 //!   MemoryId 5  pending hashes: chunk index → digest acknowledged in this backup
 //!   MemoryId 6  dirty bitmap: chunks written since the last freeze
 //!   MemoryId 7  to-send bitmap: chunks of this backup not yet acknowledged
-//!   MemoryId 8  staged hashes: chunk index → digest verified in the restore staging image
 //!   MemoryId 9  data-set staging memory: the data set being backed up
 //!   MemoryId 10 data-set records: id → name, vault, last backup
 //!   MemoryId 11 data-set known hashes: (data set, chunk index) → digest in its last backup
@@ -82,15 +83,21 @@ impl<M: Memory + Clone> Kit<M> {
         let manager = MemoryManager::init(raw);
         let cow: StableBTreeMap<u32, Vec<u8>, Vm<M>> = StableBTreeMap::init(manager.get(COW));
         let preserved = cow.keys().collect();
+        let state = StableCell::init(manager.get(STATE), KitState::default());
+        let (known, staged) = if state.get().known_table == 0 {
+            (KNOWN, STAGED)
+        } else {
+            (STAGED, KNOWN)
+        };
         Self {
             images: [manager.get(IMAGE_A), manager.get(IMAGE_B)],
-            state: StableCell::init(manager.get(STATE), KitState::default()),
+            state,
             cow,
-            known: StableBTreeMap::init(manager.get(KNOWN)),
+            known: StableBTreeMap::init(manager.get(known)),
             pending: StableBTreeMap::init(manager.get(PENDING)),
             dirty: Bitmap::load(manager.get(DIRTY)),
             send: Bitmap::load(manager.get(SEND)),
-            staged: StableBTreeMap::init(manager.get(STAGED)),
+            staged: StableBTreeMap::init(manager.get(staged)),
             dataset_stage: manager.get(DATASET_STAGE),
             datasets: StableBTreeMap::init(manager.get(DATASETS)),
             dataset_known: StableBTreeMap::init(manager.get(DATASET_KNOWN)),

@@ -153,6 +153,9 @@ pub struct KitState {
     pub active_image: u8,
     /// Logical size of the active image, in wasm pages.
     pub image_pages: u64,
+    /// Which digest table holds the known digests: 0 (MemoryId 4) or 1 (MemoryId 8);
+    /// the other stages a restore's. A restore's switch swaps them, like the images.
+    pub known_table: u8,
     /// Chunk size of the hashes in the known table (the last complete backup's).
     pub known_chunk_size: u32,
     /// The last complete backup.
@@ -178,6 +181,7 @@ impl Default for KitState {
             config: Config::default(),
             active_image: 0,
             image_pages: 0,
+            known_table: 0,
             known_chunk_size: DEFAULT_KIT_CHUNK_SIZE,
             last_backup: None,
             last_failure: None,

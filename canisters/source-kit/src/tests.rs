@@ -419,3 +419,62 @@ fn very_large_images_get_larger_chunks() {
         assert!(u64::from(chunk::chunk_count(gib * GIB, cs)) <= MAX_CHUNKS_PER_IMAGE);
     }
 }
+
+/// Restores `image` as snapshot `id` into `k` in one batch.
+fn restore_whole(k: &mut Kit<VectorMemory>, id: u64, image: &[u8]) {
+    let root = image_root_of_bytes(image, CS);
+    k.arm_restore(ArmRestoreRequest {
+        vault: vault(),
+        snapshot_id: id,
+        expected_root: Some(root),
+    })
+    .unwrap();
+    let begin = RestoreBeginRequest {
+        snapshot_id: id,
+        image_size: image.len() as u64,
+        chunk_size: CS,
+        root,
+    };
+    k.restore_begin(vault(), &begin).unwrap();
+    let chunks = restore_chunks_of(image);
+    k.restore_chunks(
+        vault(),
+        RestoreChunksRequest {
+            snapshot_id: id,
+            chunks,
+        },
+    )
+    .unwrap();
+    assert_eq!(k.restore_finish(vault(), id, 1), Ok(true));
+}
+
+#[test]
+fn the_swapped_digest_tables_survive_a_reload_in_both_directions() {
+    let raw = VectorMemory::default();
+    let mut k = Kit::load(raw.clone());
+    k.update_state(|s| s.config.chunk_size = CS);
+    for (id, seed) in [(3u64, 5u8), (4, 6)] {
+        let mut source = kit_with_pages(3);
+        write_pattern(&mut source, 0, 2 * WASM_PAGE as usize, seed);
+        let image = source.image_bytes();
+        restore_whole(&mut k, id, &image);
+        drop(k);
+        k = Kit::load(raw.clone()); // as after an upgrade
+        assert_eq!(k.image_bytes(), image);
+        let known: Vec<(u32, [u8; 32])> = k.known.iter().map(|e| e.into_pair()).collect();
+        let expected: Vec<(u32, [u8; 32])> = (0u32..)
+            .zip(image.chunks(CS as usize))
+            .map(|(i, c)| (i, chunk::chunk_hash(c).0))
+            .collect();
+        assert_eq!(
+            known, expected,
+            "restore {id}: the known digests are the snapshot's"
+        );
+        assert_eq!(k.staged.len(), 0, "the staging table starts empty");
+        // The restored snapshot is the base: a backup with no writes sends nothing.
+        k.freeze(vault(), 2).unwrap();
+        assert_eq!(k.state().backup.as_ref().unwrap().parent, Some(id));
+        assert_eq!(k.send.count(), 0);
+        k.fail("test".into(), 3);
+    }
+}
