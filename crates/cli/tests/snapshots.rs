@@ -118,16 +118,7 @@ fn should_fail_verification_of_a_tampered_file() {
     let (env, _) = backed_up(3);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("app.canvault");
-    env.run(&[
-        "snapshot",
-        "download",
-        "0",
-        "--vault",
-        &env.vault.to_text(),
-        "-o",
-        arg(&file),
-    ])
-    .unwrap();
+    env.download(env.vault, 0, &file);
     let good = std::fs::read(&file).unwrap();
 
     // A flipped byte inside a chunk's data.
@@ -197,16 +188,7 @@ fn should_upload_a_downloaded_file_and_download_the_same_image_again() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("a.canvault"), dir.path().join("b.canvault"));
     let vault = env.vault.to_text();
-    env.run(&[
-        "snapshot",
-        "download",
-        "0",
-        "--vault",
-        &vault,
-        "-o",
-        arg(&a),
-    ])
-    .unwrap();
+    env.download(env.vault, 0, &a);
 
     let out = env
         .run(&[
@@ -235,16 +217,7 @@ fn should_upload_a_downloaded_file_and_download_the_same_image_again() {
         "re-running an upload continues the same snapshot: {again}"
     );
 
-    env.run(&[
-        "snapshot",
-        "download",
-        "1",
-        "--vault",
-        &vault,
-        "-o",
-        arg(&b),
-    ])
-    .unwrap();
+    env.download(env.vault, 1, &b);
     let ((ma, ia), (mb, ib)) = (read_image(&a), read_image(&b));
     assert_eq!(ia, image);
     assert_eq!(
@@ -266,16 +239,7 @@ fn should_export_and_import_the_platform_snapshot_directory() {
     let (env, image) = backed_up(3);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("app.canvault");
-    env.run(&[
-        "snapshot",
-        "download",
-        "0",
-        "--vault",
-        &env.vault.to_text(),
-        "-o",
-        arg(&file),
-    ])
-    .unwrap();
+    env.download(env.vault, 0, &file);
     let root = SnapshotReader::open(&file).unwrap().meta.root;
 
     // Raw layout: stable_memory.bin is the image.
@@ -393,17 +357,7 @@ fn should_resume_an_interrupted_upload_into_a_vault_without_the_chunks() {
     let (env, image) = backed_up(6);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("a.canvault");
-    let vault = env.vault.to_text();
-    env.run(&[
-        "snapshot",
-        "download",
-        "0",
-        "--vault",
-        &vault,
-        "-o",
-        arg(&file),
-    ])
-    .unwrap();
+    env.download(env.vault, 0, &file);
     // A second vault, empty: the upload must carry the data.
     let other = env.new_vault(2);
     let other_text = other.to_text();
@@ -420,16 +374,7 @@ fn should_resume_an_interrupted_upload_into_a_vault_without_the_chunks() {
     );
     assert!(!out.contains(" 0 B sent"), "{out}");
     let copy = dir.path().join("b.canvault");
-    env.run(&[
-        "snapshot",
-        "download",
-        "0",
-        "--vault",
-        &other_text,
-        "-o",
-        arg(&copy),
-    ])
-    .unwrap();
+    env.download(other, 0, &copy);
     assert_eq!(
         read_image(&copy).1,
         image,

@@ -83,6 +83,20 @@ impl Env {
         env
     }
 
+    /// `canvault snapshot download ID --vault VAULT -o FILE`, which must succeed.
+    pub fn download(&self, vault: Principal, id: u64, file: &Path) -> String {
+        self.run(&[
+            "snapshot",
+            "download",
+            &id.to_string(),
+            "--vault",
+            &vault.to_text(),
+            "-o",
+            arg(file),
+        ])
+        .unwrap()
+    }
+
     /// A second vault on the `subnet`-th subnet, owned by the operator, with no writers.
     pub fn new_vault(&self, subnet: usize) -> Principal {
         let init = VaultInit {
