@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use candid::Principal;
 use canvault_protocol::Hash256;
 use canvault_protocol::chunk::{
-    self, ENTRY_OVERHEAD_BYTES, MAX_BATCH_PAYLOAD_BYTES, chunk_count, chunk_len,
+    ENTRY_OVERHEAD_BYTES, MAX_BATCH_PAYLOAD_BYTES, chunk_count, chunk_len,
 };
 use canvault_protocol::kit_api::{FailedBackup, KitError, LastBackup};
 use canvault_protocol::merkle::image_root;
@@ -151,23 +151,17 @@ impl<M: Memory> Kit<M> {
                 break;
             }
             let raw = self.frozen_chunk(b.target, i, b.image_size, b.chunk_size);
-            // Zero first: a zero chunk is never sealed (compressed and hashed).
-            let (hash, body) = if chunk::is_zero(&raw) {
-                (chunk::zero_hash(raw.len() as u32), ChunkBody::Zero)
-            } else {
-                let sealed = chunk::seal(&raw);
-                let body = if !force_data.contains(&i) && self.vault_knows(b.target, &sealed.hash) {
-                    ChunkBody::Known
-                } else {
-                    ChunkBody::Data {
-                        codec: sealed.codec,
-                        bytes: sealed.bytes.into(),
-                    }
-                };
-                (sealed.hash, body)
-            };
+            // A zero chunk is never sealed; a sealed one the vault already holds goes by
+            // digest only, unless the vault asked for its bytes.
+            let mut put = ChunkPut::with_bytes(i, &raw);
+            if matches!(put.body, ChunkBody::Data { .. })
+                && !force_data.contains(&i)
+                && self.vault_knows(b.target, &put.hash)
+            {
+                put.body = ChunkBody::Known;
+            }
             let size = ENTRY_OVERHEAD_BYTES
-                + match &body {
+                + match &put.body {
                     ChunkBody::Data { bytes, .. } => bytes.len(),
                     _ => 0,
                 };
@@ -185,16 +179,10 @@ impl<M: Memory> Kit<M> {
                 }
             }
             current_bytes += size;
-            if let ChunkBody::Data { bytes, .. } = &body {
+            if let ChunkBody::Data { bytes, .. } = &put.body {
                 current.data_bytes += bytes.len() as u64;
             }
-            let len = u32::try_from(raw.len()).expect("chunk length fits u32");
-            current.chunks.push(ChunkPut {
-                index: i,
-                hash,
-                len,
-                body,
-            });
+            current.chunks.push(put);
         }
         if !current.chunks.is_empty() && batches.len() < max_batches {
             batches.push(current);

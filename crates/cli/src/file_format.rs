@@ -177,7 +177,8 @@ impl ChunkRecord {
                 codec,
                 bytes: bytes.into_vec(),
             },
-            ChunkBody::Zero | ChunkBody::Known => RecordBody::Zero,
+            ChunkBody::Zero => RecordBody::Zero,
+            ChunkBody::Known => unreachable!("a put made from bytes carries them"),
         };
         Self {
             index,
