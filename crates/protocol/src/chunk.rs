@@ -80,6 +80,13 @@ pub enum ChunkError {
         /// The length found.
         actual: usize,
     },
+    /// The announced decoded length is over [`MAX_CHUNK_SIZE`]: no chunk is that long,
+    /// and decoding what such a frame claims could take up to 4 GiB.
+    #[error("chunk claims {len} bytes, more than the {MAX_CHUNK_SIZE}-byte maximum")]
+    TooLong {
+        /// The length announced.
+        len: u32,
+    },
     /// The frame does not hash to the announced digest.
     #[error("chunk hash mismatch: expected {expected}, computed {actual}")]
     HashMismatch {
@@ -242,6 +249,7 @@ pub fn looks_incompressible(raw: &[u8]) -> bool {
 /// stores a frame).
 ///
 /// # Errors
+/// [`ChunkError::TooLong`] when `len` is over [`MAX_CHUNK_SIZE`];
 /// [`ChunkError::WrongLength`] when a raw frame is not `len` bytes or an encoded one is
 /// not smaller; [`ChunkError::HashMismatch`] when the frame hashes differently.
 pub fn verify_frame(
@@ -250,6 +258,9 @@ pub fn verify_frame(
     len: u32,
     hash: &Hash256,
 ) -> Result<(), ChunkError> {
+    if len > MAX_CHUNK_SIZE {
+        return Err(ChunkError::TooLong { len });
+    }
     let fits = match codec {
         Codec::Raw => bytes.len() == len as usize,
         Codec::Deflate => bytes.len() < len as usize,
@@ -271,11 +282,13 @@ pub fn verify_frame(
 }
 
 /// Verifies a frame against its digest, then decodes it and checks the decoded length
-/// (what a restore and an off-chain download do).
+/// (what a restore and an off-chain download do). Decoding never produces more than
+/// `len` bytes, and `len` is at most [`MAX_CHUNK_SIZE`]: a hostile sender, who can hash
+/// any frame it likes, cannot make the receiver decode more than 1 MiB per chunk.
 ///
 /// # Errors
-/// [`ChunkError`] when the frame hashes differently, does not decode, or decodes to
-/// another length than `len`.
+/// [`ChunkError`] when `len` is over [`MAX_CHUNK_SIZE`], the frame hashes differently,
+/// does not decode, or decodes to another length than `len`.
 pub fn open(codec: Codec, bytes: &[u8], len: u32, hash: &Hash256) -> Result<Vec<u8>, ChunkError> {
     verify_frame(codec, bytes, len, hash)?;
     let raw = match codec {

@@ -3,11 +3,13 @@
 //! - [`chunk`]: how an image is cut into fixed, aligned chunks, sealed into frames
 //!   (deflate or raw) addressed by the SHA-256 of the frame, and verified;
 //! - [`merkle`]: the image root, a Merkle tree over chunk digests bound to the geometry;
-//! - [`vault_api`] and [`kit_api`]: the candid types of both canister interfaces.
+//! - [`vault_api`] and [`kit_api`]: the candid types of both canister interfaces;
+//! - [`decode`]: the candid decoding quotas the canisters apply to what they receive.
 //!
 //! Pure Rust: no ic-cdk, builds for wasm32 and for the host.
 
 pub mod chunk;
+pub mod decode;
 mod hash;
 pub mod kit_api;
 pub mod merkle;
