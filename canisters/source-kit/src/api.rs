@@ -55,6 +55,9 @@ pub fn configure(config: KitConfig) -> Result<(), KitError> {
             c.interval_seconds = config.interval_seconds.unwrap_or(c.interval_seconds);
             c.chunk_size = config.chunk_size.unwrap_or(c.chunk_size);
             c.window = config.window.unwrap_or(c.window);
+            if config.max_unverified_restore_bytes.is_some() {
+                c.max_unverified_restore_bytes = config.max_unverified_restore_bytes;
+            }
         });
     });
     arm_timers();
@@ -63,23 +66,49 @@ pub fn configure(config: KitConfig) -> Result<(), KitError> {
 
 /// Freezes the image now and starts pushing it.
 ///
+/// While a data-set backup runs, the image backup is recorded and starts right after it
+/// (before queued data sets).
+///
 /// # Errors
-/// Not an admin; no vault configured; a backup running or a restore armed.
+/// Not an admin; no vault configured; an image backup running or a restore armed.
 pub fn backup_now() -> Result<(), KitError> {
     require_admin()?;
     start_backup()
 }
 
 fn start_backup() -> Result<(), KitError> {
-    let (vault, busy) = with_kit(|k| {
+    let (vault, busy, dataset_running) = with_kit(|k| {
         let s = k.state();
-        (s.config.vault, s.backup.is_some() || s.restore.is_some())
+        (
+            s.config.vault,
+            s.backup.is_some() || s.restore.is_some(),
+            s.backup
+                .as_ref()
+                .is_some_and(|b| matches!(b.target, crate::state::Target::Dataset(_))),
+        )
     });
     let vault = vault.ok_or(KitError::NotConfigured)?;
+    if dataset_running {
+        // Image backups are never starved by data sets: this one starts before any
+        // queued data set, and the running one gives way if it takes too long.
+        with_kit(|k| {
+            k.update_state(|s| {
+                s.image_backup_requested_at_ns.get_or_insert(now());
+            });
+        });
+        driver::kick();
+        return Ok(());
+    }
     if !busy && let Some(hook) = hooks().before_snapshot {
         hook();
     }
-    with_kit(|k| k.freeze(vault, now()))?;
+    if let Err(e) = with_kit(|k| k.freeze(vault, now())) {
+        if e == KitError::BackupInProgress {
+            // The watchdog: a backup in progress whose pump died is resumed.
+            driver::kick();
+        }
+        return Err(e);
+    }
     driver::schedule(Duration::ZERO);
     Ok(())
 }
@@ -121,6 +150,8 @@ pub fn status() -> Result<KitStatus, KitError> {
             }),
             backups_completed: s.backups_completed,
             restores_completed: s.restores_completed,
+            foreign_stable_memory: k.foreign_stable_memory().map(|f| f.to_string()),
+            image_backup_requested_at_ns: s.image_backup_requested_at_ns,
         }
     }))
 }
@@ -149,7 +180,8 @@ pub fn abandon_restore() -> Result<(), KitError> {
 /// that changed since that data set's last backup.
 ///
 /// # Errors
-/// An empty name or a data set over 64 MiB.
+/// See `Kit::queue_dataset`: a bad name, a data set over 64 MiB, the image vault, a
+/// full queue.
 pub fn backup_dataset(name: &str, vault: Principal, bytes: Vec<u8>) -> Result<(), KitError> {
     with_kit(|k| k.queue_dataset(name, vault, bytes))?;
     driver::schedule(Duration::ZERO);
@@ -187,6 +219,7 @@ pub fn restore_chunks(req: RestoreChunksRequest) -> Result<u32, KitError> {
 pub fn restore_finish(snapshot_id: u64) -> Result<(), KitError> {
     let caller = ic_cdk::api::msg_caller();
     let switched = with_kit(|k| k.restore_finish(caller, snapshot_id, now()))?;
+    // `switched == false`: a retry of a finish already applied, answered as success.
     if switched && let Some(hook) = hooks().after_restore {
         hook();
     }
@@ -218,4 +251,11 @@ pub(crate) fn arm_timers() {
     if active {
         driver::schedule(Duration::ZERO);
     }
+}
+
+/// The vault image backups go to, if configured (apps use it to keep data sets out of
+/// it).
+#[must_use]
+pub fn image_vault() -> Option<Principal> {
+    with_kit(|k| k.state().config.vault)
 }

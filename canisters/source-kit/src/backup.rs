@@ -71,6 +71,7 @@ impl<M: Memory> Kit<M> {
         let total = self.send.count();
         self.update_state(|s| {
             s.known_chunk_size = chunk_size;
+            s.image_backup_requested_at_ns = None;
             s.start_backup(Backup::starting(
                 Target::Image,
                 vault,
@@ -85,13 +86,18 @@ impl<M: Memory> Kit<M> {
     }
 
     /// The `begin_snapshot` request of the backup in progress.
+    /// A data set's snapshots carry the label `dataset:<name>`, so the vault can keep
+    /// them apart from the image's (and one data set's from another's).
     pub fn begin_request(&self) -> Option<BeginSnapshotRequest> {
         self.state().backup.as_ref().map(|b| BeginSnapshotRequest {
             parent: b.parent,
             image_size: b.image_size,
             chunk_size: b.chunk_size,
             nonce: b.nonce,
-            label: None,
+            label: match b.target {
+                Target::Image => None,
+                Target::Dataset(id) => self.dataset_label(id),
+            },
             source: None,
         })
     }
@@ -276,11 +282,11 @@ impl<M: Memory> Kit<M> {
     }
 
     /// Gives the backup up: every chunk it had to send becomes dirty again (an image),
-    /// or the failure is recorded on the data set (the app queues it again).
-    pub fn fail(&mut self, reason: String, now_ns: u64) {
-        let Some(b) = self.state().backup.clone() else {
-            return;
-        };
+    /// or the failure is recorded on the data set (the app queues it again). Returns
+    /// the vault and snapshot begun for it, which the driver asks the vault to abort.
+    pub fn fail(&mut self, reason: String, now_ns: u64) -> Option<(Principal, SnapshotId)> {
+        let b = self.state().backup.clone()?;
+        let begun = b.snapshot_id.map(|id| (b.vault, id));
         if let Target::Dataset(id) = b.target {
             self.send.clear_all();
             self.pending.clear_new();
@@ -292,7 +298,7 @@ impl<M: Memory> Kit<M> {
                 },
             );
             self.update_state(|s| s.backup = None);
-            return;
+            return begun;
         }
         let unsent: Vec<u32> = self.send.iter_from(0).collect();
         let sent: Vec<u32> = self.pending.keys().collect();
@@ -309,6 +315,7 @@ impl<M: Memory> Kit<M> {
                 reason,
             });
         });
+        begun
     }
 
     /// Counts a failed call of the current step; returns the consecutive failures.

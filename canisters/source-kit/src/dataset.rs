@@ -21,6 +21,20 @@ use crate::state::{Backup, Target};
 pub const DATASET_CHUNK_SIZE: u32 = canvault_protocol::chunk::MIN_CHUNK_SIZE;
 /// Largest data set accepted in one job.
 pub const MAX_DATASET_BYTES: usize = 64 * 1024 * 1024;
+/// Longest data-set name (it travels in the snapshot's label).
+pub const MAX_DATASET_NAME_BYTES: usize = 128;
+/// Most data-set jobs queued at once (one per data set: a newer job for a data set
+/// replaces its queued one).
+pub const MAX_QUEUED_DATASET_JOBS: u64 = 32;
+/// Most bytes of queued data-set jobs at once.
+pub const MAX_QUEUED_DATASET_BYTES: u64 = 256 * 1024 * 1024;
+/// A data-set backup running this long while an image backup waits is given up.
+pub const DATASET_YIELD_AFTER_NS: u64 = 5 * 60 * 1_000_000_000;
+/// A data-set backup running this long is given up in any case.
+pub const MAX_DATASET_BACKUP_NS: u64 = 60 * 60 * 1_000_000_000;
+/// Prefix of the label of a data set's snapshots: `dataset:<name>`. Vaults keep
+/// retention per (source, label) for such snapshots.
+pub const DATASET_LABEL_PREFIX: &str = "dataset:";
 
 /// A queued data-set backup: the bytes, kept until its turn.
 #[derive(CandidType, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -46,19 +60,24 @@ impl<M: Memory> Kit<M> {
             .map(|e| *e.key())
     }
 
-    /// Queues a backup of data set `name` (created on first use) to `vault`.
-    /// Returns the data set's id.
+    /// Queues a backup of data set `name` (created on first use) to `vault`. A job
+    /// already queued for the data set is replaced (its newer content supersedes it),
+    /// so each data set has at most one queued job. Returns the data set's id.
     ///
     /// # Errors
-    /// The data set is too large, or its name is empty.
+    /// The name is empty or too long; the data set is too large; `vault` is the
+    /// image backups' vault (data sets never share it: their snapshots would count
+    /// against the image's retention); the queue is full.
     pub fn queue_dataset(
         &mut self,
         name: &str,
         vault: Principal,
         bytes: Vec<u8>,
     ) -> Result<u64, KitError> {
-        if name.is_empty() {
-            return Err(KitError::InvalidRequest("a data set needs a name".into()));
+        if name.is_empty() || name.len() > MAX_DATASET_NAME_BYTES {
+            return Err(KitError::InvalidRequest(format!(
+                "a data set needs a name of 1 to {MAX_DATASET_NAME_BYTES} bytes"
+            )));
         }
         if bytes.len() > MAX_DATASET_BYTES {
             return Err(KitError::InvalidRequest(format!(
@@ -66,21 +85,44 @@ impl<M: Memory> Kit<M> {
                 bytes.len()
             )));
         }
-        let id = match self.dataset_id(name) {
-            Some(id) => id,
-            None => {
-                let id = self.datasets.last_key_value().map_or(1, |(k, _)| k + 1);
-                let info = DatasetInfo {
-                    name: name.to_string(),
-                    vault,
-                    last_backup: None,
-                    last_failure: None,
-                    queued: 0,
-                };
-                self.datasets.insert(id, DatasetRecord(info));
-                id
+        if self.state().config.vault == Some(vault) {
+            return Err(KitError::InvalidRequest(
+                "a data set may not go to the vault of the image backups".into(),
+            ));
+        }
+        let id = self.dataset_id(name);
+        let (mut jobs, mut queued_bytes, mut queued_job) = (0u64, 0u64, None);
+        for e in self.dataset_queue_index.iter() {
+            let (dataset, len) = e.value();
+            jobs += 1;
+            queued_bytes += len;
+            if Some(dataset) == id {
+                queued_job = Some((*e.key(), len));
             }
-        };
+        }
+        if let Some((_, replaced)) = queued_job {
+            jobs -= 1;
+            queued_bytes -= replaced;
+        }
+        if jobs >= MAX_QUEUED_DATASET_JOBS
+            || queued_bytes + bytes.len() as u64 > MAX_QUEUED_DATASET_BYTES
+        {
+            return Err(KitError::QueueFull {
+                queued: u32::try_from(jobs).unwrap_or(u32::MAX),
+            });
+        }
+        let id = id.unwrap_or_else(|| {
+            let id = self.datasets.last_key_value().map_or(1, |(k, _)| k + 1);
+            let info = DatasetInfo {
+                name: name.to_string(),
+                vault,
+                last_backup: None,
+                last_failure: None,
+                queued: 0,
+            };
+            self.datasets.insert(id, DatasetRecord(info));
+            id
+        });
         let mut record = self.datasets.get(&id).expect("just ensured");
         if record.0.vault != vault {
             // A new vault starts a new chain: the old digests mean nothing there.
@@ -88,12 +130,28 @@ impl<M: Memory> Kit<M> {
             record.0.last_backup = None;
             self.clear_dataset_known(id);
         }
+        if let Some((seq, _)) = queued_job {
+            // The newer content replaces the queued job.
+            self.datasets.insert(id, record);
+            self.dataset_queue_index
+                .insert(seq, (id, bytes.len() as u64));
+            self.dataset_queue.insert(
+                seq,
+                DatasetJob {
+                    dataset_id: id,
+                    bytes: bytes.into(),
+                },
+            );
+            return Ok(id);
+        }
         record.0.queued += 1;
         self.datasets.insert(id, record);
         let seq = self
-            .dataset_queue
+            .dataset_queue_index
             .last_key_value()
             .map_or(1, |(k, _)| k + 1);
+        self.dataset_queue_index
+            .insert(seq, (id, bytes.len() as u64));
         self.dataset_queue.insert(
             seq,
             DatasetJob {
@@ -120,6 +178,7 @@ impl<M: Memory> Kit<M> {
             return false;
         };
         self.dataset_queue.remove(&seq);
+        self.dataset_queue_index.remove(&seq);
         let Some(mut record) = self.datasets.get(&job.dataset_id) else {
             return false;
         };
@@ -197,6 +256,31 @@ impl<M: Memory> Kit<M> {
             record.0.last_failure = None;
             self.datasets.insert(id, record);
         }
+    }
+
+    /// Why the data-set backup in progress must be given up now, if it must: it ran
+    /// for [`MAX_DATASET_BACKUP_NS`], or for [`DATASET_YIELD_AFTER_NS`] while an image
+    /// backup waits (a vault that answers `InUse` or never replies cannot hold the
+    /// backup slot).
+    pub fn dataset_backup_expired(&self, now_ns: u64) -> Option<String> {
+        let b = self.state().backup.as_ref()?;
+        if !matches!(b.target, Target::Dataset(_)) {
+            return None;
+        }
+        let ran = now_ns.saturating_sub(b.started_at_ns);
+        if ran >= MAX_DATASET_BACKUP_NS {
+            return Some(format!("data-set backup timed out after {ran} ns"));
+        }
+        let waiting = self.state().image_backup_requested_at_ns.is_some();
+        (waiting && ran >= DATASET_YIELD_AFTER_NS)
+            .then(|| format!("data-set backup gave way to the image backup after {ran} ns"))
+    }
+
+    /// The label of the snapshots of data set `id`: `dataset:<name>`.
+    pub(crate) fn dataset_label(&self, id: u64) -> Option<String> {
+        self.datasets
+            .get(&id)
+            .map(|r| format!("{DATASET_LABEL_PREFIX}{}", r.0.name))
     }
 
     /// Queued data-set jobs.

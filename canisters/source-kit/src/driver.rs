@@ -49,6 +49,10 @@ thread_local! {
 /// What the pump does next.
 enum Step {
     Idle,
+    /// An image backup was asked for while a data-set backup ran: freeze it now.
+    FreezeImage(Principal),
+    /// The data-set backup in progress ran out of time: give it up.
+    Expire(String),
     Begin(Principal),
     Send(Principal, u64),
     Commit(Principal, u64),
@@ -90,8 +94,52 @@ fn release_pump() {
     PUMP.with(|p| p.borrow_mut().alive_at_ns = 0);
 }
 
+/// Held by the running pump. Dropped without [`Running::finish`] — the pump's task was
+/// cancelled because a callback trapped after an await (ic-cdk drops the task in the
+/// call's cleanup) — it releases the pump and schedules a fresh one, which resumes
+/// from the progress in stable memory.
+struct Running {
+    finished: bool,
+}
+
+impl Running {
+    fn finish(mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        release_pump();
+        if !self.finished {
+            schedule(RESUME_AFTER_TRAP);
+        }
+    }
+}
+
+/// Delay before a pump whose task was cancelled by a trap is replaced.
+const RESUME_AFTER_TRAP: Duration = Duration::from_secs(5);
+
+/// Watchdog: starts a pump if none is alive (none running, or the running one made no
+/// progress for [`STALE_PUMP_NS`], i.e. its task died without cleanup). Called by every
+/// schedule tick and `backup_now` that finds a backup in progress, so a backup in
+/// progress is never left without a pump.
+pub fn kick() {
+    schedule(Duration::ZERO);
+}
+
 fn next_step() -> Step {
     with_kit(|k| {
+        if let Some(reason) = k.dataset_backup_expired(now()) {
+            return Step::Expire(reason);
+        }
+        if k.state().backup.is_none()
+            && k.state().restore.is_none()
+            && k.state().image_backup_requested_at_ns.is_some()
+            && let Some(vault) = k.state().config.vault
+        {
+            return Step::FreezeImage(vault);
+        }
         if k.state().backup.is_none() && !k.start_next_dataset(now()) {
             return Step::Idle;
         }
@@ -110,10 +158,25 @@ async fn pump() {
     if !take_pump() {
         return;
     }
+    let running = Running { finished: false };
     loop {
         heartbeat();
         let outcome = match next_step() {
             Step::Idle => break,
+            Step::FreezeImage(vault) => {
+                if let Some(hook) = crate::hooks().before_snapshot {
+                    hook();
+                }
+                with_kit(|k| {
+                    k.freeze(vault, now()).map_err(|e| {
+                        // Not reached (next_step checked there is no backup or restore);
+                        // dropping the request keeps the loop from spinning on it.
+                        k.update_state(|s| s.image_backup_requested_at_ns = None);
+                        CallError::Fatal(e.to_string())
+                    })
+                })
+            }
+            Step::Expire(reason) => Err(CallError::Fatal(reason)),
             Step::Begin(vault) => begin(vault).await,
             Step::Send(vault, id) => send_window(vault, id).await,
             Step::Commit(vault, id) => commit(vault, id).await,
@@ -122,26 +185,40 @@ async fn pump() {
             Ok(()) => {}
             Err(CallError::Fatal(reason)) => {
                 ic_cdk::println!("canvault: backup failed: {reason}");
-                with_kit(|k| k.fail(reason, now()));
-                break;
+                give_up(reason).await;
             }
             Err(CallError::Retry(reason)) => {
                 let failures = with_kit(|k| k.record_failure(reason.clone()));
                 if failures >= MAX_FAILURES_IN_A_ROW {
                     let reason =
                         format!("gave up after {failures} failed attempts; last: {reason}");
-                    with_kit(|k| k.fail(reason, now()));
-                    break;
+                    give_up(reason).await;
+                    continue;
                 }
                 let delay =
                     Duration::from_secs(1u64 << (failures - 1).min(6)).min(Duration::from_secs(60));
-                release_pump();
+                running.finish();
                 schedule(delay);
                 return;
             }
         }
     }
-    release_pump();
+    running.finish();
+}
+
+/// Ends the backup in progress as failed and asks the vault to abort its snapshot
+/// (best effort: a vault that does not answer keeps it until its own clean-up). The
+/// pump then goes on with the next job.
+async fn give_up(reason: String) {
+    let Some((vault, snapshot_id)) = with_kit(|k| k.fail(reason.clone(), now())) else {
+        return;
+    };
+    let aborted = Call::bounded_wait(vault, "abort_snapshot")
+        .with_args(&(snapshot_id, reason))
+        .await;
+    if let Err(e) = aborted {
+        ic_cdk::println!("canvault: abort_snapshot {snapshot_id} failed: {e}");
+    }
 }
 
 async fn call<A: CandidType, R: CandidType + DeserializeOwned>(
@@ -166,8 +243,7 @@ async fn call<A: CandidType, R: CandidType + DeserializeOwned>(
             }
             other => CallError::Retry(format!("{method}: {other}")),
         })?;
-    response
-        .candid::<R>()
+    crate::decode::reply::<R>(&response.into_bytes())
         .map_err(|e| CallError::Fatal(format!("{method}: undecodable reply: {e}")))
 }
 

@@ -16,6 +16,9 @@
 //!   MemoryId 10 data-set records: id → name, vault, last backup
 //!   MemoryId 11 data-set known hashes: (data set, chunk index) → digest in its last backup
 //!   MemoryId 12 data-set queue: sequence → (data set, bytes)
+//!   MemoryId 13 data-set queue index: sequence → (data set, byte length), so the
+//!               queue's caps are checked without reading queued bytes (added in
+//!               state generation 3; built from the queue when absent)
 //! ```
 //! Ids are never reused. The backed-up image is exactly the app's memory: the kit's
 //! own state lives outside it, so a restore never overwrites the kit.
@@ -35,6 +38,7 @@ use ic_stable_structures::{Memory, StableBTreeMap, StableCell};
 
 use crate::bitmap::Bitmap;
 use crate::dataset::{DatasetJob, DatasetRecord};
+use crate::integrity;
 use crate::state::{KitState, Target};
 
 /// Bytes per wasm page.
@@ -53,6 +57,7 @@ const DATASET_STAGE: MemoryId = MemoryId::new(9);
 const DATASETS: MemoryId = MemoryId::new(10);
 const DATASET_KNOWN: MemoryId = MemoryId::new(11);
 const DATASET_QUEUE: MemoryId = MemoryId::new(12);
+const DATASET_QUEUE_INDEX: MemoryId = MemoryId::new(13);
 
 type Vm<M> = VirtualMemory<M>;
 
@@ -70,20 +75,39 @@ pub struct Kit<M: Memory> {
     pub(crate) datasets: StableBTreeMap<u64, DatasetRecord, Vm<M>>,
     pub(crate) dataset_known: StableBTreeMap<(u64, u32), [u8; 32], Vm<M>>,
     pub(crate) dataset_queue: StableBTreeMap<u64, DatasetJob, Vm<M>>,
+    pub(crate) dataset_queue_index: StableBTreeMap<u64, (u64, u64), Vm<M>>,
     /// Heap mirror of the copy-on-write store's keys (the write path must not touch stable
     /// memory to find out whether a chunk was already preserved).
     preserved: BTreeSet<u32>,
     /// Digests the vault holds from the target's last complete backup (built on demand).
     known_set: Option<(Target, HashSet<Hash256>)>,
+    /// The raw stable memory under the memory manager (read to detect foreign use).
+    raw: M,
 }
 
 impl<M: Memory + Clone> Kit<M> {
     /// Opens the kit's structures in `raw` (fresh memory: an empty image).
+    ///
+    /// # Panics
+    /// If `raw` is not empty and does not hold the kit's layout (its memory-manager
+    /// header, a state cell matching its checksum): in `post_upgrade` the trap makes
+    /// the IC keep the old module rather than re-initialise over memory the kit cannot
+    /// read. Generation-2 state is migrated and written back as generation 3.
     pub fn load(raw: M) -> Self {
-        let manager = MemoryManager::init(raw);
+        let fresh = raw.size() == 0;
+        if !fresh && let Err(e) = integrity::check_manager_header(&raw) {
+            panic!("canvault kit: refusing to load stable memory: {e}");
+        }
+        let manager = MemoryManager::init(raw.clone());
+        if !fresh && let Err(e) = integrity::check_state_cell(&manager.get(STATE)) {
+            panic!("canvault kit: refusing to load stable memory: {e}");
+        }
         let cow: StableBTreeMap<u32, Vec<u8>, Vm<M>> = StableBTreeMap::init(manager.get(COW));
         let preserved = cow.keys().collect();
-        let state = StableCell::init(manager.get(STATE), KitState::default());
+        let mut state = StableCell::init(manager.get(STATE), KitState::default());
+        // Writes a migrated (older generation) state back in the current one.
+        let current = state.get().clone();
+        state.set(current);
         let (known, staged) = if state.get().known_table == 0 {
             (KNOWN, STAGED)
         } else {
@@ -102,9 +126,37 @@ impl<M: Memory + Clone> Kit<M> {
             datasets: StableBTreeMap::init(manager.get(DATASETS)),
             dataset_known: StableBTreeMap::init(manager.get(DATASET_KNOWN)),
             dataset_queue: StableBTreeMap::init(manager.get(DATASET_QUEUE)),
+            dataset_queue_index: StableBTreeMap::init(manager.get(DATASET_QUEUE_INDEX)),
             preserved,
             known_set: None,
+            raw,
         }
+        .migrated()
+    }
+
+    /// Builds structures added since the state generation found (generation 2 had no
+    /// data-set queue index).
+    fn migrated(mut self) -> Self {
+        if self.dataset_queue_index.len() != self.dataset_queue.len() {
+            self.dataset_queue_index.clear_new();
+            let jobs: Vec<(u64, (u64, u64))> = self
+                .dataset_queue
+                .iter()
+                .map(|e| {
+                    let job = e.value();
+                    (*e.key(), (job.dataset_id, job.bytes.len() as u64))
+                })
+                .collect();
+            for (seq, entry) in jobs {
+                self.dataset_queue_index.insert(seq, entry);
+            }
+        }
+        self
+    }
+
+    /// Whether something besides the kit grew or overwrote raw stable memory.
+    pub fn foreign_stable_memory(&self) -> Option<integrity::Foreign> {
+        integrity::foreign_use(&self.raw)
     }
 }
 

@@ -25,7 +25,10 @@ mod api;
 pub mod backup;
 pub mod bitmap;
 pub mod dataset;
+pub mod decode;
 mod driver;
+pub mod inspect;
+pub mod integrity;
 pub mod kit;
 mod restore;
 pub mod state;
@@ -35,7 +38,7 @@ use std::cell::RefCell;
 use ic_stable_structures::{DefaultMemoryImpl, Memory};
 
 pub use api::{
-    abandon_restore, arm_restore, backup_dataset, backup_now, configure, dataset_info,
+    abandon_restore, arm_restore, backup_dataset, backup_now, configure, dataset_info, image_vault,
     restore_begin, restore_chunks, restore_finish, status,
 };
 pub use canvault_protocol::kit_api::DatasetInfo;
@@ -86,6 +89,44 @@ pub fn init(hooks: Hooks) {
 /// Call from `#[post_upgrade]`: as [`init`], and resumes a backup that was in progress.
 pub fn post_upgrade(hooks: Hooks) {
     init(hooks);
+}
+
+/// The kit's verdict on the ingress message being inspected; call it from the app's
+/// `#[ic_cdk::inspect_message]` and accept the message only if it is
+/// [`inspect::Verdict::Accept`] (or `NotKit` and the app's own filter accepts it):
+///
+/// ```ignore
+/// #[ic_cdk::inspect_message]
+/// fn inspect_message() {
+///     match canvault_kit::inspect_message() {
+///         canvault_kit::inspect::Verdict::Accept => ic_cdk::api::accept_message(),
+///         canvault_kit::inspect::Verdict::Reject(_) => {}
+///         canvault_kit::inspect::Verdict::NotKit => { /* the app's own filter */ }
+///     }
+/// }
+/// ```
+#[must_use]
+pub fn inspect_message() -> inspect::Verdict {
+    let method = ic_cdk::api::msg_method_name();
+    let caller = ic_cdk::api::msg_caller();
+    let (admins, armed_vault, last_restore_vault) = with_kit(|k| {
+        let s = k.state();
+        (
+            s.config.admins.clone(),
+            s.restore.as_ref().map(|r| r.vault),
+            s.last_restore.as_ref().map(|r| r.vault),
+        )
+    });
+    let is_admin = || ic_cdk::api::is_controller(&caller) || admins.contains(&caller);
+    inspect::verdict(
+        &method,
+        caller,
+        &inspect::Callers {
+            is_admin: &is_admin,
+            armed_vault,
+            last_restore_vault,
+        },
+    )
 }
 
 /// The app's stable memory. Build `MemoryManager`s and stable structures on it as on
@@ -142,7 +183,9 @@ macro_rules! candid_storable {
 /// `canvault_configure`, `canvault_backup_now`, `canvault_status`,
 /// `canvault_arm_restore`, `canvault_abandon_restore`, and the vault-facing
 /// `canvault_restore_begin`, `canvault_restore_chunks`, `canvault_restore_finish`.
-/// Admin endpoints accept the app's controllers and the configured admins.
+/// Admin endpoints accept the app's controllers and the configured admins. Arguments
+/// are decoded within a decoding quota (`decode.rs`). Wire [`inspect_message`] into the
+/// app's `#[inspect_message]` to drop ingress those endpoints would refuse.
 ///
 /// The app must depend on this crate as `canvault_kit` (the candid export records
 /// the argument types by path).
@@ -150,7 +193,7 @@ macro_rules! candid_storable {
 macro_rules! export_endpoints {
     () => {
         /// Changes kit settings (admins).
-        #[ic_cdk::update]
+        #[ic_cdk::update(decode_with = "::canvault_kit::decode::arg")]
         fn canvault_configure(
             config: ::canvault_kit::KitConfig,
         ) -> Result<(), ::canvault_kit::KitError> {
@@ -167,7 +210,7 @@ macro_rules! export_endpoints {
             ::canvault_kit::status()
         }
         /// Allows one vault to push one snapshot into this canister (admins).
-        #[ic_cdk::update]
+        #[ic_cdk::update(decode_with = "::canvault_kit::decode::arg")]
         fn canvault_arm_restore(
             req: ::canvault_kit::ArmRestoreRequest,
         ) -> Result<(), ::canvault_kit::KitError> {
@@ -179,26 +222,28 @@ macro_rules! export_endpoints {
             ::canvault_kit::abandon_restore()
         }
         /// The armed vault announces the image.
-        #[ic_cdk::update]
+        #[ic_cdk::update(decode_with = "::canvault_kit::decode::arg")]
         fn canvault_restore_begin(
             req: ::canvault_kit::RestoreBeginRequest,
         ) -> Result<(), ::canvault_kit::KitError> {
             ::canvault_kit::restore_begin(req)
         }
         /// The armed vault pushes verified chunks into the staging image.
-        #[ic_cdk::update]
+        #[ic_cdk::update(decode_with = "::canvault_kit::decode::arg")]
         fn canvault_restore_chunks(
             req: ::canvault_kit::RestoreChunksRequest,
         ) -> Result<u32, ::canvault_kit::KitError> {
             ::canvault_kit::restore_chunks(req)
         }
         /// The armed vault asks to verify the whole image and switch to it.
-        #[ic_cdk::update]
+        #[ic_cdk::update(decode_with = "::canvault_kit::decode::arg")]
         fn canvault_restore_finish(snapshot_id: u64) -> Result<(), ::canvault_kit::KitError> {
             ::canvault_kit::restore_finish(snapshot_id)
         }
     };
 }
 
+#[cfg(test)]
+mod hardening_tests;
 #[cfg(test)]
 mod tests;

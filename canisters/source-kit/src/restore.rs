@@ -5,12 +5,26 @@
 //! - only the armed vault may push, and only the armed snapshot;
 //! - chunks land in the staging image (the inactive one); the live image is untouched
 //!   until `finish`, so an interrupted or corrupt restore changes nothing the app sees;
+//! - a staged index holds exactly one body: its staged digest is the digest of the
+//!   bytes in staging at that index (a re-send with another digest is refused, a
+//!   re-send with the same digest is an idempotent repeat);
+//! - staging at or above `stale_below` is zero except at indices staged with `Data`
+//!   (staging grows only as `Data` chunks arrive, and to the image size at `finish`);
+//! - one batch carries at most `MAX_BATCH_DECODED_BYTES` of decoded chunks;
 //! - `finish` switches only if every chunk is staged and the staged digests recompute
 //!   the announced root (and the admin's expected root, if given).
+//!
+//! What is trusted: with an expected root, nothing the vault says (the root binds the
+//! geometry and every chunk). Without one, the armed vault chooses the content and the
+//! size of the image, up to the configured `max_unverified_restore_bytes`.
 
 use candid::Principal;
 use canvault_protocol::Hash256;
-use canvault_protocol::chunk::{self, chunk_count, chunk_len, valid_chunk_size};
+use std::collections::BTreeMap;
+
+use canvault_protocol::chunk::{
+    self, MAX_BATCH_DECODED_BYTES, chunk_count, chunk_len, valid_chunk_size,
+};
 use canvault_protocol::kit_api::{
     ArmRestoreRequest, KitError, LastBackup, RestoreBeginRequest, RestoreChunksRequest,
 };
@@ -19,7 +33,7 @@ use canvault_protocol::vault_api::{ChunkBody, SnapshotId};
 use ic_stable_structures::Memory;
 
 use crate::kit::{Kit, WASM_PAGE};
-use crate::state::{Restore, RestoreGeometry};
+use crate::state::{DEFAULT_MAX_UNVERIFIED_RESTORE_BYTES, LastRestore, Restore, RestoreGeometry};
 
 impl<M: Memory> Kit<M> {
     /// Arms a restore of `snapshot_id` from `vault`.
@@ -80,19 +94,36 @@ impl<M: Memory> Kit<M> {
         req: &RestoreBeginRequest,
     ) -> Result<(), KitError> {
         let armed = self.armed_for(caller, req.snapshot_id)?.clone();
-        if !valid_chunk_size(req.chunk_size) || !req.image_size.is_multiple_of(WASM_PAGE) {
+        if !valid_chunk_size(req.chunk_size)
+            || !req.image_size.is_multiple_of(WASM_PAGE)
+            || req.image_size.div_ceil(u64::from(req.chunk_size)) > u64::from(u32::MAX)
+        {
             return Err(KitError::InvalidRequest(format!(
                 "geometry not supported: image {} bytes, chunks {} bytes",
                 req.image_size, req.chunk_size
             )));
         }
-        if let Some(expected) = armed.expected_root
-            && expected != req.root
-        {
-            return Err(KitError::RootMismatch {
-                expected,
-                computed: req.root,
-            });
+        match armed.expected_root {
+            Some(expected) if expected != req.root => {
+                return Err(KitError::RootMismatch {
+                    expected,
+                    computed: req.root,
+                });
+            }
+            Some(_) => {}
+            None => {
+                let cap = self
+                    .state()
+                    .config
+                    .max_unverified_restore_bytes
+                    .unwrap_or(DEFAULT_MAX_UNVERIFIED_RESTORE_BYTES);
+                if req.image_size > cap {
+                    return Err(KitError::InvalidRequest(format!(
+                        "an image of {} bytes exceeds the {cap}-byte cap of a restore without an expected root",
+                        req.image_size
+                    )));
+                }
+            }
         }
         let geometry = RestoreGeometry {
             image_size: req.image_size,
@@ -102,13 +133,9 @@ impl<M: Memory> Kit<M> {
         if armed.begun == Some(geometry) {
             return Ok(());
         }
-        let pages = req.image_size / WASM_PAGE;
+        // Staging grows only as content arrives (`ensure_staging`): an announcement
+        // alone costs no memory.
         let have = self.staging().size();
-        if have < pages && self.staging().grow(pages - have) < 0 {
-            return Err(KitError::InvalidRequest(
-                "stable memory exhausted for the staging image".into(),
-            ));
-        }
         self.staged.clear_new();
         self.update_state(|s| {
             if let Some(r) = s.restore.as_mut() {
@@ -136,6 +163,14 @@ impl<M: Memory> Kit<M> {
             .ok_or_else(|| KitError::InvalidRequest("restore_begin must come first".into()))?;
         let stale_below = armed.stale_below.unwrap_or(u64::MAX);
         let count = chunk_count(g.image_size, g.chunk_size);
+        let decoded: u64 = req.chunks.iter().map(|c| u64::from(c.len)).sum();
+        if decoded > MAX_BATCH_DECODED_BYTES {
+            return Err(KitError::InvalidRequest(format!(
+                "a batch of {decoded} decoded bytes exceeds {MAX_BATCH_DECODED_BYTES}"
+            )));
+        }
+        // Index → digest of this batch, to refuse two bodies for one index within it.
+        let mut in_batch: BTreeMap<u32, Hash256> = BTreeMap::new();
         let mut verified = Vec::with_capacity(req.chunks.len());
         for c in req.chunks {
             let bad = |reason: String| KitError::BadChunk {
@@ -154,6 +189,20 @@ impl<M: Memory> Kit<M> {
                     c.len
                 )));
             }
+            let earlier = in_batch
+                .get(&c.index)
+                .copied()
+                .or_else(|| self.staged.get(&c.index).map(Hash256));
+            if let Some(earlier) = earlier {
+                if earlier != c.hash {
+                    return Err(bad(format!(
+                        "already staged with digest {earlier}, not {}",
+                        c.hash
+                    )));
+                }
+                // The same body again: an idempotent repeat, nothing to write.
+                continue;
+            }
             let raw = match c.body {
                 ChunkBody::Data { codec, bytes } => {
                     chunk::open(codec, &bytes, len, &c.hash).map_err(|e| bad(e.to_string()))?
@@ -164,20 +213,35 @@ impl<M: Memory> Kit<M> {
                     return Err(bad("a restore must carry the chunk's bytes".into()));
                 }
             };
+            in_batch.insert(c.index, c.hash);
             verified.push((c.index, c.hash, raw));
         }
         for (index, hash, raw) in verified {
             let offset = u64::from(index) * u64::from(g.chunk_size);
+            let len = chunk_len(index, g.image_size, g.chunk_size);
             if !raw.is_empty() {
+                self.ensure_staging(offset + u64::from(len))?;
                 self.staging().write(offset, &raw);
             } else if offset < stale_below {
                 // A zero chunk over older staging content; fresh pages are zero already.
-                let len = chunk_len(index, g.image_size, g.chunk_size);
+                self.ensure_staging(offset + u64::from(len))?;
                 self.staging().write(offset, &vec![0; len as usize]);
             }
             self.staged.insert(index, hash.0);
         }
         Ok(u32::try_from(self.staged.len()).expect("chunk counts fit u32"))
+    }
+
+    /// Grows the staging image to hold at least `bytes` (new pages are zero).
+    fn ensure_staging(&self, bytes: u64) -> Result<(), KitError> {
+        let pages = bytes.div_ceil(WASM_PAGE);
+        let have = self.staging().size();
+        if have < pages && self.staging().grow(pages - have) < 0 {
+            return Err(KitError::InvalidRequest(
+                "stable memory exhausted for the staging image".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Verifies the staged image and switches the app to it. Returns true if it switched
@@ -191,10 +255,14 @@ impl<M: Memory> Kit<M> {
         snapshot_id: SnapshotId,
         now_ns: u64,
     ) -> Result<bool, KitError> {
+        // A retry of a finish that switched (its reply was lost): answer success, even
+        // if backups ran since and the restored snapshot is no longer the last backup.
         if self.state().restore.is_none()
-            && let Some(last) = &self.state().last_backup
-            && last.vault == caller
-            && last.snapshot_id == snapshot_id
+            && self
+                .state()
+                .last_restore
+                .as_ref()
+                .is_some_and(|r| r.vault == caller && r.snapshot_id == snapshot_id)
         {
             return Ok(false);
         }
@@ -225,6 +293,7 @@ impl<M: Memory> Kit<M> {
                 computed,
             });
         }
+        self.ensure_staging(g.image_size)?;
         self.switch_to_staged(armed.vault, snapshot_id, g, now_ns);
         Ok(true)
     }
@@ -251,6 +320,12 @@ impl<M: Memory> Kit<M> {
             s.known_chunk_size = g.chunk_size;
             s.restore = None;
             s.restores_completed += 1;
+            s.last_restore = Some(LastRestore {
+                vault,
+                snapshot_id,
+                root: g.root,
+                completed_at_ns: now_ns,
+            });
             // The restored snapshot is the base of the next incremental backup.
             s.last_backup = Some(LastBackup {
                 vault,

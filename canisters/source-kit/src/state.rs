@@ -13,8 +13,18 @@ use ic_stable_structures::storable::Bound;
 use serde::{Deserialize, Serialize};
 
 /// Layout version of [`KitState`]; bump on incompatible changes. 2: recorded chunk
-/// digests are frame digests (`chunk::frame_hash`).
-pub const STATE_VERSION: u32 = 2;
+/// digests are frame digests (`chunk::frame_hash`). 3: the cell's bytes carry a magic
+/// and a SHA-256 of the candid encoding ([`STATE_MAGIC`]); generation 2 cells (bare
+/// candid) are read and migrated.
+pub const STATE_VERSION: u32 = 3;
+
+/// The first bytes of a generation-3 state cell, followed by the SHA-256 of the candid
+/// encoding that follows it.
+pub const STATE_MAGIC: &[u8; 8] = b"CVKITST3";
+
+/// The largest image a restore without an expected root may announce, unless the
+/// admin configured another cap: 64 GiB.
+pub const DEFAULT_MAX_UNVERIFIED_RESTORE_BYTES: u64 = 64 << 30;
 
 /// The kit's default chunk size: 64 KiB. Dirty tracking is only as fine as a chunk, so
 /// small chunks keep incremental backups small (measured: after 1% of the example app
@@ -57,6 +67,9 @@ pub struct Config {
     pub chunk_size: u32,
     /// Most `put_chunks` calls in flight.
     pub window: u32,
+    /// Largest image a restore without an expected root may announce (`None`:
+    /// [`DEFAULT_MAX_UNVERIFIED_RESTORE_BYTES`]).
+    pub max_unverified_restore_bytes: Option<u64>,
 }
 
 impl Default for Config {
@@ -67,6 +80,7 @@ impl Default for Config {
             interval_seconds: 0,
             chunk_size: DEFAULT_KIT_CHUNK_SIZE,
             window: 4,
+            max_unverified_restore_bytes: None,
         }
     }
 }
@@ -142,6 +156,19 @@ pub struct RestoreGeometry {
     pub root: Hash256,
 }
 
+/// The last restore applied: a retried `restore_finish` for it is answered as done.
+#[derive(CandidType, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct LastRestore {
+    /// The vault that pushed it.
+    pub vault: Principal,
+    /// Its snapshot.
+    pub snapshot_id: SnapshotId,
+    /// Its root.
+    pub root: Hash256,
+    /// When the switch happened.
+    pub completed_at_ns: u64,
+}
+
 /// Everything the kit persists besides its structures.
 #[derive(CandidType, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct KitState {
@@ -172,6 +199,11 @@ pub struct KitState {
     pub restores_completed: u64,
     /// Next `begin_snapshot` nonce.
     pub next_nonce: u64,
+    /// The last restore applied (absent in generation 2).
+    pub last_restore: Option<LastRestore>,
+    /// When an image backup was asked for while a data-set backup ran (it starts
+    /// before any queued data set).
+    pub image_backup_requested_at_ns: Option<u64>,
 }
 
 impl Default for KitState {
@@ -190,6 +222,8 @@ impl Default for KitState {
             backups_completed: 0,
             restores_completed: 0,
             next_nonce: 1,
+            last_restore: None,
+            image_backup_requested_at_ns: None,
         }
     }
 }
@@ -235,22 +269,60 @@ impl KitState {
     }
 }
 
+impl KitState {
+    /// The cell's bytes: [`STATE_MAGIC`], the SHA-256 of the candid encoding, the encoding.
+    #[must_use]
+    pub fn encode(&self) -> Vec<u8> {
+        let candid = Encode!(self).expect("kit state encodes");
+        let mut out = Vec::with_capacity(STATE_MAGIC.len() + 32 + candid.len());
+        out.extend_from_slice(STATE_MAGIC);
+        out.extend_from_slice(&Hash256::of(&candid).0);
+        out.extend_from_slice(&candid);
+        out
+    }
+
+    /// Reads a state cell of generation 3 (checked against its digest) or 2 (migrated).
+    ///
+    /// # Errors
+    /// The bytes are not a kit state the kit wrote: a bad digest, an undecodable
+    /// encoding, an unknown version.
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        if let Some(rest) = bytes.strip_prefix(STATE_MAGIC.as_slice()) {
+            let (digest, candid) = rest
+                .split_at_checked(32)
+                .ok_or("kit state cell truncated")?;
+            if Hash256::of(candid).0 != digest {
+                return Err("kit state cell does not match its checksum".into());
+            }
+            let state = Decode!(candid, Self).map_err(|e| format!("kit state: {e}"))?;
+            if state.version != STATE_VERSION {
+                return Err(format!("unsupported kit state version {}", state.version));
+            }
+            return Ok(state);
+        }
+        // Generation 2: bare candid; the fields added since are options (absent: None).
+        let mut state = Decode!(bytes, Self).map_err(|e| format!("kit state: {e}"))?;
+        if state.version != 2 {
+            return Err(format!("unsupported kit state version {}", state.version));
+        }
+        state.version = STATE_VERSION;
+        Ok(state)
+    }
+}
+
 impl Storable for KitState {
     fn to_bytes(&self) -> Cow<'_, [u8]> {
-        Cow::Owned(Encode!(self).expect("kit state encodes"))
+        Cow::Owned(self.encode())
     }
 
     fn into_bytes(self) -> Vec<u8> {
-        Encode!(&self).expect("kit state encodes")
+        self.encode()
     }
 
+    /// Traps on bytes the kit did not write: in `post_upgrade` that keeps the old module
+    /// instead of re-initialising over memory the kit cannot read.
     fn from_bytes(bytes: Cow<'_, [u8]>) -> Self {
-        let state = Decode!(&bytes, Self).expect("kit state decodes");
-        assert_eq!(
-            state.version, STATE_VERSION,
-            "unsupported kit state version"
-        );
-        state
+        Self::decode(&bytes).unwrap_or_else(|e| panic!("canvault kit: {e}"))
     }
 
     const BOUND: Bound = Bound::Unbounded;

@@ -20,6 +20,9 @@ pub struct KitConfig {
     pub chunk_size: Option<u32>,
     /// Most `put_chunks` calls in flight at once.
     pub window: Option<u32>,
+    /// Largest image a restore armed without an expected root may announce (the kit's
+    /// default is 64 GiB); with an expected root the root fixes the size.
+    pub max_unverified_restore_bytes: Option<u64>,
 }
 
 /// A backup in progress.
@@ -111,6 +114,12 @@ pub struct KitStatus {
     pub backups_completed: u64,
     /// Restores applied since install.
     pub restores_completed: u64,
+    /// Set when something besides the kit grew or overwrote raw stable memory (raw
+    /// `ic0.stable*` / `ic_cdk::stable` writes): such bytes are never backed up.
+    pub foreign_stable_memory: Option<String>,
+    /// When an image backup was asked for while a data-set backup ran; it starts
+    /// before any other queued data set.
+    pub image_backup_requested_at_ns: Option<u64>,
 }
 
 /// An app-defined data set (e.g. one user's data) backed up to its own vault.
@@ -214,4 +223,10 @@ pub enum KitError {
     /// The request is malformed.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// The data-set queue is full; try again after queued backups ran.
+    #[error("the data-set backup queue is full ({queued} jobs queued)")]
+    QueueFull {
+        /// Jobs queued.
+        queued: u32,
+    },
 }
