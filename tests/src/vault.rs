@@ -8,8 +8,8 @@ use canvault_protocol::chunk::{self, ENTRY_OVERHEAD_BYTES, MAX_BATCH_PAYLOAD_BYT
 use canvault_protocol::merkle::image_root_of_bytes;
 use canvault_protocol::vault_api::{
     BeginSnapshotRequest, BeginSnapshotResponse, ChunkBody, ChunkPut, CommitSnapshotRequest,
-    ManifestPage, PutChunksRequest, PutChunksResponse, RestoreJob, SnapshotId, SnapshotInfo,
-    StoredChunk, VaultError, VaultInit, VaultStatus,
+    ListSnapshotsRequest, ManifestPage, PutChunksRequest, PutChunksResponse, RestoreJob,
+    SnapshotId, SnapshotInfo, SnapshotPage, StoredChunk, VaultError, VaultInit, VaultStatus,
 };
 use ic_harness::{CanisterId, Harness};
 use serde::de::DeserializeOwned;
@@ -211,8 +211,35 @@ impl VaultClient {
             let r = self.put(ic, sender, id, batch).expect("put_chunks");
             assert!(r.missing.is_empty());
         }
-        self.commit(ic, sender, id, image_root_of_bytes(image, chunk_size))
+        self.commit_until_done(ic, sender, id, image_root_of_bytes(image, chunk_size))
             .expect("commit_snapshot")
+    }
+
+    /// `commit_snapshot` again (a round later) while the vault answers `InUse`: a large
+    /// table is walked over several calls.
+    pub fn commit_until_done(
+        &self,
+        ic: &mut Harness,
+        sender: Principal,
+        snapshot_id: SnapshotId,
+        root: Hash256,
+    ) -> Result<SnapshotInfo, VaultError> {
+        loop {
+            match self.commit(ic, sender, snapshot_id, root) {
+                Err(VaultError::InUse(_)) => ic.tick(),
+                other => return other,
+            }
+        }
+    }
+
+    /// `list_snapshot_page`.
+    pub fn list_page(
+        &self,
+        ic: &mut Harness,
+        sender: Principal,
+        req: ListSnapshotsRequest,
+    ) -> Result<SnapshotPage, VaultError> {
+        self.read(ic, sender, "list_snapshot_page", (req,))
     }
 
     /// Downloads a snapshot through `get_manifest` pages of `page` entries and

@@ -14,8 +14,8 @@ use canvault_protocol::Hash256;
 use canvault_protocol::chunk::{self, DEFAULT_CHUNK_SIZE};
 use canvault_protocol::merkle::image_root_of_bytes;
 use canvault_protocol::vault_api::{
-    BeginSnapshotRequest, ChunkBody, ChunkPut, CommitSnapshotRequest, ManifestPage,
-    PutChunksRequest, RetentionPolicy, Role, RoleChange, SnapshotInfo, SnapshotState,
+    BeginSnapshotRequest, ChunkBody, ChunkPut, CommitSnapshotRequest, ListSnapshotsRequest,
+    ManifestPage, PutChunksRequest, RetentionPolicy, Role, RoleChange, SnapshotInfo, SnapshotState,
     StartRestoreRequest, VaultError, VaultInit, VaultStatus,
 };
 use canvault_scenarios::vault::{VaultClient, batches, chunk_puts, fill_noise, noise_image};
@@ -337,6 +337,12 @@ fn should_refuse_every_endpoint_to_a_principal_without_the_role() {
             Encode!(&None::<Principal>),
             Role::Reader,
         ),
+        (
+            "list_snapshot_page",
+            true,
+            Encode!(&ListSnapshotsRequest::default()),
+            Role::Reader,
+        ),
         ("get_snapshot", true, Encode!(&info.id), Role::Reader),
         (
             "get_manifest",
@@ -366,34 +372,40 @@ fn should_refuse_every_endpoint_to_a_principal_without_the_role() {
     .collect();
     let before = s.fingerprint();
     for (method, is_query, arg, needed) in endpoints {
-        let mut callers = vec![s.stranger];
+        let mut callers = vec![s.stranger, Principal::anonymous()];
         match needed {
             Role::Owner => callers.extend([s.writer, s.reader]),
             Role::Writer => callers.push(s.reader),
-            Role::Reader if method != "status" => callers.push(s.writer),
-            Role::Reader => {}
+            Role::Reader => callers.push(s.writer),
         }
         for caller in callers {
-            let reply = if is_query {
-                s.ic.query_call(s.vault.id, caller, method, arg.clone())
+            if is_query {
+                let reply = s.ic.query_call(s.vault.id, caller, method, arg.clone());
+                let reply = reply.unwrap_or_else(|r| panic!("{method} rejected: {r:?}"));
+                let decoded = candid::decode_one::<Result<candid::Reserved, VaultError>>(&reply)
+                    .expect("a Result");
+                assert_eq!(
+                    decoded.err(),
+                    Some(VaultError::Unauthorized { caller, needed }),
+                    "{method} called by {caller}"
+                );
             } else {
-                s.ic.update_call(s.vault.id, caller, method, arg.clone())
-            };
-            let reply = reply.unwrap_or_else(|r| panic!("{method} rejected: {r:?}"));
-            let decoded = candid::decode_one::<Result<candid::Reserved, VaultError>>(&reply)
-                .expect("a Result");
-            assert_eq!(
-                decoded.err(),
-                Some(VaultError::Unauthorized { caller, needed }),
-                "{method} called by {caller}"
-            );
+                // Ingress updates are refused before they execute (inspect_message);
+                // the method's own check answers `Unauthorized` to other callers.
+                let reply = s.ic.update_call(s.vault.id, caller, method, arg.clone());
+                let reject = reply.expect_err("refused by inspect_message");
+                assert!(
+                    reject.message.contains("IC0516"),
+                    "{method} called by {caller}: {reject:?}"
+                );
+            }
         }
     }
     assert_eq!(s.fingerprint(), before);
     assert_eq!(
-        s.vault.status(&mut s.ic, s.writer).snapshots,
+        s.vault.status(&mut s.ic, s.reader).snapshots,
         (0, 1, 0),
-        "any role may read the status"
+        "readers read the status"
     );
 }
 
@@ -452,8 +464,16 @@ fn should_dedup_across_snapshots_and_sources() {
         .expect("commit");
     assert_eq!(second.new_bytes, u64::from(CS));
 
-    // Another source backs up the first image: all chunks known, nothing new stored.
+    // Another source backs up the first image. It may not learn that the vault holds
+    // these chunks (#10.7): naming them `Known` gets them reported missing, so it sends
+    // their bytes; the store keeps one copy, and the new snapshot's `new_bytes` counts
+    // what its own source had not stored, whatever other sources hold.
     let mut known = chunk_puts(&img, CS);
+    let data: Vec<u32> = known
+        .iter()
+        .filter(|p| matches!(p.body, ChunkBody::Data { .. }))
+        .map(|p| p.index)
+        .collect();
     for p in &mut known {
         if matches!(p.body, ChunkBody::Data { .. }) {
             p.body = ChunkBody::Known;
@@ -461,12 +481,33 @@ fn should_dedup_across_snapshots_and_sources() {
     }
     let id = s.begin(s.writer2, &img, 1);
     let r = s.vault.put(&mut s.ic, s.writer2, id, known).expect("known");
-    assert_eq!((r.recorded, r.missing), (8, vec![]));
+    assert_eq!(
+        (r.recorded, r.missing),
+        (2, data),
+        "only the zero chunks recorded"
+    );
+    for batch in batches(chunk_puts(&img, CS)) {
+        s.put(s.writer2, id, batch).expect("the bytes");
+    }
     let third = s
         .vault
         .commit(&mut s.ic, s.writer2, id, image_root_of_bytes(&img, CS))
         .expect("commit");
-    assert_eq!(third.new_bytes, 0);
+    assert_eq!(
+        third.new_bytes,
+        distinct * u64::from(CS),
+        "new to its source"
+    );
+    // Its own chunks it may name `Known` in its next snapshot.
+    let mut again = chunk_puts(&img, CS);
+    for p in &mut again {
+        if matches!(p.body, ChunkBody::Data { .. }) {
+            p.body = ChunkBody::Known;
+        }
+    }
+    let id = s.begin(s.writer2, &img, 2);
+    let r = s.vault.put(&mut s.ic, s.writer2, id, again).expect("known");
+    assert_eq!((r.recorded, r.missing), (8, vec![]));
     assert_eq!(s.vault.status(&mut s.ic, s.owner).chunks, distinct + 1);
 }
 

@@ -9,8 +9,11 @@ use std::time::Duration;
 
 use candid::{Encode, Principal};
 use canvault_protocol::Hash256;
+use canvault_protocol::chunk::zero_hash;
+use canvault_protocol::merkle::image_root;
 use canvault_protocol::vault_api::{
-    RestoreJob, RestoreJobState, SnapshotInfo, StartRestoreRequest, VaultError, VaultInit,
+    BeginSnapshotRequest, ChunkBody, ChunkPut, CommitSnapshotRequest, RestoreJob, RestoreJobState,
+    SnapshotInfo, StartRestoreRequest, VaultError, VaultInit,
 };
 use canvault_scenarios::vault::{VaultClient, noise_image};
 use canvault_scenarios::{harness, install, principal};
@@ -224,6 +227,72 @@ fn should_resume_a_restore_after_a_vault_upgrade() {
     .expect("upgrade");
     s.ic.start_canister(s.vault.id, Some(s.owner))
         .expect("start the vault");
+    let done = s.wait(job.id, 400);
+    assert_eq!(done.state, RestoreJobState::Done);
+    s.assert_restored();
+}
+
+/// L4 (#10.15): a restore step whose execution traps before its first `await` (the
+/// trap rolls back everything the execution did, and no `Drop` runs) must not leave
+/// the job marked busy forever: the hourly housekeeping resumes it.
+#[test]
+fn should_resume_a_job_whose_step_trapped_before_its_first_await() {
+    let mut s = Setup::new();
+    s.arm();
+    // A large table in progress: committing it takes more than a round's instructions,
+    // which holds the restore step's timer execution back to the next round, where the
+    // armed fault makes it trap before it calls anything.
+    let writer = principal("writer");
+    let entries = 60_000u32;
+    let image_size = u64::from(entries) * u64::from(CS);
+    let req = BeginSnapshotRequest {
+        parent: None,
+        image_size,
+        chunk_size: CS,
+        nonce: 7,
+        label: None,
+        source: None,
+    };
+    let big = s
+        .vault
+        .begin(&mut s.ic, writer, req)
+        .expect("begin")
+        .snapshot_id;
+    for start in (0..entries).step_by(10_000) {
+        let zeros = (start..start + 10_000)
+            .map(|index| ChunkPut {
+                index,
+                hash: zero_hash(CS),
+                len: CS,
+                body: ChunkBody::Zero,
+            })
+            .collect();
+        s.vault.put(&mut s.ic, writer, big, zeros).expect("zeros");
+    }
+    s.ic.run_until_idle(100).expect("idle");
+    let job = s.start();
+    let root = image_root(image_size, CS, vec![zero_hash(CS); entries as usize]);
+    let commit = Encode!(&CommitSnapshotRequest {
+        snapshot_id: big,
+        root
+    })
+    .expect("encode");
+    s.ic.submit_call(s.vault.id, writer, "commit_snapshot", commit)
+        .expect("submitted");
+    s.ic.tick();
+    s.ic.trap_next_execution(s.vault.id);
+    for _ in 0..30 {
+        s.ic.tick();
+    }
+    assert!(
+        s.ic.fault_log()
+            .iter()
+            .any(|l| l.contains("fault fired") && l.contains("timer_executor")),
+        "the restore step's timer execution trapped: {:?}",
+        s.ic.fault_log()
+    );
+    assert_eq!(s.job(job.id).state, RestoreJobState::Starting);
+    s.ic.advance_time(Duration::from_secs(3_600));
     let done = s.wait(job.id, 400);
     assert_eq!(done.state, RestoreJobState::Done);
     s.assert_restored();

@@ -12,7 +12,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use canvault_protocol::chunk::{chunk_count, chunk_len, valid_chunk_size, verify_frame, zero_hash};
-use canvault_protocol::merkle::image_root;
 use canvault_protocol::vault_api::{
     BeginSnapshotRequest, BeginSnapshotResponse, ChunkBody, ChunkPut, CommitSnapshotRequest,
     PutChunksRequest, PutChunksResponse, SnapshotId, SnapshotInfo, SnapshotState, VaultError,
@@ -20,20 +19,28 @@ use canvault_protocol::vault_api::{
 use canvault_protocol::{Codec, Hash256};
 use ic_stable_structures::Memory;
 
-use crate::catalogue::{SnapshotRecord, TableEntry};
+use crate::catalogue::{Budget, CommitWalk, SnapshotRecord, TableEntry};
 use crate::roles::Caller;
 use crate::vault::Vault;
 
 /// Largest image accepted (1 TiB, beyond the largest stable memory).
 pub const MAX_IMAGE_SIZE: u64 = 1 << 40;
+/// Most chunks in one snapshot: 2^22, a 256 GiB image at 64 KiB chunks (1 TiB from
+/// 256 KiB chunks). A table never holds more entries than its geometry's chunk count,
+/// and every walk over a table is budgeted (`catalogue::chores`), so this bounds the
+/// storage one snapshot's table takes (about 0.3 GB), not the work of one message.
+pub const MAX_SNAPSHOT_CHUNKS: u32 = 1 << 22;
 /// Most entries in one `put_chunks`.
 pub const MAX_BATCH_ENTRIES: usize = 10_000;
 /// Most encoded bytes in one `put_chunks` (the message limit is 2 MiB anyway).
 pub const MAX_BATCH_DATA_BYTES: usize = 2 * 1024 * 1024;
 /// Longest label, in bytes.
 pub const MAX_LABEL_BYTES: usize = 256;
-/// Longest abort reason kept, in bytes.
+/// Longest abort reason, in bytes.
 pub const MAX_REASON_BYTES: usize = 1024;
+/// Most snapshots in progress per source: a writer begins one at a time (a retry with
+/// the same nonce is the same snapshot); a few more allow for a kit whose state was reset.
+pub const MAX_OPEN_PER_SOURCE: u32 = 4;
 
 /// What applying one validated chunk does.
 enum Action<'a> {
@@ -60,13 +67,24 @@ impl<M: Memory> Vault<M> {
     /// Begins a snapshot (or returns the one this `(caller, nonce)` began).
     ///
     /// # Errors
-    /// `InvalidRequest` for a bad geometry or label, a writer naming a source, or a nonce
-    /// reused with other parameters.
+    /// `InvalidRequest` for a bad geometry (over [`MAX_SNAPSHOT_CHUNKS`] chunks too) or
+    /// label, a writer naming a source, a nonce reused with other parameters, or a
+    /// source with [`MAX_OPEN_PER_SOURCE`] snapshots in progress.
+    ///
+    /// With a parent, the child's table starts as a copy of the parent's, made within
+    /// `budget` here and continued by [`Vault::collect`] or `commit_snapshot`; the parent
+    /// is pinned until the copy is done.
+    ///
+    /// `dataset` names the app-defined data set the snapshot backs up (`None`: the
+    /// source's image); retention keeps snapshots per (source, data set), and a parent
+    /// must be of the same data set.
     pub fn begin_snapshot(
         &mut self,
         caller: Caller,
         req: BeginSnapshotRequest,
+        dataset: Option<String>,
         now_ns: u64,
+        budget: Budget<'_>,
     ) -> Result<BeginSnapshotResponse, VaultError> {
         let source = match req.source {
             None => caller.principal,
@@ -85,6 +103,12 @@ impl<M: Memory> Vault<M> {
                 req.image_size
             )));
         }
+        let count = chunk_count(req.image_size, req.chunk_size);
+        if count > MAX_SNAPSHOT_CHUNKS {
+            return Err(invalid(format!(
+                "{count} chunks in one image, at most {MAX_SNAPSHOT_CHUNKS}: use larger chunks"
+            )));
+        }
         if req
             .label
             .as_ref()
@@ -94,14 +118,19 @@ impl<M: Memory> Vault<M> {
                 "label longer than {MAX_LABEL_BYTES} bytes"
             )));
         }
+        if dataset.as_ref().is_some_and(|d| d.len() > MAX_LABEL_BYTES) {
+            return Err(invalid(format!(
+                "data set name longer than {MAX_LABEL_BYTES} bytes"
+            )));
+        }
         if let Some(id) = self.catalogue.by_nonce(caller.principal, req.nonce) {
             let info = self
                 .catalogue
                 .get(id)
                 .expect("the nonce index names live snapshots")
                 .info;
-            if (info.source, info.image_size, info.chunk_size)
-                != (source, req.image_size, req.chunk_size)
+            if (info.source, info.image_size, info.chunk_size, &info.dataset)
+                != (source, req.image_size, req.chunk_size, &dataset)
             {
                 return Err(invalid(format!(
                     "nonce {} already began snapshot {id} with other parameters",
@@ -113,13 +142,18 @@ impl<M: Memory> Vault<M> {
                 parent: info.parent,
             });
         }
-        let count = chunk_count(req.image_size, req.chunk_size);
+        if self.catalogue.open_count(source) >= MAX_OPEN_PER_SOURCE {
+            return Err(invalid(format!(
+                "{source} already has {MAX_OPEN_PER_SOURCE} snapshots in progress: commit or abort one"
+            )));
+        }
         let parent = req
             .parent
             .and_then(|p| self.catalogue.get(p))
             .filter(|p| {
                 p.info.state == SnapshotState::Complete
                     && p.info.source == source
+                    && p.info.dataset == dataset
                     && p.info.chunk_size == req.chunk_size
             })
             .map(|p| p.info.id);
@@ -138,13 +172,15 @@ impl<M: Memory> Vault<M> {
                 root: None,
                 new_bytes: 0,
                 label: req.label,
+                dataset,
             },
             creator: caller.principal,
             nonce: req.nonce,
             updated_at_ns: now_ns,
         });
         if let Some(parent) = parent {
-            self.catalogue.inherit(&mut self.store, parent, id, count);
+            self.catalogue.start_inherit(parent, id);
+            self.catalogue.advance_inherit(&mut self.store, id, budget);
         }
         Ok(BeginSnapshotResponse {
             snapshot_id: id,
@@ -186,6 +222,7 @@ impl<M: Memory> Vault<M> {
 
         let mut response = PutChunksResponse::default();
         let mut new_bytes = 0;
+        let mut released = Vec::new();
         for p in plan {
             let entry = |zero| TableEntry {
                 hash: p.hash,
@@ -206,11 +243,22 @@ impl<M: Memory> Vault<M> {
                     continue;
                 }
             };
-            new_bytes +=
-                self.catalogue
-                    .set_entry(&mut self.store, record.info.id, p.index, entry, data);
+            new_bytes += self.catalogue.set_entry(
+                &mut self.store,
+                record.info.source,
+                record.info.id,
+                p.index,
+                entry,
+                data,
+                &mut released,
+            );
             response.recorded += 1;
         }
+        // After every addition: a `Known` entry of this batch may name a chunk whose
+        // last other reference this batch replaced.
+        self.catalogue
+            .release_all(&mut self.store, record.info.source, &released);
+        self.catalogue.reset_commit(record.info.id);
         record.info.new_bytes += new_bytes;
         record.updated_at_ns = now_ns;
         self.catalogue.save(record);
@@ -220,14 +268,19 @@ impl<M: Memory> Vault<M> {
     /// Completes a snapshot once every chunk is present and the root recomputes.
     /// Committing a complete snapshot again with the same root succeeds.
     ///
+    /// The table walk runs within `budget` and resumes at the next call when it runs
+    /// out (a put in between starts it over); meanwhile, and while the parent's table is
+    /// still being copied, the answer is the retryable `InUse`.
+    ///
     /// # Errors
-    /// `SnapshotNotFound`, `NotYourSnapshot`, `WrongState` (failed), `MissingChunks`,
-    /// `RootMismatch` (the snapshot stays in progress).
+    /// `SnapshotNotFound`, `NotYourSnapshot`, `WrongState` (failed), `InUse` (work left:
+    /// call again), `MissingChunks`, `RootMismatch` (the snapshot stays in progress).
     pub fn commit_snapshot(
         &mut self,
         caller: Caller,
         req: &CommitSnapshotRequest,
         now_ns: u64,
+        budget: Budget<'_>,
     ) -> Result<SnapshotInfo, VaultError> {
         let mut record = self.owned_by(caller, req.snapshot_id)?;
         match &record.info.state {
@@ -245,26 +298,25 @@ impl<M: Memory> Vault<M> {
             }
             SnapshotState::Failed { .. } => return Err(wrong_state(&record.info, "InProgress")),
         }
-        let info = &record.info;
-        let mut hashes = Vec::with_capacity(info.chunk_count as usize);
-        let (mut missing, mut first) = (0u32, None);
-        let mut expected = 0u32;
-        for (index, entry) in self.catalogue.entries(info.id, 0) {
-            if index > expected {
-                missing += index - expected;
-                first.get_or_insert(expected);
-            }
-            hashes.push(entry.hash);
-            expected = index + 1;
+        let (id, count) = (record.info.id, record.info.chunk_count);
+        if !self.catalogue.advance_inherit(&mut self.store, id, budget) {
+            return Err(VaultError::InUse(id));
         }
-        if expected < info.chunk_count {
-            missing += info.chunk_count - expected;
-            first.get_or_insert(expected);
+        let walked = match self.catalogue.walk_for_commit(id, count, budget) {
+            CommitWalk::Partial => return Err(VaultError::InUse(id)),
+            CommitWalk::Done(walked) => walked,
+        };
+        self.catalogue.reset_commit(id);
+        if let Some(first) = walked.first_missing {
+            return Err(VaultError::MissingChunks {
+                missing: walked.missing,
+                first,
+            });
         }
-        if let Some(first) = first {
-            return Err(VaultError::MissingChunks { missing, first });
-        }
-        let computed = image_root(info.image_size, info.chunk_size, hashes);
+        let computed = walked
+            .root
+            .image_root(record.info.image_size, record.info.chunk_size)
+            .expect("one digest per index walked");
         if computed != req.root {
             return Err(VaultError::RootMismatch {
                 sent: req.root,
@@ -283,7 +335,8 @@ impl<M: Memory> Vault<M> {
     /// removes it.
     ///
     /// # Errors
-    /// `SnapshotNotFound`, `NotYourSnapshot`, `WrongState` (not in progress).
+    /// `SnapshotNotFound`, `NotYourSnapshot`, `WrongState` (not in progress),
+    /// `InvalidRequest` (a reason over [`MAX_REASON_BYTES`]).
     pub fn abort_snapshot(
         &mut self,
         caller: Caller,
@@ -292,16 +345,14 @@ impl<M: Memory> Vault<M> {
         now_ns: u64,
     ) -> Result<(), VaultError> {
         let mut record = self.writable(caller, id)?;
-        let mut reason = reason;
         if reason.len() > MAX_REASON_BYTES {
-            let mut cut = MAX_REASON_BYTES;
-            while !reason.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            reason.truncate(cut);
+            return Err(invalid(format!(
+                "reason longer than {MAX_REASON_BYTES} bytes"
+            )));
         }
         record.info.state = SnapshotState::Failed { reason };
         record.updated_at_ns = now_ns;
+        self.catalogue.reset_commit(id);
         self.catalogue.save(record);
         Ok(())
     }
@@ -397,8 +448,11 @@ impl<M: Memory> Vault<M> {
                     }
                 }
                 ChunkBody::Known if c.hash == zero_hash(c.len) => Action::Zero,
+                // Only a chunk this snapshot's own source references (or this batch
+                // stores): whether another source stored it is none of its business.
                 ChunkBody::Known
-                    if stored_in_batch.contains(&c.hash) || self.store.contains(&c.hash) =>
+                    if stored_in_batch.contains(&c.hash)
+                        || self.catalogue.source_holds(info.source, &c.hash) =>
                 {
                     Action::Reference
                 }

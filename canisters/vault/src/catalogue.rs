@@ -2,10 +2,14 @@
 //! idempotency index of `begin_snapshot`.
 //!
 //! Invariants:
-//! - every change to a chunk table goes through [`Catalogue::set_entry`],
-//!   [`Catalogue::inherit`] or [`Catalogue::remove`], which keep the store's reference
-//!   counts equal to the number of non-zero entries pointing at each hash; so a chunk
-//!   still referenced by any snapshot (in progress included) is never deleted;
+//! - every change to a chunk table goes through [`Catalogue::set_entry`] or the
+//!   budgeted steps of [`chores`] (copying a parent table, releasing a deleted one),
+//!   which keep the store's reference counts equal to the number of non-zero entries
+//!   pointing at each hash (a batch's releases come after its additions); so a chunk
+//!   still referenced by any table (in progress or queued for release included) is
+//!   never deleted;
+//! - a deleted snapshot leaves the records and the nonce index at once; its table is
+//!   released later, in budgeted steps, from the deletion queue;
 //! - a table only holds indices below its snapshot's `chunk_count`;
 //! - `(creator, nonce)` maps to the snapshot that nonce began, until it is deleted.
 //!
@@ -20,11 +24,16 @@ use candid::{CandidType, Principal};
 use canvault_protocol::vault_api::{SnapshotId, SnapshotInfo};
 use canvault_protocol::{Codec, Hash256};
 use ic_stable_structures::storable::Bound;
-use ic_stable_structures::{Memory, StableBTreeMap, Storable};
+use ic_stable_structures::{Memory, StableBTreeMap, StableCell, Storable};
 use serde::Deserialize;
 
 use crate::storable::{candid_storable, u32_at};
 use crate::store::ChunkStore;
+
+mod chores;
+mod index;
+pub use chores::{Budget, CommitProgress, CommitWalk};
+pub use index::Counters;
 
 const ENTRY_VERSION: u8 = 1;
 const ENTRY_LEN: usize = 38;
@@ -92,21 +101,65 @@ impl Storable for TableEntry {
     };
 }
 
-/// Snapshot records, chunk tables and the nonce index.
+/// Snapshot records, chunk tables, the nonce index, and the work queues of
+/// table-sized operations (see [`chores`]).
 pub struct Catalogue<M: Memory> {
     snapshots: StableBTreeMap<SnapshotId, SnapshotRecord, M>,
     tables: StableBTreeMap<(SnapshotId, u32), TableEntry, M>,
     nonces: StableBTreeMap<(Principal, u64), SnapshotId, M>,
+    /// Deleted snapshots whose tables are still being released, with their source.
+    doomed: StableBTreeMap<SnapshotId, Principal, M>,
+    /// Children whose parent table is still being copied: (parent, next index).
+    inherits: StableBTreeMap<SnapshotId, (SnapshotId, u32), M>,
+    /// Commits part-way through recomputing the root.
+    commits: StableBTreeMap<SnapshotId, CommitProgress, M>,
+    /// Snapshot counters (see [`index`]).
+    counters: StableCell<Counters, M>,
+    /// In-progress snapshots per source.
+    open: StableBTreeMap<Principal, u32, M>,
+    /// Non-zero table entries per (source, hash).
+    source_refs: StableBTreeMap<(Principal, [u8; 32]), u64, M>,
+}
+
+/// The memories of a catalogue.
+pub struct CatalogueMemories<M: Memory> {
+    /// Records.
+    pub snapshots: M,
+    /// Chunk tables.
+    pub tables: M,
+    /// Nonce index.
+    pub nonces: M,
+    /// Deletion queue.
+    pub doomed: M,
+    /// Table copies in progress.
+    pub inherits: M,
+    /// Commits in progress.
+    pub commits: M,
+    /// Counters.
+    pub counters: M,
+    /// In-progress snapshots per source.
+    pub open: M,
+    /// Per-source references.
+    pub source_refs: M,
 }
 
 impl<M: Memory> Catalogue<M> {
-    /// Loads the catalogue from its memories, or creates it.
-    pub fn init(snapshots: M, tables: M, nonces: M) -> Self {
-        Self {
-            snapshots: StableBTreeMap::init(snapshots),
-            tables: StableBTreeMap::init(tables),
-            nonces: StableBTreeMap::init(nonces),
-        }
+    /// Loads the catalogue from its memories, or creates it; builds the counters when
+    /// the memories come from a module without them.
+    pub fn init(m: CatalogueMemories<M>) -> Self {
+        let mut this = Self {
+            snapshots: StableBTreeMap::init(m.snapshots),
+            tables: StableBTreeMap::init(m.tables),
+            nonces: StableBTreeMap::init(m.nonces),
+            doomed: StableBTreeMap::init(m.doomed),
+            inherits: StableBTreeMap::init(m.inherits),
+            commits: StableBTreeMap::init(m.commits),
+            counters: StableCell::init(m.counters, Counters::default()),
+            open: StableBTreeMap::init(m.open),
+            source_refs: StableBTreeMap::init(m.source_refs),
+        };
+        this.migrate_indexes();
+        this
     }
 
     /// The record of `id`.
@@ -119,6 +172,11 @@ impl<M: Memory> Catalogue<M> {
         self.snapshots.values()
     }
 
+    /// Records from id `from` on, in id order.
+    pub fn records_from(&self, from: SnapshotId) -> impl Iterator<Item = SnapshotRecord> + '_ {
+        self.snapshots.range(from..).map(|e| e.into_pair().1)
+    }
+
     /// The snapshot `creator` began with `nonce`.
     pub fn by_nonce(&self, creator: Principal, nonce: u64) -> Option<SnapshotId> {
         self.nonces.get(&(creator, nonce))
@@ -128,13 +186,20 @@ impl<M: Memory> Catalogue<M> {
     pub fn create(&mut self, record: SnapshotRecord) {
         self.nonces
             .insert((record.creator, record.nonce), record.info.id);
+        self.count_record(&record.info, 1);
         let previous = self.snapshots.insert(record.info.id, record);
         assert!(previous.is_none(), "snapshot ids are never reused");
     }
 
     /// Replaces the record of an existing snapshot.
     pub fn save(&mut self, record: SnapshotRecord) {
-        self.snapshots.insert(record.info.id, record);
+        let info = record.info.clone();
+        if let Some(old) = self.snapshots.insert(record.info.id, record)
+            && old.info.state != info.state
+        {
+            self.count_record(&old.info, -1);
+            self.count_record(&info, 1);
+        }
     }
 
     /// The table entry at `index`.
@@ -154,81 +219,59 @@ impl<M: Memory> Catalogue<M> {
         })
     }
 
-    /// Sets the entry at `index`, storing `data` for a new chunk, and moves references
-    /// from the replaced entry to the new one. Returns the encoded bytes newly stored.
+    /// Sets the entry at `index` of a table of `source`, storing `data` for a new
+    /// chunk, and adds the new entry's reference. The replaced entry, if it held a
+    /// reference, is pushed on `released`: the caller passes them to
+    /// [`Self::release_all`] once the whole batch is applied, so a chunk a batch
+    /// validated as present stays present until the batch ends.
+    ///
+    /// Returns the encoded bytes of `data` if `source` did not reference this chunk
+    /// before (whether the store already held it for another source is not revealed).
     ///
     /// The caller has verified the chunk: a non-zero entry either comes with verified
     /// `data` or names a hash the store holds.
+    #[allow(clippy::too_many_arguments)]
     pub fn set_entry(
         &mut self,
         store: &mut ChunkStore<M>,
+        source: Principal,
         id: SnapshotId,
         index: u32,
         entry: TableEntry,
         data: Option<(Codec, &[u8])>,
+        released: &mut Vec<((SnapshotId, u32), Hash256)>,
     ) -> u64 {
-        let mut stored = 0;
+        let mut new_bytes = 0;
         if !entry.zero {
-            stored = match data {
+            match data {
                 Some((codec, bytes)) => {
-                    store.add_ref_with_data(&entry.hash, entry.len, codec, bytes)
+                    if !self.source_holds(source, &entry.hash) {
+                        new_bytes = bytes.len() as u64;
+                    }
+                    store.add_ref_with_data(&entry.hash, entry.len, codec, bytes);
                 }
-                None => {
-                    store.add_ref(&entry.hash);
-                    0
-                }
-            };
+                None => store.add_ref(&entry.hash),
+            }
+            self.index_add((id, index), source, &entry.hash);
         }
         if let Some(old) = self.tables.insert((id, index), entry)
             && !old.zero
         {
-            store.release(&old.hash);
+            released.push(((id, index), old.hash));
         }
-        stored
+        new_bytes
     }
 
-    /// Copies `parent`'s entries below `count` into `child` as inherited entries.
-    pub fn inherit(
+    /// Releases the references `set_entry` replaced in tables of `source`.
+    pub fn release_all(
         &mut self,
         store: &mut ChunkStore<M>,
-        parent: SnapshotId,
-        child: SnapshotId,
-        count: u32,
+        source: Principal,
+        released: &[((SnapshotId, u32), Hash256)],
     ) {
-        if count == 0 {
-            return;
-        }
-        let inherited: Vec<(u32, TableEntry)> = self
-            .tables
-            .range((parent, 0)..=(parent, count - 1))
-            .map(|e| {
-                let ((_, index), entry) = e.into_pair();
-                (index, entry)
-            })
-            .collect();
-        for (index, entry) in inherited {
-            let entry = TableEntry {
-                set_here: false,
-                ..entry
-            };
-            self.set_entry(store, child, index, entry, None);
-        }
-    }
-
-    /// Deletes a snapshot: its table (releasing every chunk reference), its nonce and its
-    /// record. Chunks no other entry references are deleted by the store.
-    pub fn remove(&mut self, store: &mut ChunkStore<M>, id: SnapshotId) {
-        while let Some(e) = self.tables.range((id, 0)..=(id, u32::MAX)).next() {
-            let (key, entry) = e.into_pair();
-            self.tables.remove(&key);
-            if !entry.zero {
-                store.release(&entry.hash);
-            }
-        }
-        if let Some(record) = self.snapshots.remove(&id)
-            && self.nonces.get(&(record.creator, record.nonce)) == Some(id)
-        {
-            self.nonces.remove(&(record.creator, record.nonce));
+        for (key, hash) in released {
+            self.index_release(*key, source, hash);
+            store.release(hash);
         }
     }
 

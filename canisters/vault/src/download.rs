@@ -9,7 +9,8 @@
 use candid::Principal;
 use canvault_protocol::Hash256;
 use canvault_protocol::vault_api::{
-    ManifestEntry, ManifestPage, SnapshotId, SnapshotInfo, SnapshotState, StoredChunk, VaultError,
+    ListSnapshotsRequest, ManifestEntry, ManifestPage, SnapshotId, SnapshotInfo, SnapshotPage,
+    SnapshotState, StoredChunk, VaultError,
 };
 use ic_stable_structures::Memory;
 
@@ -18,17 +19,55 @@ use crate::vault::Vault;
 
 /// Most entries in one manifest page (about 0.6 MB of candid).
 pub const MAX_MANIFEST_PAGE: u32 = 10_000;
+/// Most snapshots in one catalogue page.
+pub const MAX_LIST_PAGE: u32 = 1_000;
+/// Most records one catalogue page looks at (a filtered page may come back short).
+pub const MAX_LIST_SCAN: usize = 20_000;
 /// Longest download lease, in seconds (7 days).
 pub const MAX_LEASE_SECONDS: u64 = 7 * 86_400;
+const DAY_NS: u64 = 86_400 * 1_000_000_000;
+/// Longest a snapshot stays pinned by one window of leases: renewals never extend a
+/// lease past 14 days after the window's first lease.
+pub const MAX_PIN_NS: u64 = 14 * DAY_NS;
+/// A window closes once its lease has been expired this long; only then can a new
+/// lease open a new window. So leases pin a snapshot at most 14 days in any 15, and
+/// retention always gets a day to delete it.
+pub const PIN_COOL_DOWN_NS: u64 = DAY_NS;
 
 impl<M: Memory> Vault<M> {
-    /// Snapshots, optionally of one source, in id order.
+    /// A page of snapshots, optionally of one source, in id order: at most
+    /// [`MAX_LIST_PAGE`] snapshots (about 1.5 MB of candid at worst: 256-byte labels,
+    /// 1 KiB failure reasons), found among at most [`MAX_LIST_SCAN`] records.
+    pub fn list_snapshot_page(&self, req: &ListSnapshotsRequest) -> SnapshotPage {
+        let limit = match req.limit {
+            Some(l) if l > 0 => l.min(MAX_LIST_PAGE),
+            _ => MAX_LIST_PAGE,
+        } as usize;
+        let mut page = SnapshotPage::default();
+        for (scanned, record) in self
+            .catalogue
+            .records_from(req.start.unwrap_or(0))
+            .enumerate()
+        {
+            if page.snapshots.len() == limit || scanned == MAX_LIST_SCAN {
+                page.next = Some(record.info.id);
+                break;
+            }
+            if req.source.is_none_or(|s| s == record.info.source) {
+                page.snapshots.push(record.info);
+            }
+        }
+        page
+    }
+
+    /// The first page of [`Self::list_snapshot_page`] (the original endpoint, kept for
+    /// callers that predate pages: it never answers more than one page).
     pub fn list_snapshots(&self, source: Option<Principal>) -> Vec<SnapshotInfo> {
-        self.catalogue
-            .records()
-            .map(|r| r.info)
-            .filter(|info| source.is_none_or(|s| s == info.source))
-            .collect()
+        self.list_snapshot_page(&ListSnapshotsRequest {
+            source,
+            ..ListSnapshotsRequest::default()
+        })
+        .snapshots
     }
 
     /// One snapshot.
@@ -89,11 +128,13 @@ impl<M: Memory> Vault<M> {
     }
 
     /// Pins a complete snapshot against retention for `seconds`; returns the lease's
-    /// expiry (ns). An existing longer lease is kept.
+    /// expiry (ns). An existing longer lease is kept; a renewal is cut at the end of the
+    /// lease window ([`MAX_PIN_NS`] after it opened).
     ///
     /// # Errors
     /// `SnapshotNotFound`, `WrongState` (not complete), `InvalidRequest` (0 or more
-    /// than [`MAX_LEASE_SECONDS`]).
+    /// than [`MAX_LEASE_SECONDS`], or the window is used up: a new one opens
+    /// [`PIN_COOL_DOWN_NS`] after the last lease expired).
     pub fn open_download(
         &mut self,
         id: SnapshotId,
@@ -109,10 +150,47 @@ impl<M: Memory> Vault<M> {
                 "a download lease lasts 1 to {MAX_LEASE_SECONDS} seconds, not {seconds}"
             )));
         }
+        let current = self.leases.get(&id);
+        let window_open = current.is_some_and(|e| now_ns < e.saturating_add(PIN_COOL_DOWN_NS));
+        // A lease from a module without windows opens its window now.
+        let start = self
+            .lease_starts
+            .get(&id)
+            .filter(|_| window_open)
+            .unwrap_or(now_ns);
+        let end = start.saturating_add(MAX_PIN_NS);
+        if now_ns >= end {
+            let reopen = current.unwrap_or(now_ns).saturating_add(PIN_COOL_DOWN_NS);
+            return Err(VaultError::InvalidRequest(format!(
+                "snapshot {id} has been pinned by leases for {} days: a new lease can open at {reopen} ns",
+                MAX_PIN_NS / DAY_NS
+            )));
+        }
         let expiry = now_ns
             .saturating_add(seconds * 1_000_000_000)
-            .max(self.leases.get(&id).unwrap_or(0));
+            .min(end)
+            .max(current.filter(|_| window_open).unwrap_or(0));
         self.leases.insert(id, expiry);
+        self.lease_starts.insert(id, start);
         Ok(expiry)
+    }
+
+    /// Forgets leases whose window closed.
+    pub(crate) fn drop_leases(&mut self, now_ns: u64) {
+        let closed: Vec<SnapshotId> = self
+            .leases
+            .iter()
+            .filter(|e| e.value().saturating_add(PIN_COOL_DOWN_NS) <= now_ns)
+            .map(|e| *e.key())
+            .collect();
+        for id in closed {
+            self.forget_lease(id);
+        }
+    }
+
+    /// Forgets the lease of `id` (deleted, or its window closed).
+    pub(crate) fn forget_lease(&mut self, id: SnapshotId) {
+        self.leases.remove(&id);
+        self.lease_starts.remove(&id);
     }
 }

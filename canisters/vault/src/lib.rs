@@ -21,14 +21,21 @@ pub mod backup;
 pub mod blocks;
 pub mod catalogue;
 pub mod download;
+pub mod ingress;
 pub mod memory;
 pub mod restore_driver;
 pub mod restore_job;
 pub mod retention;
 pub mod roles;
+pub mod root;
+pub mod slots;
 mod storable;
 pub mod store;
 pub mod vault;
+pub mod wire;
+
+#[cfg(test)]
+mod model_tests;
 
 use std::cell::RefCell;
 use std::time::Duration;
@@ -36,12 +43,13 @@ use std::time::Duration;
 use candid::Principal;
 use canvault_protocol::Hash256;
 use canvault_protocol::vault_api::{
-    BeginSnapshotRequest, BeginSnapshotResponse, CommitSnapshotRequest, ManifestPage,
-    PutChunksRequest, PutChunksResponse, RestoreJob, RetentionPolicy, Role, RoleChange, SnapshotId,
-    SnapshotInfo, StartRestoreRequest, StoredChunk, VaultError, VaultInit, VaultStatus,
+    BeginSnapshotRequest, BeginSnapshotResponse, CommitSnapshotRequest, ListSnapshotsRequest,
+    ManifestPage, PutChunksRequest, PutChunksResponse, RestoreJob, RetentionPolicy, Role,
+    RoleChange, SnapshotId, SnapshotInfo, SnapshotPage, StartRestoreRequest, StoredChunk,
+    VaultError, VaultInit, VaultStatus,
 };
 use ic_cdk::api::{canister_cycle_balance, msg_caller, stable_size, time};
-use ic_cdk::{init, post_upgrade, query, update};
+use ic_cdk::{init, inspect_message, post_upgrade, query, update};
 use ic_stable_structures::DefaultMemoryImpl;
 
 use crate::roles::Caller;
@@ -56,6 +64,16 @@ pub(crate) fn with_vault<R>(f: impl FnOnce(&mut Vault<DefaultMemoryImpl>) -> R) 
     VAULT.with_borrow_mut(f)
 }
 
+/// Instructions a message spends on table work (copies, releases, commit walks) before
+/// it leaves the rest to a later message: one DTS slice, a twentieth of the 40B update
+/// limit (one table entry costs well under 1M, so the overshoot is small).
+const WORK_INSTRUCTIONS: u64 = 2_000_000_000;
+
+/// The budget passed to the logic: true while this message is under [`WORK_INSTRUCTIONS`].
+pub(crate) fn within_budget() -> bool {
+    ic_cdk::api::instruction_counter() < WORK_INSTRUCTIONS
+}
+
 /// Checks that the caller holds `needed`, then runs `f`.
 fn as_role<R>(
     needed: Role,
@@ -65,6 +83,19 @@ fn as_role<R>(
         let caller = v.authorize(msg_caller(), needed)?;
         f(v, caller)
     })
+}
+
+/// Refuses ingress from the anonymous principal and from principals without the
+/// method's role before the vault pays for executing it (the methods check again).
+#[inspect_message]
+fn inspect_message() {
+    let method = ic_cdk::api::msg_method_name();
+    let sender = msg_caller();
+    let admitted =
+        with_vault(|v| ingress::admits(&method, sender, |role| v.authorize(sender, role).is_ok()));
+    if admitted {
+        ic_cdk::api::accept_message();
+    }
 }
 
 #[init]
@@ -81,11 +112,17 @@ fn post_upgrade(arg: Option<VaultInit>) {
     restore_driver::arm_timers();
 }
 
+/// `dataset`: an optional second argument (callers that predate it send one).
 #[update]
-fn begin_snapshot(req: BeginSnapshotRequest) -> Result<BeginSnapshotResponse, VaultError> {
-    as_role(Role::Writer, |v, caller| {
-        v.begin_snapshot(caller, req, time())
-    })
+fn begin_snapshot(
+    req: BeginSnapshotRequest,
+    dataset: Option<String>,
+) -> Result<BeginSnapshotResponse, VaultError> {
+    let begun = as_role(Role::Writer, |v, caller| {
+        v.begin_snapshot(caller, req, dataset, time(), &within_budget)
+    })?;
+    restore_driver::schedule_collect();
+    Ok(begun)
 }
 
 #[update]
@@ -95,9 +132,14 @@ fn put_chunks(req: PutChunksRequest) -> Result<PutChunksResponse, VaultError> {
 
 #[update]
 fn commit_snapshot(req: CommitSnapshotRequest) -> Result<SnapshotInfo, VaultError> {
-    let info = as_role(Role::Writer, |v, caller| {
-        v.commit_snapshot(caller, &req, time())
-    })?;
+    let committed = as_role(Role::Writer, |v, caller| {
+        v.commit_snapshot(caller, &req, time(), &within_budget)
+    });
+    if matches!(committed, Err(VaultError::InUse(_))) {
+        // The table-work chain walks on meanwhile, so retries find it further along.
+        restore_driver::schedule_collect();
+    }
+    let info = committed?;
     restore_driver::schedule_retention();
     Ok(info)
 }
@@ -112,6 +154,11 @@ fn abort_snapshot(id: SnapshotId, reason: String) -> Result<(), VaultError> {
 #[query]
 fn list_snapshots(source: Option<Principal>) -> Result<Vec<SnapshotInfo>, VaultError> {
     as_role(Role::Reader, |v, _| Ok(v.list_snapshots(source)))
+}
+
+#[query]
+fn list_snapshot_page(req: ListSnapshotsRequest) -> Result<SnapshotPage, VaultError> {
+    as_role(Role::Reader, |v, _| Ok(v.list_snapshot_page(&req)))
 }
 
 #[query]
@@ -136,7 +183,10 @@ fn open_download(id: SnapshotId, seconds: u64) -> Result<u64, VaultError> {
 
 #[update]
 fn delete_snapshot(id: SnapshotId) -> Result<(), VaultError> {
-    as_role(Role::Owner, |v, _| v.delete_snapshot(id))
+    if as_role(Role::Owner, |v, _| v.delete_snapshot(id, &within_budget))? {
+        restore_driver::schedule_collect();
+    }
+    Ok(())
 }
 
 #[update]
@@ -149,9 +199,11 @@ fn set_retention(policy: RetentionPolicy) -> Result<(), VaultError> {
 
 #[update]
 fn apply_retention() -> Result<Vec<SnapshotId>, VaultError> {
-    let pass = as_role(Role::Owner, |v, _| Ok(v.apply_retention(time())))?;
+    let pass = as_role(Role::Owner, |v, _| {
+        Ok(v.apply_retention(time(), &within_budget))
+    })?;
     if pass.more {
-        restore_driver::schedule_retention();
+        restore_driver::schedule_collect();
     }
     Ok(pass.deleted)
 }
@@ -185,8 +237,9 @@ fn list_restores() -> Result<Vec<RestoreJob>, VaultError> {
 
 #[query]
 fn status() -> Result<VaultStatus, VaultError> {
-    with_vault(|v| {
-        v.authorize_any(msg_caller())?;
+    // Readers and owners only: the store gauges would tell a writer whether chunks it
+    // sends were already stored by another source.
+    as_role(Role::Reader, |v, _| {
         Ok(v.status(Platform {
             stable_memory_bytes: stable_size() * 65_536,
             cycles: canister_cycle_balance(),

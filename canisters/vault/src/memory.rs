@@ -17,6 +17,21 @@
 //! | 8  | `StableBTreeMap<(Principal, u64), u64>` nonces   | `catalogue`       |
 //! | 9  | `StableBTreeMap<u64, u64>` download leases       | `vault`           |
 //! | 10 | `StableBTreeMap<u64, JobRecord>` restore jobs    | `restore_job`     |
+//! | 11 | `StableBTreeMap<u64, Principal>` deletion queue   | `catalogue`       |
+//! | 12 | `StableBTreeMap<u64, (u64, u32)>` table copies   | `catalogue`       |
+//! | 13 | `StableBTreeMap<u64, CommitProgress>` commits    | `catalogue`       |
+//! | 14 | `StableBTreeMap<u64, u64>` lease window starts   | `download`        |
+//! | 15 | `StableCell<Counters>` gauges, index cursor      | `catalogue`       |
+//! | 16 | `StableBTreeMap<Principal, u32>` open per source | `catalogue`       |
+//! | 17 | `StableBTreeMap<(Principal, [u8; 32]), u64>` per-source references | `catalogue` |
+//!
+//! Ids 11 to 17 were added by the hardening of issue #10. A vault upgraded from an older
+//! module finds them empty. For 11 to 14 that is their correct initial state (nothing
+//! was pending, no lease window recorded: a live lease's window starts at its next
+//! renewal). 15 to 17 are derived from the catalogue: an empty `Counters` cell
+//! (generation 0) makes `Catalogue::init` rebuild the counters from the records, and
+//! start the per-source reference index at table key (0, 0), which the table-work
+//! chain then builds in budgeted steps (see `catalogue::index`).
 
 use ic_stable_structures::Memory;
 use ic_stable_structures::memory_manager::{MemoryId, MemoryManager, VirtualMemory};
@@ -43,6 +58,20 @@ pub const NONCES: MemoryId = MemoryId::new(8);
 pub const LEASES: MemoryId = MemoryId::new(9);
 /// Restore jobs.
 pub const JOBS: MemoryId = MemoryId::new(10);
+/// Snapshots deleted whose tables are still being released (snapshot to source).
+pub const DOOMED: MemoryId = MemoryId::new(11);
+/// Tables still being copied from a parent (child to (parent, next index)).
+pub const INHERITS: MemoryId = MemoryId::new(12);
+/// Commits in progress (snapshot to its partial root).
+pub const COMMITS: MemoryId = MemoryId::new(13);
+/// When each snapshot's current lease window began (ns).
+pub const LEASE_STARTS: MemoryId = MemoryId::new(14);
+/// Snapshot counters and the per-source index's build cursor.
+pub const COUNTERS: MemoryId = MemoryId::new(15);
+/// In-progress snapshots per source.
+pub const OPEN_BY_SOURCE: MemoryId = MemoryId::new(16);
+/// Table entries per (source, chunk hash).
+pub const SOURCE_REFS: MemoryId = MemoryId::new(17);
 
 /// The memory type every structure of the vault is built on.
 pub type Vm<M> = VirtualMemory<M>;

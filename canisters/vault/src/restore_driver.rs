@@ -1,5 +1,9 @@
-//! Timers: the restore push and the hourly housekeeping. The only module besides
-//! `lib.rs` that uses the system API.
+//! Timers: the restore push, retention, table work, and the hourly housekeeping. The
+//! only module besides `lib.rs` that uses the system API.
+//!
+//! Housekeeping arms three independent things, each in its own message, so a failure of
+//! one never stops the others: a retention pass, the table-work chain (`collect`), and a
+//! timer for every active restore job whose step is not running.
 //!
 //! Each restore step runs in its own timer execution: read the next step from the job
 //! record (sync), make the calls (async, bounded wait), record the outcome (sync), and
@@ -7,8 +11,7 @@
 //! only progress, so a lost timer (upgrade, trap) is re-armed by `post_upgrade` or the
 //! hourly housekeeping and the job resumes where it was.
 
-use std::cell::RefCell;
-use std::collections::BTreeSet;
+use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
 use candid::{CandidType, Principal};
@@ -18,7 +21,8 @@ use ic_cdk::call::{Call, CallFailed};
 use serde::de::DeserializeOwned;
 
 use crate::restore_job::{Failure, Outcome, Step};
-use crate::with_vault;
+use crate::slots::Slots;
+use crate::{with_vault, within_budget};
 
 /// Push calls in flight per job.
 const IN_FLIGHT: usize = 4;
@@ -27,42 +31,67 @@ const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(3_600);
 
 thread_local! {
     /// Jobs with a timer armed or a step running: at most one of either per job.
-    static BUSY: RefCell<BTreeSet<u64>> = const { RefCell::new(BTreeSet::new()) };
+    static BUSY: RefCell<Slots> = RefCell::new(Slots::default());
+    /// True while a table-work timer is armed (reset hourly, in case one trapped).
+    static COLLECT_ARMED: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Removes a job from `BUSY` when its step ends, even if the step traps.
+/// Frees a job's slot when its step ends. A trap after an `await` drops it (ic-cdk
+/// cleans the future up); a trap before the first `await` rolls the step back, which
+/// [`Slots`] recognises as a lost timer.
 struct Busy(u64);
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        BUSY.with_borrow_mut(|b| b.remove(&self.0));
+        BUSY.with_borrow_mut(|b| b.finish(self.0));
     }
 }
 
-/// Arms the housekeeping interval and every active restore job (install, upgrade).
+/// Arms the housekeeping interval, the table work, and every active restore job
+/// (install, upgrade).
 pub fn arm_timers() {
     ic_cdk_timers::set_timer_interval(HOUSEKEEPING_EVERY, || async {
-        retention_pass();
+        schedule_retention();
+        COLLECT_ARMED.set(false);
+        schedule_collect();
         resume_jobs();
     });
+    schedule_collect();
     resume_jobs();
 }
 
-/// Runs a retention pass in its own message (after a commit, or to continue one).
+/// Runs a retention pass in its own message (after a commit, or hourly).
 pub fn schedule_retention() {
     ic_cdk_timers::set_timer(Duration::ZERO, async { retention_pass() });
 }
 
-/// One budgeted retention pass; continues in a new message while work is left.
-fn retention_pass() {
-    if with_vault(|v| v.apply_retention(time())).more {
-        schedule_retention();
+/// Arms one table-work step unless one is armed.
+pub fn schedule_collect() {
+    if !COLLECT_ARMED.replace(true) {
+        ic_cdk_timers::set_timer(Duration::ZERO, async { collect_step() });
     }
 }
 
-/// Arms the next step of job `id` after `delay`, unless one is armed or running.
+/// One retention pass; its table work continues in the table-work chain.
+fn retention_pass() {
+    if with_vault(|v| v.apply_retention(time(), &within_budget)).more {
+        schedule_collect();
+    }
+}
+
+/// One budgeted step of table work; arms the next while work is left.
+fn collect_step() {
+    COLLECT_ARMED.set(false);
+    if !with_vault(|v| v.collect(&within_budget)) {
+        schedule_collect();
+    }
+}
+
+/// Arms the next step of job `id` after `delay`, unless one is armed or running (an
+/// armed one long overdue lost its timer and is armed again).
 pub fn schedule(id: u64, delay: Duration) {
-    if BUSY.with_borrow_mut(|b| b.insert(id)) {
+    let delay_ns = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
+    if BUSY.with_borrow_mut(|b| b.arm(id, time(), delay_ns)) {
         ic_cdk_timers::set_timer(delay, run_step(id));
     }
 }
@@ -74,6 +103,9 @@ fn resume_jobs() {
 }
 
 async fn run_step(id: u64) {
+    if !BUSY.with_borrow_mut(|b| b.start(id)) {
+        return; // a re-armed duplicate of a step that is running after all
+    }
     let busy = Busy(id);
     let Some((target, step)) = with_vault(|v| v.restore_step(id, IN_FLIGHT)) else {
         return;
@@ -138,8 +170,7 @@ async fn call<A: CandidType, T: CandidType + DeserializeOwned>(
                 Failure::Retry(format!("{method} not sent: {e}"))
             }
         })?;
-    let reply: Result<T, KitError> = response
-        .candid()
+    let reply: Result<T, KitError> = crate::wire::decode_reply(&response)
         .map_err(|e| Failure::Permanent(format!("{method}: unexpected reply: {e}")))?;
     reply.map_err(|e| Failure::Permanent(format!("{method}: the target refused: {e}")))
 }

@@ -1,7 +1,9 @@
 //! Retention: which snapshots to delete. A pure function of the catalogue, the policy,
 //! the time and the pinned set, so it is tested against a brute-force model.
 //!
-//! Per source, over its complete snapshots ordered newest first by
+//! Per (source, data set) — a source's own image is one group, each data set it backs
+//! up another, so one user's data set never evicts another's on a shared (personal)
+//! vault — over its complete snapshots ordered newest first by
 //! (`created_at_ns`, id) — the point in time the image was taken — a snapshot is kept if
 //! any rule keeps it:
 //! - it is the newest (always kept, whatever the policy);
@@ -45,6 +47,8 @@ pub struct Candidate {
     pub id: SnapshotId,
     /// Its source.
     pub source: Principal,
+    /// Its data set (`None`: the source's image).
+    pub dataset: Option<String>,
     /// Its state.
     pub kind: Kind,
     /// When it was begun (ns).
@@ -80,12 +84,15 @@ pub fn plan(
     now_ns: u64,
     pinned: &BTreeSet<SnapshotId>,
 ) -> Plan {
-    let mut complete: BTreeMap<Principal, Vec<&Candidate>> = BTreeMap::new();
+    let mut complete: BTreeMap<(Principal, Option<&str>), Vec<&Candidate>> = BTreeMap::new();
     let mut plan = Plan::default();
     for s in snapshots {
         let idle = now_ns.saturating_sub(s.updated_at_ns);
         match s.kind {
-            Kind::Complete => complete.entry(s.source).or_default().push(s),
+            Kind::Complete => complete
+                .entry((s.source, s.dataset.as_deref()))
+                .or_default()
+                .push(s),
             Kind::Failed if idle >= FAILED_GRACE_NS && !pinned.contains(&s.id) => {
                 plan.delete.push(s.id)
             }

@@ -82,8 +82,12 @@ impl<M: Memory> Roles<M> {
         }
     }
 
-    /// Grants `role` to `principal`.
+    /// Grants `role` to `principal`; never to the anonymous principal (an install
+    /// argument naming it is ignored there).
     pub fn grant(&mut self, principal: Principal, role: Role) {
+        if principal == Principal::anonymous() {
+            return;
+        }
         let bits = self.bits.get(&principal).unwrap_or(0) | bit(role);
         self.bits.insert(principal, bits);
     }
@@ -91,8 +95,17 @@ impl<M: Memory> Roles<M> {
     /// Applies grants and revocations in order, all or nothing.
     ///
     /// # Errors
-    /// [`VaultError::InvalidRequest`] if no owner would remain.
+    /// [`VaultError::InvalidRequest`] if a change grants a role to the anonymous
+    /// principal (anyone could then act with it), or if no owner would remain.
     pub fn apply(&mut self, changes: &[RoleChange]) -> Result<(), VaultError> {
+        if changes
+            .iter()
+            .any(|c| c.grant && c.principal == Principal::anonymous())
+        {
+            return Err(VaultError::InvalidRequest(
+                "the anonymous principal cannot hold a role".to_string(),
+            ));
+        }
         let mut touched: BTreeMap<Principal, u8> = BTreeMap::new();
         for change in changes {
             let current = touched
@@ -194,5 +207,32 @@ mod tests {
             .apply(&[change(2, Role::Owner, true), change(1, Role::Owner, false)])
             .expect("another owner remains");
         assert_eq!(roles.list(), vec![(p(2), Role::Owner)]);
+    }
+
+    #[test]
+    fn should_refuse_a_role_for_the_anonymous_principal() {
+        let mut roles = Roles::init(VectorMemory::default());
+        roles.grant(p(1), Role::Owner);
+        roles.grant(Principal::anonymous(), Role::Reader);
+        assert_eq!(roles.list(), vec![(p(1), Role::Owner)]);
+        let grant = RoleChange {
+            principal: Principal::anonymous(),
+            role: Role::Writer,
+            grant: true,
+        };
+        assert!(matches!(
+            roles.apply(&[grant.clone()]),
+            Err(VaultError::InvalidRequest(m)) if m.contains("anonymous")
+        ));
+        assert!(
+            roles
+                .authorize(Principal::anonymous(), Role::Writer)
+                .is_err()
+        );
+        let revoke = RoleChange {
+            grant: false,
+            ..grant
+        };
+        roles.apply(&[revoke]).expect("revoking is always allowed");
     }
 }

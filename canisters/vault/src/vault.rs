@@ -17,7 +17,7 @@ use canvault_protocol::vault_api::{
 use ic_stable_structures::{Memory, StableBTreeMap, StableCell};
 use serde::Deserialize;
 
-use crate::catalogue::Catalogue;
+use crate::catalogue::{Budget, Catalogue, CatalogueMemories};
 use crate::memory::{self, Memories, Vm};
 use crate::restore_job::Jobs;
 use crate::retention::{self, Candidate, Kind};
@@ -41,17 +41,12 @@ pub struct Config {
 
 candid_storable!(Config);
 
-/// Most chunk-table entries one retention pass releases. Releasing one costs about
-/// 100k instructions, so a pass stays far below the 40B-instruction message limit;
-/// what is left goes in the next pass.
-pub const RETENTION_ENTRY_BUDGET: u64 = 150_000;
-
 /// What a retention pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RetentionPass {
     /// Snapshots deleted, in id order.
     pub deleted: Vec<SnapshotId>,
-    /// True if the budget ran out before every planned deletion.
+    /// True if deleted tables are still being released (continue with [`Vault::collect`]).
     pub more: bool,
 }
 
@@ -72,6 +67,8 @@ pub struct Vault<M: Memory> {
     pub(crate) catalogue: Catalogue<Vm<M>>,
     /// Download leases: snapshot to expiry (ns).
     pub(crate) leases: StableBTreeMap<SnapshotId, u64, Vm<M>>,
+    /// When each lease's window began (ns): see `download::MAX_PIN_NS`.
+    pub(crate) lease_starts: StableBTreeMap<SnapshotId, u64, Vm<M>>,
     pub(crate) jobs: Jobs<Vm<M>>,
 }
 
@@ -88,12 +85,19 @@ impl<M: Memory> Vault<M> {
                 m.get(memory::BLOCK_HEAP),
                 m.get(memory::FREE_BLOCKS),
             ),
-            catalogue: Catalogue::init(
-                m.get(memory::SNAPSHOTS),
-                m.get(memory::TABLES),
-                m.get(memory::NONCES),
-            ),
+            catalogue: Catalogue::init(CatalogueMemories {
+                snapshots: m.get(memory::SNAPSHOTS),
+                tables: m.get(memory::TABLES),
+                nonces: m.get(memory::NONCES),
+                doomed: m.get(memory::DOOMED),
+                inherits: m.get(memory::INHERITS),
+                commits: m.get(memory::COMMITS),
+                counters: m.get(memory::COUNTERS),
+                open: m.get(memory::OPEN_BY_SOURCE),
+                source_refs: m.get(memory::SOURCE_REFS),
+            }),
             leases: StableBTreeMap::init(m.get(memory::LEASES)),
+            lease_starts: StableBTreeMap::init(m.get(memory::LEASE_STARTS)),
             jobs: Jobs::init(m.get(memory::JOBS)),
         }
     }
@@ -153,24 +157,50 @@ impl<M: Memory> Vault<M> {
         self.update_config(|c| c.retention = policy);
     }
 
-    /// Deletes a snapshot and releases its chunks.
+    /// Deletes a snapshot: it leaves the catalogue at once; its chunk table is released
+    /// within `budget`, the rest by later [`Self::collect`] steps. Returns `true` if
+    /// tables remain to release.
     ///
     /// # Errors
-    /// `SnapshotNotFound`; `InUse` while an active restore job reads it.
-    pub fn delete_snapshot(&mut self, id: SnapshotId) -> Result<(), VaultError> {
+    /// `SnapshotNotFound`; `InUse` while an active restore job reads it or a child's
+    /// table is still being copied from it.
+    pub fn delete_snapshot(
+        &mut self,
+        id: SnapshotId,
+        budget: Budget<'_>,
+    ) -> Result<bool, VaultError> {
         self.catalogue
             .get(id)
             .ok_or(VaultError::SnapshotNotFound(id))?;
-        if self.jobs.active_snapshots().contains(&id) {
+        if self.jobs.active_snapshots().contains(&id)
+            || self.catalogue.inherit_parents().contains(&id)
+        {
             return Err(VaultError::InUse(id));
         }
-        self.leases.remove(&id);
-        self.catalogue.remove(&mut self.store, id);
-        Ok(())
+        self.forget_lease(id);
+        self.catalogue.doom(id);
+        Ok(!self.collect(budget))
     }
 
-    /// Snapshots retention must not delete: read by an active restore, or under an
-    /// unexpired download lease.
+    /// Does queued table work within `budget`: copies of parent tables and commit walks
+    /// first (writers wait on them), then releases of deleted tables, then the build of
+    /// the per-source index after an upgrade. Returns `true` when nothing is left.
+    pub fn collect(&mut self, budget: Budget<'_>) -> bool {
+        for child in self.catalogue.pending_inherits() {
+            if !self
+                .catalogue
+                .advance_inherit(&mut self.store, child, budget)
+            {
+                return false;
+            }
+        }
+        self.catalogue.advance_commits(budget)
+            && self.catalogue.collect(&mut self.store, budget)
+            && self.catalogue.build_index(budget)
+    }
+
+    /// Snapshots retention must not delete: read by an active restore, under an
+    /// unexpired download lease, or being copied into a child.
     pub fn pinned(&self, now_ns: u64) -> BTreeSet<SnapshotId> {
         let mut pinned = self.jobs.active_snapshots();
         pinned.extend(
@@ -179,34 +209,24 @@ impl<M: Memory> Vault<M> {
                 .filter(|e| e.value() > now_ns)
                 .map(|e| *e.key()),
         );
+        pinned.extend(self.catalogue.inherit_parents());
         pinned
     }
 
     /// Runs a retention pass: abandons stale uploads, deletes what the policy does not
-    /// keep (chunks no longer referenced go with them), drops expired leases. Deletes
-    /// at most [`RETENTION_ENTRY_BUDGET`] table entries' worth of snapshots (at least
-    /// one); `more` says another pass has work left.
-    pub fn apply_retention(&mut self, now_ns: u64) -> RetentionPass {
-        self.apply_retention_within(now_ns, RETENTION_ENTRY_BUDGET)
-    }
-
-    /// [`Self::apply_retention`] with an explicit entry budget.
-    pub fn apply_retention_within(&mut self, now_ns: u64, budget: u64) -> RetentionPass {
-        let expired: Vec<SnapshotId> = self
-            .leases
-            .iter()
-            .filter(|e| e.value() <= now_ns)
-            .map(|e| *e.key())
-            .collect();
-        for id in expired {
-            self.leases.remove(&id);
-        }
+    /// keep, forgets leases whose window closed. Deleting a snapshot only takes it out of the catalogue
+    /// (cheap); releasing the tables (and the chunks no longer referenced) is table work
+    /// done within `budget`, so one huge snapshot never makes a pass fail, and never
+    /// keeps the others from being deleted. `more` says table work is left.
+    pub fn apply_retention(&mut self, now_ns: u64, budget: Budget<'_>) -> RetentionPass {
+        self.drop_leases(now_ns);
         let candidates: Vec<Candidate> = self
             .catalogue
             .records()
             .map(|r| Candidate {
                 id: r.info.id,
                 source: r.info.source,
+                dataset: r.info.dataset,
                 kind: match r.info.state {
                     SnapshotState::InProgress => Kind::InProgress,
                     SnapshotState::Complete => Kind::Complete,
@@ -228,43 +248,28 @@ impl<M: Memory> Vault<M> {
                 reason: "abandoned: no chunk arrived for 7 days".to_string(),
             };
             record.updated_at_ns = now_ns;
+            self.catalogue.reset_commit(id);
             self.catalogue.save(record);
         }
-        let mut pass = RetentionPass::default();
-        let mut spent = 0;
-        for id in plan.delete {
-            let record = self.catalogue.get(id).expect("planned from the catalogue");
-            let cost = u64::from(record.info.chunk_count).max(1);
-            if !pass.deleted.is_empty() && spent + cost > budget {
-                pass.more = true;
-                break;
-            }
-            spent += cost;
-            self.catalogue.remove(&mut self.store, id);
-            pass.deleted.push(id);
+        for id in &plan.delete {
+            self.forget_lease(*id);
+            self.catalogue.doom(*id);
         }
-        pass
+        RetentionPass {
+            deleted: plan.delete,
+            more: !self.collect(budget),
+        }
     }
 
-    /// Gauges for monitoring.
+    /// Gauges for monitoring, from counters kept up to date (O(1)). The chunk gauges
+    /// lag deletions until their tables are released.
     pub fn status(&self, platform: Platform) -> VaultStatus {
-        let (mut in_progress, mut complete, mut failed) = (0, 0, 0);
-        let mut last_complete_at_ns = None;
-        for r in self.catalogue.records() {
-            match r.info.state {
-                SnapshotState::InProgress => in_progress += 1,
-                SnapshotState::Complete => {
-                    complete += 1;
-                    last_complete_at_ns = last_complete_at_ns.max(r.info.completed_at_ns);
-                }
-                SnapshotState::Failed { .. } => failed += 1,
-            }
-        }
+        let c = self.catalogue.counters();
         VaultStatus {
             chunks: self.store.len(),
             chunk_bytes: self.store.encoded_bytes(),
-            snapshots: (in_progress, complete, failed),
-            last_complete_at_ns,
+            snapshots: (c.in_progress, c.complete, c.failed),
+            last_complete_at_ns: c.last_complete_at_ns,
             stable_memory_bytes: platform.stable_memory_bytes,
             cycles: platform.cycles,
             retention: self.config.get().retention,
@@ -290,3 +295,6 @@ impl<M: Memory> Vault<M> {
         id
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -30,10 +30,10 @@ pub enum Role {
 }
 
 /// Which snapshots survive retention. A snapshot is kept if any rule keeps it; the
-/// newest complete snapshot of each source is always kept.
+/// newest complete snapshot of each (source, data set) is always kept.
 #[derive(CandidType, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetentionPolicy {
-    /// The newest `keep_last` complete snapshots per source.
+    /// The newest `keep_last` complete snapshots per (source, data set).
     pub keep_last: u32,
     /// The newest complete snapshot of each of the last `keep_daily` days that have one.
     pub keep_daily: u32,
@@ -105,6 +105,29 @@ pub struct SnapshotInfo {
     pub new_bytes: u64,
     /// A free-form label.
     pub label: Option<String>,
+    /// The app-defined data set it backs up (`None`: the source's own image). Retention
+    /// works per (source, data set).
+    pub dataset: Option<String>,
+}
+
+/// A page of the catalogue (`list_snapshot_page`).
+#[derive(CandidType, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListSnapshotsRequest {
+    /// Only this source's snapshots.
+    pub source: Option<Principal>,
+    /// The first snapshot id to look at (a previous page's `next`).
+    pub start: Option<SnapshotId>,
+    /// Most snapshots wanted (absent, 0 or above the vault's page size: the page size).
+    pub limit: Option<u32>,
+}
+
+/// Snapshots in id order, and where the next page starts.
+#[derive(CandidType, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct SnapshotPage {
+    /// The snapshots (may be fewer than asked, even none, while `next` is set).
+    pub snapshots: Vec<SnapshotInfo>,
+    /// The `start` of the next page; absent at the end of the catalogue.
+    pub next: Option<SnapshotId>,
 }
 
 /// Starts a snapshot.
@@ -401,8 +424,9 @@ pub enum VaultError {
     /// The request is malformed (bad geometry, oversize batch...).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
-    /// The snapshot is in use (restore or download in progress).
-    #[error("snapshot {0} is in use by a restore")]
+    /// The snapshot is in use or busy: read by a restore, being copied into a child,
+    /// or its own table work (parent copy, commit walk) is not finished. Retry later.
+    #[error("snapshot {0} is in use or busy: retry later")]
     InUse(SnapshotId),
     /// No such restore job.
     #[error("restore job {0} not found")]

@@ -15,6 +15,11 @@ use crate::roles::Caller;
 
 pub(crate) const CS: u32 = 64 * 1024;
 
+/// A budget that never runs out.
+pub(crate) fn unlimited() -> bool {
+    true
+}
+
 pub(crate) fn owner() -> Caller {
     Caller {
         principal: Principal::from_slice(&[1; 10]),
@@ -75,7 +80,9 @@ pub(crate) fn begin(
         label: None,
         source: None,
     };
-    v.begin_snapshot(who, req, 1).expect("begin").snapshot_id
+    v.begin_snapshot(who, req, None, 1, &unlimited)
+        .expect("begin")
+        .snapshot_id
 }
 
 pub(crate) fn send(
@@ -108,6 +115,7 @@ pub(crate) fn commit(
             root,
         },
         3,
+        &unlimited,
     )
 }
 
@@ -267,7 +275,9 @@ fn should_treat_resends_as_no_ops_and_conflicts_as_errors() {
                 label: None,
                 source: None,
             },
+            None,
             5,
+            &unlimited,
         )
         .expect_err("nonce reused with another size");
     assert!(matches!(err, VaultError::InvalidRequest(_)));
@@ -302,6 +312,7 @@ fn should_keep_a_snapshot_in_progress_until_complete_and_correct() {
                 root: wrong,
             },
             4,
+            &unlimited,
         )
         .expect_err("wrong root");
     assert!(matches!(err, VaultError::RootMismatch { sent, .. } if sent == wrong));
@@ -337,7 +348,9 @@ fn should_inherit_the_parent_table_and_report_unknown_hashes() {
                 label: None,
                 source: None,
             },
+            None,
             5,
+            &unlimited,
         )
         .expect("begin");
     assert_eq!(resp.parent, Some(parent));
@@ -348,7 +361,8 @@ fn should_inherit_the_parent_table_and_report_unknown_hashes() {
     send(&mut v, writer(0), resp.snapshot_id, vec![put(&next, 4)]).expect("data");
     commit(&mut v, writer(0), resp.snapshot_id, &next).expect("commit");
     assert_refcounts(&v);
-    v.delete_snapshot(parent).expect("delete parent");
+    v.delete_snapshot(parent, &unlimited)
+        .expect("delete parent");
     assert_refcounts(&v);
     let chunk = v
         .get_chunk(&put(&next, 1).hash)
@@ -383,11 +397,11 @@ fn should_only_let_sources_write_their_own_snapshots() {
         source: Some(writer(1).principal),
     };
     assert!(matches!(
-        v.begin_snapshot(writer(0), req.clone(), 1),
+        v.begin_snapshot(writer(0), req.clone(), None, 1, &unlimited),
         Err(VaultError::InvalidRequest(_))
     ));
     let upload = v
-        .begin_snapshot(owner(), req, 1)
+        .begin_snapshot(owner(), req, None, 1, &unlimited)
         .expect("owners upload for a source");
     assert_eq!(
         v.get_snapshot(upload.snapshot_id).map(|i| i.source),
@@ -415,16 +429,19 @@ fn should_collect_unreferenced_chunks_and_keep_pinned_snapshots() {
             5,
         )
         .expect("start");
-    assert_eq!(v.delete_snapshot(ids[0]), Err(VaultError::InUse(ids[0])));
     assert_eq!(
-        v.apply_retention(10).deleted,
+        v.delete_snapshot(ids[0], &unlimited),
+        Err(VaultError::InUse(ids[0]))
+    );
+    assert_eq!(
+        v.apply_retention(10, &unlimited).deleted,
         vec![ids[1]],
         "pinned by the restore job"
     );
     assert_refcounts(&v);
     assert!(v.get_chunk(&put(&image(4, 10), 1).hash).is_err());
     v.jobs.map.remove(&job.id);
-    assert_eq!(v.apply_retention(10).deleted, vec![ids[0]]);
+    assert_eq!(v.apply_retention(10, &unlimited).deleted, vec![ids[0]]);
     assert_refcounts(&v);
     assert_eq!(v.store.len(), 2, "only the newest snapshot's chunks remain");
     let update = [RoleChange {
@@ -433,6 +450,16 @@ fn should_collect_unreferenced_chunks_and_keep_pinned_snapshots() {
         grant: false,
     }];
     assert!(v.update_roles(&update).is_err(), "the last owner stays");
+}
+
+/// A budget allowing `n` more checks (one per table entry of work).
+pub(crate) fn steps(n: u32) -> impl Fn() -> bool {
+    let left = std::cell::Cell::new(n);
+    move || {
+        let l = left.get().saturating_sub(1);
+        left.set(l);
+        l > 0
+    }
 }
 
 #[test]
@@ -446,9 +473,18 @@ fn should_spread_large_deletions_over_passes() {
     let ids: Vec<u64> = (0..4)
         .map(|n| backup(&mut v, writer(0), &image(5, 20 * n as u8), n))
         .collect();
-    let pass = v.apply_retention_within(10, 7);
-    assert_eq!((pass.deleted, pass.more), (vec![ids[0]], true), "5 + 5 > 7");
-    let pass = v.apply_retention_within(10, 10);
-    assert_eq!((pass.deleted, pass.more), (vec![ids[1], ids[2]], false));
+    let pass = v.apply_retention(10, &steps(7));
+    assert_eq!(
+        (pass.deleted, pass.more),
+        (vec![ids[0], ids[1], ids[2]], true),
+        "all three leave the catalogue at once; 15 entries do not fit in 7 steps"
+    );
+    assert_eq!(v.list_snapshots(None).len(), 1);
+    assert_eq!(v.catalogue.doomed_count(), 2);
     assert_refcounts(&v);
+    assert!(!v.collect(&steps(7)), "work left");
+    assert!(v.collect(&steps(10)));
+    assert_eq!(v.catalogue.doomed_count(), 0);
+    assert_refcounts(&v);
+    assert_eq!(v.store.len(), 3, "the kept snapshot's 3 non-zero chunks");
 }

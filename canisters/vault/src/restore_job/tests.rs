@@ -169,7 +169,8 @@ fn should_fail_at_once_on_a_permanent_error() {
             reason: "no restore is armed".into()
         }
     );
-    v.delete_snapshot(snap).expect("unpinned");
+    v.delete_snapshot(snap, &crate::backup::tests::unlimited)
+        .expect("unpinned");
 }
 
 #[test]

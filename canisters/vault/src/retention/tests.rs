@@ -14,6 +14,7 @@ fn complete(id: u64, src: u8, created_at_ns: u64) -> Candidate {
     Candidate {
         id,
         source: source(src),
+        dataset: None,
         kind: Kind::Complete,
         created_at_ns,
         updated_at_ns: created_at_ns,
@@ -49,7 +50,9 @@ fn model(
             Kind::Complete => {
                 let group: Vec<&Candidate> = snapshots
                     .iter()
-                    .filter(|t| t.kind == Kind::Complete && t.source == s.source)
+                    .filter(|t| {
+                        t.kind == Kind::Complete && t.source == s.source && t.dataset == s.dataset
+                    })
                     .collect();
                 let key = |t: &Candidate| (t.created_at_ns, t.id);
                 let newer = group.iter().filter(|t| key(t) > key(s)).count();
@@ -81,7 +84,7 @@ fn model(
 }
 
 fn arb_case() -> impl Strategy<Value = (Vec<Candidate>, RetentionPolicy, u64, BTreeSet<u64>)> {
-    let snapshot = (0u8..3, 0u8..4, 0u64..(40 * 24), 0u64..(10 * 24));
+    let snapshot = (0u8..3, 0u8..4, 0u64..(40 * 24), 0u64..(10 * 24), 0u8..3);
     (
         prop::collection::vec(snapshot, 0..40),
         (0u32..4, 0u32..5, 0u32..4),
@@ -91,9 +94,10 @@ fn arb_case() -> impl Strategy<Value = (Vec<Candidate>, RetentionPolicy, u64, BT
             let snapshots: Vec<Candidate> = raw
                 .into_iter()
                 .enumerate()
-                .map(|(i, (src, kind, created_h, idle_h))| Candidate {
+                .map(|(i, (src, kind, created_h, idle_h, set))| Candidate {
                     id: i as u64,
                     source: source(src),
+                    dataset: (set > 0).then(|| format!("set {set}")),
                     kind: match kind {
                         0 => Kind::InProgress,
                         1 => Kind::Failed,
@@ -118,11 +122,11 @@ proptest! {
             let s = snapshots.iter().find(|s| s.id == *id).expect("deletes only known ids");
             prop_assert!(s.kind != Kind::InProgress, "in-progress snapshot {} deleted", id);
         }
-        let newest: BTreeMap<Principal, u64> = snapshots
+        let newest: BTreeMap<(Principal, Option<String>), u64> = snapshots
             .iter()
             .filter(|s| s.kind == Kind::Complete)
             .fold(BTreeMap::new(), |mut m, s| {
-                let best = m.entry(s.source).or_insert(s.id);
+                let best = m.entry((s.source, s.dataset.clone())).or_insert(s.id);
                 let b = &snapshots[*best as usize];
                 if (s.created_at_ns, s.id) > (b.created_at_ns, b.id) {
                     *best = s.id;
@@ -181,6 +185,29 @@ fn should_delete_failed_after_grace_and_abandon_stale_uploads() {
             delete: vec![1],
             abandon: vec![3]
         }
+    );
+}
+
+/// Issue #10.4: on a personal vault every data set has the app as its source; one
+/// user's data-set backups must not evict another's.
+#[test]
+fn should_keep_the_newest_of_each_data_set_of_one_source() {
+    let with_set = |id, set: &str, h| Candidate {
+        dataset: Some(set.to_string()),
+        ..complete(id, 0, h * HOUR_NS)
+    };
+    let snaps = [
+        with_set(1, "alice", 1),
+        with_set(2, "bob", 2),
+        with_set(3, "bob", 3),
+        with_set(4, "bob", 4),
+        complete(5, 0, 5 * HOUR_NS),
+    ];
+    let got = plan(&snaps, &policy(1, 0, 0), 100 * HOUR_NS, &BTreeSet::new());
+    assert_eq!(
+        got.delete,
+        vec![2, 3],
+        "alice's only backup and the image stay"
     );
 }
 
