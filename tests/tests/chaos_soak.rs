@@ -9,7 +9,10 @@ use canvault_scenarios::chaos::{self, SoakConfig};
 fn run_and_report(config: &SoakConfig) {
     let results = chaos::run(config);
     println!("{}", chaos::table(&results));
-    let failures: Vec<&str> = results.iter().filter_map(|r| r.failure.as_deref()).collect();
+    let failures: Vec<&str> = results
+        .iter()
+        .filter_map(|r| r.failure.as_deref())
+        .collect();
     assert!(
         failures.is_empty(),
         "{} of {} seeds failed:\n{}",

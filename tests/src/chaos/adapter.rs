@@ -91,8 +91,17 @@ fn typed<T, E: std::fmt::Debug>(method: &str, r: Outcome<Result<T, E>>) -> Outco
 // ---- the example app: writes by its controller and by its users ----
 
 /// `add_posts(count, seed)`.
-pub fn add_posts(ic: &mut Harness, app: CanisterId, admin: Principal, count: u32, seed: u64) -> Outcome<u64> {
-    typed("add_posts", update::<_, Result<u64, candid::Reserved>>(ic, app, admin, "add_posts", (count, seed)))
+pub fn add_posts(
+    ic: &mut Harness,
+    app: CanisterId,
+    admin: Principal,
+    count: u32,
+    seed: u64,
+) -> Outcome<u64> {
+    typed(
+        "add_posts",
+        update::<_, Result<u64, candid::Reserved>>(ic, app, admin, "add_posts", (count, seed)),
+    )
 }
 
 /// `edit_posts(first_id, count, seed)`.
@@ -104,12 +113,30 @@ pub fn edit_posts(
     count: u64,
     seed: u64,
 ) -> Outcome<u64> {
-    typed("edit_posts", update::<_, Result<u64, candid::Reserved>>(ic, app, admin, "edit_posts", (first, count, seed)))
+    typed(
+        "edit_posts",
+        update::<_, Result<u64, candid::Reserved>>(
+            ic,
+            app,
+            admin,
+            "edit_posts",
+            (first, count, seed),
+        ),
+    )
 }
 
 /// One `fill_to(bytes, seed)` call (it may stop early; call again to go on).
-pub fn fill_to(ic: &mut Harness, app: CanisterId, admin: Principal, bytes: u64, seed: u64) -> Outcome<AppStats> {
-    typed("fill_to", update::<_, Result<AppStats, candid::Reserved>>(ic, app, admin, "fill_to", (bytes, seed)))
+pub fn fill_to(
+    ic: &mut Harness,
+    app: CanisterId,
+    admin: Principal,
+    bytes: u64,
+    seed: u64,
+) -> Outcome<AppStats> {
+    typed(
+        "fill_to",
+        update::<_, Result<AppStats, candid::Reserved>>(ic, app, admin, "fill_to", (bytes, seed)),
+    )
 }
 
 /// `stats()`.
@@ -119,26 +146,47 @@ pub fn stats(ic: &mut Harness, app: CanisterId, admin: Principal) -> Outcome<App
 
 /// `join(name)` as `user`: their user id.
 pub fn join(ic: &mut Harness, app: CanisterId, user: Principal, name: &str) -> Outcome<u64> {
-    typed("join", update::<_, Result<u64, candid::Reserved>>(ic, app, user, "join", (name.to_string(),)))
+    typed(
+        "join",
+        update::<_, Result<u64, candid::Reserved>>(ic, app, user, "join", (name.to_string(),)),
+    )
 }
 
 /// `post(text)` as `user`: the post id.
 pub fn post(ic: &mut Harness, app: CanisterId, user: Principal, text: &str) -> Outcome<u64> {
-    typed("post", update::<_, Result<u64, candid::Reserved>>(ic, app, user, "post", (text.to_string(),)))
+    typed(
+        "post",
+        update::<_, Result<u64, candid::Reserved>>(ic, app, user, "post", (text.to_string(),)),
+    )
 }
 
 /// `opt_in_personal_vault(vault)` as `user`.
-pub fn opt_in(ic: &mut Harness, app: CanisterId, user: Principal, vault: CanisterId) -> Outcome<()> {
-    typed("opt_in_personal_vault", update::<_, Result<(), candid::Reserved>>(ic, app, user, "opt_in_personal_vault", (vault,)))
+pub fn opt_in(
+    ic: &mut Harness,
+    app: CanisterId,
+    user: Principal,
+    vault: CanisterId,
+) -> Outcome<()> {
+    typed(
+        "opt_in_personal_vault",
+        update::<_, Result<(), candid::Reserved>>(ic, app, user, "opt_in_personal_vault", (vault,)),
+    )
 }
 
 /// `backup_my_data()` as `user`.
 pub fn backup_my_data(ic: &mut Harness, app: CanisterId, user: Principal) -> Outcome<()> {
-    typed("backup_my_data", update::<_, Result<(), candid::Reserved>>(ic, app, user, "backup_my_data", ()))
+    typed(
+        "backup_my_data",
+        update::<_, Result<(), candid::Reserved>>(ic, app, user, "backup_my_data", ()),
+    )
 }
 
 /// `my_data_backup()` as `user`.
-pub fn my_data_backup(ic: &mut Harness, app: CanisterId, user: Principal) -> Outcome<Option<DatasetInfo>> {
+pub fn my_data_backup(
+    ic: &mut Harness,
+    app: CanisterId,
+    user: Principal,
+) -> Outcome<Option<DatasetInfo>> {
     let (r,): (Result<Option<DatasetInfo>, candid::Reserved>,) =
         query(ic, app, user, "my_data_backup", ())?;
     r.map_err(|_| "my_data_backup refused".to_string())
@@ -147,17 +195,28 @@ pub fn my_data_backup(ic: &mut Harness, app: CanisterId, user: Principal) -> Out
 // ---- the kit in the app ----
 
 /// `canvault_configure` with only the backup interval set.
-pub fn set_interval(ic: &mut Harness, app: CanisterId, admin: Principal, seconds: u64) -> Outcome<()> {
+pub fn set_interval(
+    ic: &mut Harness,
+    app: CanisterId,
+    admin: Principal,
+    seconds: u64,
+) -> Outcome<()> {
     let config = KitConfig {
         interval_seconds: Some(seconds),
         ..KitConfig::default()
     };
-    typed("canvault_configure", update::<_, Result<(), KitError>>(ic, app, admin, "canvault_configure", (config,)))
+    typed(
+        "canvault_configure",
+        update::<_, Result<(), KitError>>(ic, app, admin, "canvault_configure", (config,)),
+    )
 }
 
 /// `canvault_backup_now`.
 pub fn backup_now(ic: &mut Harness, app: CanisterId, admin: Principal) -> Outcome<()> {
-    typed("canvault_backup_now", update::<_, Result<(), KitError>>(ic, app, admin, "canvault_backup_now", ()))
+    typed(
+        "canvault_backup_now",
+        update::<_, Result<(), KitError>>(ic, app, admin, "canvault_backup_now", ()),
+    )
 }
 
 /// `canvault_status`.
@@ -180,42 +239,79 @@ pub fn arm_restore(
         snapshot_id,
         expected_root,
     };
-    typed("canvault_arm_restore", update::<_, Result<(), KitError>>(ic, app, admin, "canvault_arm_restore", (req,)))
+    typed(
+        "canvault_arm_restore",
+        update::<_, Result<(), KitError>>(ic, app, admin, "canvault_arm_restore", (req,)),
+    )
 }
 
 /// `canvault_abandon_restore`.
 pub fn abandon_restore(ic: &mut Harness, app: CanisterId, admin: Principal) -> Outcome<()> {
-    typed("canvault_abandon_restore", update::<_, Result<(), KitError>>(ic, app, admin, "canvault_abandon_restore", ()))
+    typed(
+        "canvault_abandon_restore",
+        update::<_, Result<(), KitError>>(ic, app, admin, "canvault_abandon_restore", ()),
+    )
 }
 
 // ---- the vault ----
 
 /// `list_snapshots(None)` as a reader.
-pub fn list_snapshots(ic: &mut Harness, vault: CanisterId, reader: Principal) -> Outcome<Vec<SnapshotInfo>> {
+pub fn list_snapshots(
+    ic: &mut Harness,
+    vault: CanisterId,
+    reader: Principal,
+) -> Outcome<Vec<SnapshotInfo>> {
     let (r,): (Result<Vec<SnapshotInfo>, VaultError>,) =
         query(ic, vault, reader, "list_snapshots", (None::<Principal>,))?;
     r.map_err(|e| format!("list_snapshots: {e:?}"))
 }
 
 /// `status()`.
-pub fn vault_status(ic: &mut Harness, vault: CanisterId, reader: Principal) -> Outcome<VaultStatus> {
+pub fn vault_status(
+    ic: &mut Harness,
+    vault: CanisterId,
+    reader: Principal,
+) -> Outcome<VaultStatus> {
     let (r,): (Result<VaultStatus, VaultError>,) = query(ic, vault, reader, "status", ())?;
     r.map_err(|e| format!("status: {e:?}"))
 }
 
 /// `set_retention(policy)` as an owner.
-pub fn set_retention(ic: &mut Harness, vault: CanisterId, owner: Principal, policy: RetentionPolicy) -> Outcome<()> {
-    typed("set_retention", update::<_, Result<(), VaultError>>(ic, vault, owner, "set_retention", (policy,)))
+pub fn set_retention(
+    ic: &mut Harness,
+    vault: CanisterId,
+    owner: Principal,
+    policy: RetentionPolicy,
+) -> Outcome<()> {
+    typed(
+        "set_retention",
+        update::<_, Result<(), VaultError>>(ic, vault, owner, "set_retention", (policy,)),
+    )
 }
 
 /// `apply_retention()` as an owner: the snapshots it deleted.
-pub fn apply_retention(ic: &mut Harness, vault: CanisterId, owner: Principal) -> Outcome<Vec<SnapshotId>> {
-    typed("apply_retention", update::<_, Result<Vec<SnapshotId>, VaultError>>(ic, vault, owner, "apply_retention", ()))
+pub fn apply_retention(
+    ic: &mut Harness,
+    vault: CanisterId,
+    owner: Principal,
+) -> Outcome<Vec<SnapshotId>> {
+    typed(
+        "apply_retention",
+        update::<_, Result<Vec<SnapshotId>, VaultError>>(ic, vault, owner, "apply_retention", ()),
+    )
 }
 
 /// `delete_snapshot(id)` as an owner.
-pub fn delete_snapshot(ic: &mut Harness, vault: CanisterId, owner: Principal, id: SnapshotId) -> Outcome<()> {
-    typed("delete_snapshot", update::<_, Result<(), VaultError>>(ic, vault, owner, "delete_snapshot", (id,)))
+pub fn delete_snapshot(
+    ic: &mut Harness,
+    vault: CanisterId,
+    owner: Principal,
+    id: SnapshotId,
+) -> Outcome<()> {
+    typed(
+        "delete_snapshot",
+        update::<_, Result<(), VaultError>>(ic, vault, owner, "delete_snapshot", (id,)),
+    )
 }
 
 /// `start_restore` of `snapshot_id` into `target`, as an owner.
@@ -230,12 +326,21 @@ pub fn start_restore(
         snapshot_id,
         target,
     };
-    typed("start_restore", update::<_, Result<RestoreJob, VaultError>>(ic, vault, owner, "start_restore", (req,)))
+    typed(
+        "start_restore",
+        update::<_, Result<RestoreJob, VaultError>>(ic, vault, owner, "start_restore", (req,)),
+    )
 }
 
 /// `restore_status(job)` as an owner.
-pub fn restore_status(ic: &mut Harness, vault: CanisterId, owner: Principal, job: u64) -> Outcome<RestoreJob> {
-    let (r,): (Result<RestoreJob, VaultError>,) = query(ic, vault, owner, "restore_status", (job,))?;
+pub fn restore_status(
+    ic: &mut Harness,
+    vault: CanisterId,
+    owner: Principal,
+    job: u64,
+) -> Outcome<RestoreJob> {
+    let (r,): (Result<RestoreJob, VaultError>,) =
+        query(ic, vault, owner, "restore_status", (job,))?;
     r.map_err(|e| format!("restore_status: {e:?}"))
 }
 
@@ -249,16 +354,32 @@ pub fn upgrade_app(ic: &mut Harness, app: CanisterId, admin: Principal) -> Outco
 
 /// Upgrades a vault with the same module (no argument): stop, upgrade, start.
 pub fn upgrade_vault(ic: &mut Harness, vault: CanisterId, controller: Principal) -> Outcome<()> {
-    upgrade(ic, vault, controller, VAULT_WASM, Encode!(&None::<VaultInit>).expect("encodes"))
+    upgrade(
+        ic,
+        vault,
+        controller,
+        VAULT_WASM,
+        Encode!(&None::<VaultInit>).expect("encodes"),
+    )
 }
 
-fn upgrade(ic: &mut Harness, id: CanisterId, controller: Principal, wasm: &str, arg: Vec<u8>) -> Outcome<()> {
-    let stopped = ic.stop_canister(id, Some(controller)).map_err(|e| format!("stop: {e}"));
+fn upgrade(
+    ic: &mut Harness,
+    id: CanisterId,
+    controller: Principal,
+    wasm: &str,
+    arg: Vec<u8>,
+) -> Outcome<()> {
+    let stopped = ic
+        .stop_canister(id, Some(controller))
+        .map_err(|e| format!("stop: {e}"));
     let upgraded = stopped.and_then(|()| {
         ic.upgrade_canister(id, crate::wasm(wasm), arg, Some(controller))
             .map_err(|e| format!("upgrade: {e}"))
     });
-    let started = ic.start_canister(id, Some(controller)).map_err(|e| format!("start: {e}"));
+    let started = ic
+        .start_canister(id, Some(controller))
+        .map_err(|e| format!("start: {e}"));
     upgraded.and(started)
 }
 
@@ -269,19 +390,32 @@ pub fn install_fresh_app(ic: &mut Harness, subnet: usize, admin: Principal) -> C
 
 /// Stops and deletes a canister (best effort: a fresh restore target is done with).
 pub fn delete(ic: &mut Harness, id: CanisterId, controller: Principal) -> Outcome<()> {
-    ic.stop_canister(id, Some(controller)).map_err(|e| format!("stop: {e}"))?;
-    ic.delete_canister(id, Some(controller)).map_err(|e| format!("delete: {e}"))
+    ic.stop_canister(id, Some(controller))
+        .map_err(|e| format!("stop: {e}"))?;
+    ic.delete_canister(id, Some(controller))
+        .map_err(|e| format!("delete: {e}"))
 }
 
 /// A personal vault owned and controlled by `user`, the app its only writer.
-pub fn install_personal_vault(ic: &mut Harness, subnet: usize, user: Principal, app: CanisterId) -> CanisterId {
+pub fn install_personal_vault(
+    ic: &mut Harness,
+    subnet: usize,
+    user: Principal,
+    app: CanisterId,
+) -> CanisterId {
     let init = VaultInit {
         owners: vec![user],
         writers: vec![app],
         readers: vec![],
         retention: None,
     };
-    crate::install(ic, subnet, VAULT_WASM, Encode!(&init).expect("encodes"), user)
+    crate::install(
+        ic,
+        subnet,
+        VAULT_WASM,
+        Encode!(&init).expect("encodes"),
+        user,
+    )
 }
 
 // ---- reading state without executing anything ----

@@ -64,7 +64,9 @@ pub fn walk_vault(ic: &Harness, vault: CanisterId, content: bool) -> Result<Walk
     let mut tables: BTreeMap<u64, Vec<(u32, Hash256)>> = BTreeMap::new();
     for ((id, index), entry) in catalogue.all_entries() {
         let Some(record) = records.get(&id) else {
-            return Err(format!("table entry ({id}, {index}) of a snapshot not in the catalogue"));
+            return Err(format!(
+                "table entry ({id}, {index}) of a snapshot not in the catalogue"
+            ));
         };
         if index >= record.info.chunk_count {
             return Err(format!(
@@ -74,7 +76,9 @@ pub fn walk_vault(ic: &Harness, vault: CanisterId, content: bool) -> Result<Walk
         }
         if entry.zero {
             if entry.hash != chunk::zero_hash(entry.len) {
-                return Err(format!("snapshot {id}: zero entry {index} with a non-zero digest"));
+                return Err(format!(
+                    "snapshot {id}: zero entry {index} with a non-zero digest"
+                ));
             }
         } else {
             *references.entry(entry.hash).or_default() += 1;
@@ -88,14 +92,20 @@ pub fn walk_vault(ic: &Harness, vault: CanisterId, content: bool) -> Result<Walk
     for (hash, refs) in &refcounts {
         let expected = references.get(hash).copied().unwrap_or(0);
         if expected == 0 {
-            return Err(format!("orphan chunk {hash:?}: stored with {refs} references, no table entry names it"));
+            return Err(format!(
+                "orphan chunk {hash:?}: stored with {refs} references, no table entry names it"
+            ));
         }
         if *refs != expected {
-            return Err(format!("chunk {hash:?}: refcount {refs}, but {expected} table entries name it"));
+            return Err(format!(
+                "chunk {hash:?}: refcount {refs}, but {expected} table entries name it"
+            ));
         }
     }
     if let Some((hash, n)) = references.iter().find(|(h, _)| !stored.contains(*h)) {
-        return Err(format!("chunk {hash:?} referenced by {n} table entries is not stored (collected while referenced)"));
+        return Err(format!(
+            "chunk {hash:?} referenced by {n} table entries is not stored (collected while referenced)"
+        ));
     }
 
     // Every complete table is whole and recomputes its root.
@@ -105,7 +115,10 @@ pub fn walk_vault(ic: &Harness, vault: CanisterId, content: bool) -> Result<Walk
         }
         let entries = tables.get(id).map_or(&[][..], Vec::as_slice);
         let whole = entries.len() == record.info.chunk_count as usize
-            && entries.iter().enumerate().all(|(i, (index, _))| *index as usize == i);
+            && entries
+                .iter()
+                .enumerate()
+                .all(|(i, (index, _))| *index as usize == i);
         if !whole {
             return Err(format!(
                 "complete snapshot {id}: {} table entries for {} chunks",
@@ -119,7 +132,10 @@ pub fn walk_vault(ic: &Harness, vault: CanisterId, content: bool) -> Result<Walk
             entries.iter().map(|(_, h)| *h),
         );
         if Some(root) != record.info.root {
-            return Err(format!("complete snapshot {id}: table root {root:?} differs from its recorded root {:?}", record.info.root));
+            return Err(format!(
+                "complete snapshot {id}: table root {root:?} differs from its recorded root {:?}",
+                record.info.root
+            ));
         }
     }
 
@@ -165,22 +181,32 @@ pub fn check_vault(
     let walk = walk_vault(ic, v.id, content)?;
     let status = adapter::vault_status(ic, v.id, v.owner)?;
     if status.chunks != walk.chunks {
-        return Err(format!("status reports {} chunks, the store holds {}", status.chunks, walk.chunks));
+        return Err(format!(
+            "status reports {} chunks, the store holds {}",
+            status.chunks, walk.chunks
+        ));
     }
     let listed: Vec<SnapshotInfo> = adapter::list_snapshots(ic, v.id, v.owner)?;
     let listed_ids: Vec<u64> = listed.iter().map(|s| s.id).collect();
     let walked_ids: Vec<u64> = walk.records.keys().copied().collect();
     if listed_ids != walked_ids {
-        return Err(format!("list_snapshots {listed_ids:?} differs from the catalogue {walked_ids:?}"));
+        return Err(format!(
+            "list_snapshots {listed_ids:?} differs from the catalogue {walked_ids:?}"
+        ));
     }
     let mut seen = Seen::default();
     for s in &listed {
         match &s.state {
             SnapshotState::Complete => {
-                let root = s.root.ok_or_else(|| format!("complete snapshot {} without a root", s.id))?;
+                let root = s
+                    .root
+                    .ok_or_else(|| format!("complete snapshot {} without a root", s.id))?;
                 if let Some(known) = v.verified.get(&s.id) {
                     if known.root != root {
-                        return Err(format!("snapshot {}: root changed from {:?} to {root:?}", s.id, known.root));
+                        return Err(format!(
+                            "snapshot {}: root changed from {:?} to {root:?}",
+                            s.id, known.root
+                        ));
                     }
                     continue;
                 }
@@ -224,7 +250,9 @@ pub fn download_all(ic: &mut Harness, v: &VaultModel, lost: &mut u64) -> Result<
         if got != *expected.image {
             let differing = super::restore::differing(&got, &expected.image);
             *lost += differing;
-            return Err(format!("BYTES LOST: snapshot {id} downloads with {differing} bytes differing from its image"));
+            return Err(format!(
+                "BYTES LOST: snapshot {id} downloads with {differing} bytes differing from its image"
+            ));
         }
     }
     Ok(())

@@ -58,7 +58,11 @@ impl SoakConfig {
             c.steps = s.trim().parse().expect("CHAOS_STEPS: a number");
         }
         if let Ok(s) = std::env::var("CHAOS_CONTENT_EVERY") {
-            c.content_every = s.trim().parse::<u64>().expect("CHAOS_CONTENT_EVERY: a number").max(1);
+            c.content_every = s
+                .trim()
+                .parse::<u64>()
+                .expect("CHAOS_CONTENT_EVERY: a number")
+                .max(1);
         }
         c
     }
@@ -70,10 +74,15 @@ impl SoakConfig {
 /// On a malformed list.
 pub fn parse_seeds(s: &str) -> Vec<u64> {
     if let Some((a, b)) = s.split_once("..") {
-        let (a, b): (u64, u64) = (a.trim().parse().expect("seed"), b.trim().parse().expect("seed"));
+        let (a, b): (u64, u64) = (
+            a.trim().parse().expect("seed"),
+            b.trim().parse().expect("seed"),
+        );
         return (a..b).collect();
     }
-    s.split(',').map(|x| x.trim().parse().expect("CHAOS_SEEDS: numbers")).collect()
+    s.split(',')
+        .map(|x| x.trim().parse().expect("CHAOS_SEEDS: numbers"))
+        .collect()
 }
 
 /// Runs every seed of `config` (a panic or violation stops only its own seed).

@@ -65,14 +65,19 @@ impl ImageBook {
 
     /// Notes that the source holds `image` at `step`.
     pub fn held(&mut self, image: &Rc<Vec<u8>>, step: u64) {
-        if let Some(v) = self.versions.iter_mut().find(|v| Rc::ptr_eq(&v.bytes, image)) {
+        if let Some(v) = self
+            .versions
+            .iter_mut()
+            .find(|v| Rc::ptr_eq(&v.bytes, image))
+        {
             v.last_held = step;
         }
     }
 
     /// Keeps only the versions `keep` accepts or the source held at `since` or later.
     pub fn retain(&mut self, since: u64, keep: impl Fn(&Rc<Vec<u8>>) -> bool) {
-        self.versions.retain(|v| v.last_held >= since || keep(&v.bytes));
+        self.versions
+            .retain(|v| v.last_held >= since || keep(&v.bytes));
     }
 
     /// Versions held.

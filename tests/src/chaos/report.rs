@@ -97,7 +97,19 @@ pub fn table(results: &[SeedResult]) -> String {
     let _ = writeln!(
         out,
         "{:>8} {:>6} {:>7} {:>6} {:>9} {:>7} {:>9} {:>9} {:>8} {:>8} {:>8} {:>10} {:>10}  result",
-        "seed", "steps", "writes", "faults", "fired", "backups", "bk_failed", "ds_backup", "ds_fail", "restores", "rs_fail", "downloads", "bytes_lost"
+        "seed",
+        "steps",
+        "writes",
+        "faults",
+        "fired",
+        "backups",
+        "bk_failed",
+        "ds_backup",
+        "ds_fail",
+        "restores",
+        "rs_fail",
+        "downloads",
+        "bytes_lost"
     );
     let mut total = Tally::default();
     for r in results {
@@ -120,7 +132,10 @@ pub fn table(results: &[SeedResult]) -> String {
             t.restores_failed,
             t.downloads_verified,
             t.bytes_lost,
-            r.failure.as_deref().and_then(|f| f.lines().next()).unwrap_or("ok"),
+            r.failure
+                .as_deref()
+                .and_then(|f| f.lines().next())
+                .unwrap_or("ok"),
         );
     }
     let armed: u64 = total.faults_armed.values().sum();

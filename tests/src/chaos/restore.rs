@@ -24,8 +24,15 @@ impl Soak {
         let (admin, vault) = (self.s.admin, self.s.vault);
         let fresh = adapter::install_fresh_app(&mut self.s.ic, 2, admin);
         let before = adapter::app_image(&self.s.ic, fresh);
-        adapter::arm_restore(&mut self.s.ic, fresh, admin, vault, id, with_root.then_some(verified.root))
-            .map_err(|e| format!("a fresh app refuses to arm: {e}"))?;
+        adapter::arm_restore(
+            &mut self.s.ic,
+            fresh,
+            admin,
+            vault,
+            id,
+            with_root.then_some(verified.root),
+        )
+        .map_err(|e| format!("a fresh app refuses to arm: {e}"))?;
         let outcome = match adapter::start_restore(&mut self.s.ic, vault, admin, id, fresh) {
             Ok(job) => {
                 let job = self.wait_restore(job)?;
@@ -39,7 +46,9 @@ impl Soak {
         };
         let _ = adapter::delete(&mut self.s.ic, fresh, admin);
         self.content_due = true;
-        Ok(format!("snapshot {id} (root given: {with_root}) into {fresh}: {outcome}"))
+        Ok(format!(
+            "snapshot {id} (root given: {with_root}) into {fresh}: {outcome}"
+        ))
     }
 
     /// Restores a verified snapshot into the app itself, when no backup or restore is
@@ -58,7 +67,14 @@ impl Soak {
         };
         let verified = self.main.verified.get(&id).cloned().ok_or("not verified")?;
         let with_root = self.rng.chance(50);
-        if let Err(e) = adapter::arm_restore(&mut self.s.ic, app, admin, vault, id, with_root.then_some(verified.root)) {
+        if let Err(e) = adapter::arm_restore(
+            &mut self.s.ic,
+            app,
+            admin,
+            vault,
+            id,
+            with_root.then_some(verified.root),
+        ) {
             return Ok(format!("arm refused: {e}"));
         }
         let job = match adapter::start_restore(&mut self.s.ic, vault, admin, id, app) {
@@ -66,7 +82,9 @@ impl Soak {
             Err(e) => {
                 let abandoned = adapter::abandon_restore(&mut self.s.ic, app, admin);
                 self.tally.restores_failed += 1;
-                return Ok(format!("start_restore refused: {e}; abandon: {abandoned:?}"));
+                return Ok(format!(
+                    "start_restore refused: {e}; abandon: {abandoned:?}"
+                ));
             }
         };
         let job = self.wait_restore(job)?;
@@ -81,7 +99,9 @@ impl Soak {
             return Ok(format!("snapshot {id}: {outcome}; abandon: {abandoned:?}"));
         }
         self.content_due = true;
-        Ok(format!("snapshot {id} (root given: {with_root}): {outcome}"))
+        Ok(format!(
+            "snapshot {id} (root given: {with_root}): {outcome}"
+        ))
     }
 
     /// Ticks until `job` is done or failed.
@@ -89,31 +109,49 @@ impl Soak {
         let (vault, admin) = (self.s.vault, self.s.admin);
         for _ in 0..RESTORE_ROUNDS {
             let j = adapter::restore_status(&mut self.s.ic, vault, admin, job.id)?;
-            if matches!(j.state, RestoreJobState::Done | RestoreJobState::Failed { .. }) {
+            if matches!(
+                j.state,
+                RestoreJobState::Done | RestoreJobState::Failed { .. }
+            ) {
                 return Ok(j);
             }
             self.s.ic.tick();
         }
         let j = adapter::restore_status(&mut self.s.ic, vault, admin, job.id)?;
-        Err(format!("restore job {} still running after {RESTORE_ROUNDS} rounds: {j:?}", job.id))
+        Err(format!(
+            "restore job {} still running after {RESTORE_ROUNDS} rounds: {j:?}",
+            job.id
+        ))
     }
 
     /// The target after a finished job: the snapshot's image if `Done`, unchanged if
     /// `Failed`.
-    fn judge(&mut self, job: &RestoreJob, image: &[u8], snapshot: &[u8], before: &[u8]) -> Result<String, String> {
+    fn judge(
+        &mut self,
+        job: &RestoreJob,
+        image: &[u8],
+        snapshot: &[u8],
+        before: &[u8],
+    ) -> Result<String, String> {
         match &job.state {
             RestoreJobState::Done => {
                 if image != snapshot {
                     let lost = differing(image, snapshot);
                     self.tally.bytes_lost += lost;
-                    return Err(format!("BYTES LOST: restore job {} is Done but {lost} bytes of the target differ from the snapshot", job.id));
+                    return Err(format!(
+                        "BYTES LOST: restore job {} is Done but {lost} bytes of the target differ from the snapshot",
+                        job.id
+                    ));
                 }
                 self.tally.restores_done += 1;
                 Ok("done, byte-identical".into())
             }
             RestoreJobState::Failed { reason } => {
                 if image != before {
-                    return Err(format!("restore job {} failed ({reason}) but the target's image changed", job.id));
+                    return Err(format!(
+                        "restore job {} failed ({reason}) but the target's image changed",
+                        job.id
+                    ));
                 }
                 self.tally.restores_failed += 1;
                 Ok(format!("failed, target unchanged: {reason}"))
@@ -128,4 +166,3 @@ pub fn differing(a: &[u8], b: &[u8]) -> u64 {
     let same_len = a.iter().zip(b).filter(|(x, y)| x != y).count();
     (same_len + a.len().abs_diff(b.len())) as u64
 }
-

@@ -136,7 +136,12 @@ impl Soak {
             ));
         }
         self.main.book.held(&self.live, self.step);
-        let seen = invariants::check_vault(&mut self.s.ic, &mut self.main, content, &mut self.tally.bytes_lost)?;
+        let seen = invariants::check_vault(
+            &mut self.s.ic,
+            &mut self.main,
+            content,
+            &mut self.tally.bytes_lost,
+        )?;
         self.count(&seen, false);
         for i in 0..self.users.len() {
             let seen = invariants::check_vault(
@@ -149,7 +154,11 @@ impl Soak {
         }
         if content {
             let n = self.main.verified.len()
-                + self.users.iter().map(|u| u.vault.verified.len()).sum::<usize>();
+                + self
+                    .users
+                    .iter()
+                    .map(|u| u.vault.verified.len())
+                    .sum::<usize>();
             self.tally.downloads_verified += n as u64;
         }
         self.check_kit()?;
@@ -182,7 +191,11 @@ impl Soak {
             && Some(l.snapshot_id) != od.previous
         {
             let root = image_root_of_bytes(&od.image, status.chunk_size);
-            let captured = self.main.verified.get(&l.snapshot_id).map(|v| Rc::clone(&v.image));
+            let captured = self
+                .main
+                .verified
+                .get(&l.snapshot_id)
+                .map(|v| Rc::clone(&v.image));
             let same = captured.map_or(root == l.root, |img| *img == *od.image);
             if !same {
                 return Err(format!(
@@ -194,7 +207,8 @@ impl Soak {
         if status.backup.is_none() {
             // No backup in flight can capture an old image any more.
             let keep = [Rc::clone(&self.live)];
-            self.main.prune(self.step.saturating_sub(KEEP_IMAGES_STEPS), &keep);
+            self.main
+                .prune(self.step.saturating_sub(KEEP_IMAGES_STEPS), &keep);
         }
         Ok(())
     }
@@ -214,7 +228,10 @@ impl Soak {
             }
             u.seen = (info.last_backup.as_ref().map(|l| l.snapshot_id), failed_at);
             if info.vault != u.vault.id {
-                return Err(format!("{}'s data set goes to {}, not their vault", u.principal, info.vault));
+                return Err(format!(
+                    "{}'s data set goes to {}, not their vault",
+                    u.principal, info.vault
+                ));
             }
         }
         Ok(())
@@ -224,7 +241,9 @@ impl Soak {
         let log = self.s.ic.fault_log();
         self.tally.faults_fired += log[self.log_seen..]
             .iter()
-            .filter(|l| l.contains("fault fired") || l.contains("is offline") || l.contains("is frozen"))
+            .filter(|l| {
+                l.contains("fault fired") || l.contains("is offline") || l.contains("is frozen")
+            })
             .count() as u64;
         self.log_seen = log.len();
     }
@@ -294,6 +313,9 @@ impl Soak {
             self.s.ic.tick();
         }
         let status = adapter::kit_status(&mut self.s.ic, self.s.app, self.s.admin)?;
-        Err(format!("the kit's backup is still in progress after {rounds} rounds with no fault armed: {:?}", status.backup))
+        Err(format!(
+            "the kit's backup is still in progress after {rounds} rounds with no fault armed: {:?}",
+            status.backup
+        ))
     }
 }

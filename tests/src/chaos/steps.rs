@@ -148,7 +148,9 @@ impl Soak {
             Action::Fault => Ok(self.fault()),
             Action::Retention => self.retention(),
             Action::AdvanceTime => {
-                let secs = *self.rng.pick(&[60, 600, 3_600, 6 * 3_600, 86_400, 2 * 86_400]);
+                let secs = *self
+                    .rng
+                    .pick(&[60, 600, 3_600, 6 * 3_600, 86_400, 2 * 86_400]);
                 self.s.ic.advance_time(Duration::from_secs(secs));
                 self.ticks(3);
                 Ok(format!("{secs}s"))
@@ -185,17 +187,27 @@ impl Soak {
         let grow = stats.image_bytes < MAX_IMAGE_BYTES;
         let (what, r) = match self.rng.below(3) {
             0 if grow => {
-                let to = (stats.image_bytes + self.rng.range(64 << 10, 512 << 10)).min(MAX_IMAGE_BYTES);
-                (format!("fill_to {to}"), adapter::fill_to(&mut self.s.ic, app, admin, to, seed).map(drop))
+                let to =
+                    (stats.image_bytes + self.rng.range(64 << 10, 512 << 10)).min(MAX_IMAGE_BYTES);
+                (
+                    format!("fill_to {to}"),
+                    adapter::fill_to(&mut self.s.ic, app, admin, to, seed).map(drop),
+                )
             }
             2 if grow => {
                 let n = self.rng.range(20, 600) as u32;
-                (format!("add_posts {n}"), adapter::add_posts(&mut self.s.ic, app, admin, n, seed).map(drop))
+                (
+                    format!("add_posts {n}"),
+                    adapter::add_posts(&mut self.s.ic, app, admin, n, seed).map(drop),
+                )
             }
             _ => {
                 let first = self.rng.below(stats.posts.max(1));
                 let n = self.rng.range(1, 400);
-                (format!("edit_posts {first}+{n}"), adapter::edit_posts(&mut self.s.ic, app, admin, first, n, seed).map(drop))
+                (
+                    format!("edit_posts {first}+{n}"),
+                    adapter::edit_posts(&mut self.s.ic, app, admin, first, n, seed).map(drop),
+                )
             }
         };
         self.written(r.is_ok());
@@ -216,7 +228,11 @@ impl Soak {
     fn user_post(&mut self) -> Result<String, String> {
         let i = self.rng.below(self.users.len() as u64) as usize;
         let user = self.users[i].principal;
-        let text = format!("post {} of user {i} at step {}", self.rng.next_u64() % 1000, self.step);
+        let text = format!(
+            "post {} of user {i} at step {}",
+            self.rng.next_u64() % 1000,
+            self.step
+        );
         let r = adapter::post(&mut self.s.ic, self.s.app, user, &text);
         if r.is_err() {
             // A restore may have taken the app back to before the user joined: join again.
@@ -224,7 +240,8 @@ impl Soak {
             self.written(joined.is_ok());
             if let Ok(id) = joined {
                 self.users[i].user_id = id;
-                let opted = adapter::opt_in(&mut self.s.ic, self.s.app, user, self.users[i].vault.id);
+                let opted =
+                    adapter::opt_in(&mut self.s.ic, self.s.app, user, self.users[i].vault.id);
                 self.written(opted.is_ok());
             }
             return Ok(format!("user {i}: post {r:?}; joined again as {joined:?}"));
@@ -264,14 +281,24 @@ impl Soak {
 
     fn fault(&mut self) -> String {
         let (app, vault) = (self.s.app, self.s.vault);
-        let personal = self.users[self.rng.below(self.users.len() as u64) as usize].vault.id;
-        let routes = [(app, vault, "app->vault"), (vault, app, "vault->app"), (app, personal, "app->personal")];
+        let personal = self.users[self.rng.below(self.users.len() as u64) as usize]
+            .vault
+            .id;
+        let routes = [
+            (app, vault, "app->vault"),
+            (vault, app, "vault->app"),
+            (app, personal, "app->personal"),
+        ];
         let kind = *self.rng.pick(&FAULT_KINDS);
         let what = match kind {
             "reject" => {
                 let code = *self.rng.pick(&REJECT_CODES);
                 let (from, to, route) = *self.rng.pick(&routes);
-                let count = if self.rng.chance(10) { 25 } else { self.rng.range(1, 4) as u32 };
+                let count = if self.rng.chance(10) {
+                    25
+                } else {
+                    self.rng.range(1, 4) as u32
+                };
                 self.s.ic.inject_rejects(from, to, count, code);
                 self.tally.fault(format!("reject {code:?}"));
                 format!("{count} rejects {code:?} {route}")
@@ -287,7 +314,10 @@ impl Soak {
                 let target = *self.rng.pick(&[app, vault]);
                 self.s.ic.trap_next_execution(target);
                 self.tally.fault("trapping execution");
-                format!("next execution of {} traps", if target == app { "app" } else { "vault" })
+                format!(
+                    "next execution of {} traps",
+                    if target == app { "app" } else { "vault" }
+                )
             }
             "offline" => {
                 let target = *self.rng.pick(&[app, vault]);
@@ -295,7 +325,10 @@ impl Soak {
                 let rounds = self.rng.range(3, 40);
                 self.s.ic.take_subnet_offline(subnet, rounds);
                 self.tally.fault("offline subnet");
-                format!("subnet of the {} offline {rounds} rounds", if target == app { "app" } else { "vault" })
+                format!(
+                    "subnet of the {} offline {rounds} rounds",
+                    if target == app { "app" } else { "vault" }
+                )
             }
             "freeze" => {
                 let target = *self.rng.pick(&[app, vault]);
@@ -304,7 +337,10 @@ impl Soak {
                 self.ticks(rounds);
                 self.s.ic.unfreeze_canister(target);
                 self.tally.fault("frozen canister");
-                format!("{} frozen {rounds} rounds", if target == app { "app" } else { "vault" })
+                format!(
+                    "{} frozen {rounds} rounds",
+                    if target == app { "app" } else { "vault" }
+                )
             }
             _ => {
                 let on = self.rng.chance(60);
@@ -340,11 +376,22 @@ impl Soak {
         let before = adapter::list_snapshots(&mut self.s.ic, vault, owner)?;
         let deleted = match adapter::apply_retention(&mut self.s.ic, vault, owner) {
             Ok(d) => d,
-            Err(e) => return Ok(format!("{policy:?} after {hours}h: apply_retention refused: {e}")),
+            Err(e) => {
+                return Ok(format!(
+                    "{policy:?} after {hours}h: apply_retention refused: {e}"
+                ));
+            }
         };
         let after = adapter::list_snapshots(&mut self.s.ic, vault, owner)?;
         check_retention(&before, &after, &deleted, &policy)?;
-        Ok(format!("{policy:?} after {hours}h on {}: deleted {deleted:?}", if personal { "a personal vault" } else { "the app's vault" }))
+        Ok(format!(
+            "{policy:?} after {hours}h on {}: deleted {deleted:?}",
+            if personal {
+                "a personal vault"
+            } else {
+                "the app's vault"
+            }
+        ))
     }
 
     fn delete_snapshot(&mut self) -> Result<String, String> {
@@ -382,8 +429,13 @@ fn check_retention(
     deleted: &[u64],
     policy: &RetentionPolicy,
 ) -> Result<(), String> {
-    if let Some(id) = deleted.iter().find(|id| !before.iter().any(|s| s.id == **id)) {
-        return Err(format!("retention deleted snapshot {id}, which was not listed"));
+    if let Some(id) = deleted
+        .iter()
+        .find(|id| !before.iter().any(|s| s.id == **id))
+    {
+        return Err(format!(
+            "retention deleted snapshot {id}, which was not listed"
+        ));
     }
     let keep = policy.keep_last.max(1) as usize;
     for s in before.iter().filter(|s| s.state == SnapshotState::Complete) {
