@@ -5,6 +5,7 @@
 //! helpers for a single scenario live in its file.
 
 pub mod app;
+pub mod chaos;
 pub mod matrix;
 pub mod vault;
 
