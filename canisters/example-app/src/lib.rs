@@ -72,6 +72,9 @@ pub enum AppError {
     NotOptedIn(Principal),
     /// The kit refused the data-set backup.
     Backup(String),
+    /// The vault named for personal backups may not be used (the app's own backup
+    /// vault, the app itself, or a vault another user registered).
+    VaultNotAllowed(Principal),
 }
 
 struct Db {
@@ -85,6 +88,8 @@ struct Db {
     members: StableBTreeMap<Principal, u64, Vm>,
     /// Users who opted in to a personal vault → that vault.
     personal_vaults: StableBTreeMap<Principal, Principal, Vm>,
+    /// Personal vault → the user who registered it (one user per vault).
+    vault_users: StableBTreeMap<Principal, Principal, Vm>,
 }
 
 thread_local! {
@@ -100,6 +105,21 @@ fn open() -> Db {
         reserve: mm.get(MemoryId::new(3)),
         members: StableBTreeMap::init(mm.get(MemoryId::new(4))),
         personal_vaults: StableBTreeMap::init(mm.get(MemoryId::new(5))),
+        vault_users: StableBTreeMap::init(mm.get(MemoryId::new(6))),
+    }
+}
+
+/// Builds the vault → user index (memory 6, added after memory 5) from the
+/// registrations of an older image that has none. The first user of a vault keeps it.
+fn index_vault_users(db: &mut Db) {
+    if db.vault_users.is_empty() {
+        let pairs: Vec<(Principal, Principal)> =
+            db.personal_vaults.iter().map(|e| e.into_pair()).collect();
+        for (user, vault) in pairs {
+            if !db.vault_users.contains_key(&vault) {
+                db.vault_users.insert(vault, user);
+            }
+        }
     }
 }
 
@@ -110,6 +130,7 @@ fn with_db<R>(f: impl FnOnce(&mut Db) -> R) -> R {
 /// After a restore the image under the maps changed: re-open them.
 fn reopen() {
     DB.with(|d| *d.borrow_mut() = Some(open()));
+    with_db(index_vault_users);
 }
 
 const HOOKS: Hooks = Hooks {
@@ -140,6 +161,40 @@ fn init() {
 #[ic_cdk::post_upgrade]
 fn post_upgrade() {
     canvault_kit::post_upgrade(HOOKS);
+    with_db(index_vault_users);
+}
+
+/// Endpoints only the app's controllers may call.
+const CONTROLLER_METHODS: &[&str] = &[
+    "add_users",
+    "add_posts",
+    "fill_to",
+    "fill_articles_to",
+    "fill_media_to",
+    "reserve_to",
+    "edit_posts",
+];
+
+/// Drops ingress the endpoints would refuse before it costs the app anything: the
+/// kit's endpoints by the kit's verdict, the bulk endpoints from non-controllers, and
+/// every update from the anonymous principal. The checks in the methods stay.
+#[ic_cdk::inspect_message]
+fn inspect_message() {
+    use canvault_kit::inspect::Verdict;
+    let accept = match canvault_kit::inspect_message() {
+        Verdict::Accept => true,
+        Verdict::Reject(_) => false,
+        Verdict::NotKit => {
+            let caller = ic_cdk::api::msg_caller();
+            let method = ic_cdk::api::msg_method_name();
+            caller != Principal::anonymous()
+                && (!CONTROLLER_METHODS.contains(&method.as_str())
+                    || ic_cdk::api::is_controller(&caller))
+        }
+    };
+    if accept {
+        ic_cdk::api::accept_message();
+    }
 }
 
 /// Adds `count` users; returns the user count.
@@ -329,12 +384,34 @@ fn post(text: String) -> Result<u64, AppError> {
 }
 
 /// The caller opts in to backups of their own data into `vault`, their personal vault
-/// (which they own and control; this app must be one of its writers).
+/// (which they own and control; this app must be one of its writers). Refused for the
+/// app's own backup vault, the app itself, and a vault another user registered: one
+/// user's data never lands in the app's vault or in another user's.
 #[ic_cdk::update]
 fn opt_in_personal_vault(vault: Principal) -> Result<(), AppError> {
     let (caller, _) = member()?;
-    with_db(|db| db.personal_vaults.insert(caller, vault));
-    Ok(())
+    if vault == ic_cdk::api::canister_self()
+        || Some(vault) == canvault_kit::image_vault()
+        || vault == Principal::anonymous()
+    {
+        return Err(AppError::VaultNotAllowed(vault));
+    }
+    with_db(|db| {
+        if db
+            .vault_users
+            .get(&vault)
+            .is_some_and(|user| user != caller)
+        {
+            return Err(AppError::VaultNotAllowed(vault));
+        }
+        if let Some(old) = db.personal_vaults.insert(caller, vault)
+            && old != vault
+        {
+            db.vault_users.remove(&old);
+        }
+        db.vault_users.insert(vault, caller);
+        Ok(())
+    })
 }
 
 /// Backs the caller's data (their profile and posts, candid-encoded) up to their
