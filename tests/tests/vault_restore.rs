@@ -279,7 +279,11 @@ fn should_resume_a_job_whose_step_trapped_before_its_first_await() {
     for _ in 0..100 {
         let before = executions(&s);
         s.ic.tick();
-        quiet = if executions(&s) == before { quiet + 1 } else { 0 };
+        quiet = if executions(&s) == before {
+            quiet + 1
+        } else {
+            0
+        };
         if quiet == 3 {
             break;
         }

@@ -119,13 +119,21 @@ fn settle(s: &mut Setup, max_rounds: u32) {
     for _ in 0..max_rounds {
         let before = executions(s);
         s.ic.tick();
-        quiet = if executions(s) == before { quiet + 1 } else { 0 };
+        quiet = if executions(s) == before {
+            quiet + 1
+        } else {
+            0
+        };
         if quiet == QUIET {
             let settled = executions(s);
             for _ in 0..20 {
                 s.ic.tick();
             }
-            assert_eq!(executions(s), settled, "the table-work chain re-armed itself");
+            assert_eq!(
+                executions(s),
+                settled,
+                "the table-work chain re-armed itself"
+            );
             return;
         }
     }
