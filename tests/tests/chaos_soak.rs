@@ -27,9 +27,9 @@ fn run_and_report(config: &SoakConfig) {
 #[test]
 fn chaos_soak_ci() {
     let config = SoakConfig::from_env(SoakConfig {
-        seeds: vec![1, 2, 3],
-        steps: 150,
-        content_every: 25,
+        seeds: vec![1, 2],
+        steps: 60,
+        content_every: 20,
     });
     run_and_report(&config);
 }

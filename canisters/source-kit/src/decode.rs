@@ -34,8 +34,9 @@ pub fn reply<R: CandidType + DeserializeOwned>(bytes: &[u8]) -> Result<R, String
     candid::decode_one_with_config(bytes, &config(REPLY_DECODING_QUOTA)).map_err(|e| e.to_string())
 }
 
-/// Decodes an endpoint's argument tuple within [`ARG_DECODING_QUOTA`]; for
-/// `#[update(decode_with = ...)]` of the endpoints `export_endpoints!` generates.
+/// Decodes an endpoint's argument tuple within [`ARG_DECODING_QUOTA`], for
+/// `#[update(decode_with = ...)]`. Not wired into `export_endpoints!` yet: with
+/// `decode_with`, ic-cdk 0.20's `export_candid!` describes the argument as `blob`.
 ///
 /// # Panics
 /// Undecodable or over the quota (the call is rejected before any work is done).

@@ -15,6 +15,7 @@ use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use candid::utils::ArgumentEncoder;
 use candid::{CandidType, Principal};
 use canvault_protocol::vault_api::{
     BeginSnapshotResponse, CommitSnapshotRequest, PutChunksRequest, PutChunksResponse,
@@ -221,13 +222,13 @@ async fn give_up(reason: String) {
     }
 }
 
-async fn call<A: CandidType, R: CandidType + DeserializeOwned>(
+async fn call<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
     vault: Principal,
     method: &str,
-    arg: A,
+    args: A,
 ) -> Result<R, CallError> {
     let response = Call::bounded_wait(vault, method)
-        .with_arg(arg)
+        .with_args(&args)
         .await
         .map_err(|e| match e {
             CallFailed::CallRejected(r) => {
@@ -260,8 +261,15 @@ async fn begin(vault: Principal) -> Result<(), CallError> {
     let Some(req) = with_kit(|k| k.begin_request()) else {
         return Ok(());
     };
+    // A data set's snapshots name it in the second argument, so the vault keeps
+    // retention per (source, data set); image backups send none.
+    let dataset = req
+        .label
+        .as_deref()
+        .and_then(|l| l.strip_prefix(crate::dataset::DATASET_LABEL_PREFIX))
+        .map(str::to_string);
     let reply: Result<BeginSnapshotResponse, VaultError> =
-        call(vault, "begin_snapshot", req).await?;
+        call(vault, "begin_snapshot", (req, dataset)).await?;
     let resp = reply.map_err(|e| vault_refused("begin_snapshot", &e))?;
     with_kit(|k| k.begun(resp.snapshot_id, resp.parent));
     Ok(())
@@ -294,7 +302,7 @@ async fn send_window(vault: Principal, snapshot_id: u64) -> Result<(), CallError
             snapshot_id,
             chunks: b.chunks.clone(),
         };
-        call::<_, Result<PutChunksResponse, VaultError>>(vault, "put_chunks", req)
+        call::<_, Result<PutChunksResponse, VaultError>>(vault, "put_chunks", (req,))
     });
     let results = futures::future::join_all(calls).await;
     let mut first_error = None;
@@ -325,7 +333,7 @@ async fn commit(vault: Principal, snapshot_id: u64) -> Result<(), CallError> {
         return Ok(());
     };
     let req = CommitSnapshotRequest { snapshot_id, root };
-    let reply: Result<SnapshotInfo, VaultError> = call(vault, "commit_snapshot", req).await?;
+    let reply: Result<SnapshotInfo, VaultError> = call(vault, "commit_snapshot", (req,)).await?;
     reply.map_err(|e| vault_refused("commit_snapshot", &e))?;
     with_kit(|k| k.complete(root, now()));
     Ok(())

@@ -184,7 +184,9 @@ macro_rules! candid_storable {
 /// `canvault_arm_restore`, `canvault_abandon_restore`, and the vault-facing
 /// `canvault_restore_begin`, `canvault_restore_chunks`, `canvault_restore_finish`.
 /// Admin endpoints accept the app's controllers and the configured admins. Arguments
-/// are decoded within a decoding quota (`decode.rs`). Wire [`inspect_message`] into the
+/// are decoded by ic-cdk (its skipping quota, no decoding quota): `decode_with` would
+/// publish every argument as `blob` in the app's candid interface, so the quota-bound
+/// [`decode::args`] waits for a way to keep the typed interface. Wire [`inspect_message`] into the
 /// app's `#[inspect_message]` to drop ingress those endpoints would refuse.
 ///
 /// The app must depend on this crate as `canvault_kit` (the candid export records
@@ -193,7 +195,7 @@ macro_rules! candid_storable {
 macro_rules! export_endpoints {
     () => {
         /// Changes kit settings (admins).
-        #[ic_cdk::update(decode_with = "::canvault_kit::decode::arg")]
+        #[ic_cdk::update]
         fn canvault_configure(
             config: ::canvault_kit::KitConfig,
         ) -> Result<(), ::canvault_kit::KitError> {
@@ -210,7 +212,7 @@ macro_rules! export_endpoints {
             ::canvault_kit::status()
         }
         /// Allows one vault to push one snapshot into this canister (admins).
-        #[ic_cdk::update(decode_with = "::canvault_kit::decode::arg")]
+        #[ic_cdk::update]
         fn canvault_arm_restore(
             req: ::canvault_kit::ArmRestoreRequest,
         ) -> Result<(), ::canvault_kit::KitError> {
@@ -222,27 +224,29 @@ macro_rules! export_endpoints {
             ::canvault_kit::abandon_restore()
         }
         /// The armed vault announces the image.
-        #[ic_cdk::update(decode_with = "::canvault_kit::decode::arg")]
+        #[ic_cdk::update]
         fn canvault_restore_begin(
             req: ::canvault_kit::RestoreBeginRequest,
         ) -> Result<(), ::canvault_kit::KitError> {
             ::canvault_kit::restore_begin(req)
         }
         /// The armed vault pushes verified chunks into the staging image.
-        #[ic_cdk::update(decode_with = "::canvault_kit::decode::arg")]
+        #[ic_cdk::update]
         fn canvault_restore_chunks(
             req: ::canvault_kit::RestoreChunksRequest,
         ) -> Result<u32, ::canvault_kit::KitError> {
             ::canvault_kit::restore_chunks(req)
         }
         /// The armed vault asks to verify the whole image and switch to it.
-        #[ic_cdk::update(decode_with = "::canvault_kit::decode::arg")]
+        #[ic_cdk::update]
         fn canvault_restore_finish(snapshot_id: u64) -> Result<(), ::canvault_kit::KitError> {
             ::canvault_kit::restore_finish(snapshot_id)
         }
     };
 }
 
+#[cfg(test)]
+mod golden_tests;
 #[cfg(test)]
 mod hardening_tests;
 #[cfg(test)]

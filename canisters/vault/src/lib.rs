@@ -35,6 +35,8 @@ pub mod vault;
 pub mod wire;
 
 #[cfg(test)]
+mod golden_tests;
+#[cfg(test)]
 mod model_tests;
 
 use std::cell::RefCell;
