@@ -233,13 +233,13 @@ pub fn apply(corpus: &[(String, Vec<u8>)], pick: usize, edits: &[Mutation]) -> V
             }
             Mutation::InflateU32(i, k) => {
                 let v = INFLATED[*k] as u32;
-                overwrite(&mut bytes, i.clone(), &v.to_le_bytes());
+                overwrite(&mut bytes, *i, &v.to_le_bytes());
             }
             Mutation::InflateU64(i, k) => {
-                overwrite(&mut bytes, i.clone(), &INFLATED[*k].to_le_bytes());
+                overwrite(&mut bytes, *i, &INFLATED[*k].to_le_bytes());
             }
             Mutation::InflateLeb(i, k) => {
-                overwrite(&mut bytes, i.clone(), &leb128(INFLATED[*k]));
+                overwrite(&mut bytes, *i, &leb128(INFLATED[*k]));
             }
             _ => {}
         }
