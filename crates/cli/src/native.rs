@@ -81,6 +81,74 @@ fn kit_memory(image: &[u8]) -> Vec<u8> {
     raw.take()
 }
 
+/// The memory manager's header (ic-stable-structures 0.7): magic "MGR", layout version,
+/// allocated buckets (u16), bucket size in pages (u16), 32 reserved bytes, then the
+/// size in pages of each of its 255 memories (u64 each).
+/// The bucket table follows: one byte per bucket naming the memory that owns it, in
+/// order, buckets starting at the second wasm page.
+const MGR_SIZES_AT: usize = 3 + 1 + 2 + 2 + 32;
+const MGR_MEMORIES: usize = 255;
+const MGR_BUCKETS_AT: usize = MGR_SIZES_AT + 8 * MGR_MEMORIES;
+const MGR_MAX_BUCKETS: usize = 32_768;
+/// The memory of the kit's state cell (`canvault_kit::kit`).
+const KIT_STATE_MEMORY: u8 = 2;
+/// A stable cell's header: magic "SCL", layout version, value length (u32).
+const CELL_HEADER_BYTES: u64 = 8;
+
+/// Checks the lengths a kit's stable memory declares against the bytes it has, before
+/// the kit reads it: every memory of the memory manager, the state cell's value and
+/// the image must fit in the file. Loading trusts these lengths (it allocates them),
+/// so a hostile or damaged file would otherwise claim terabytes.
+fn check_kit_lengths(bytes: &[u8]) -> Result<(), String> {
+    let total = bytes.len() as u64;
+    let fits = |pages: u64| pages.checked_mul(WASM_PAGE).is_some_and(|b| b <= total);
+    let header = bytes
+        .get(..MGR_SIZES_AT + 8 * MGR_MEMORIES)
+        .ok_or("its memory manager header is cut short")?;
+    if header[3] != 1 {
+        return Err(format!(
+            "memory manager layout version {} is not supported",
+            header[3]
+        ));
+    }
+    if header[6..8] == [0, 0] {
+        return Err("its memory manager declares buckets of 0 pages".into());
+    }
+    for (id, size) in header[MGR_SIZES_AT..].chunks_exact(8).enumerate() {
+        let pages = u64::from_le_bytes(size.try_into().expect("8 bytes"));
+        if !fits(pages) {
+            return Err(format!(
+                "its memory {id} claims {pages} pages; the file holds {total} bytes"
+            ));
+        }
+    }
+    let table = bytes
+        .get(MGR_BUCKETS_AT..MGR_BUCKETS_AT + MGR_MAX_BUCKETS)
+        .ok_or("its memory manager's bucket table is cut short")?;
+    let bucket_pages = u64::from(u16::from_le_bytes([header[6], header[7]]));
+    let state_at = MGR_SIZES_AT + 8 * usize::from(KIT_STATE_MEMORY);
+    let state_pages =
+        u64::from_le_bytes(header[state_at..state_at + 8].try_into().expect("8 bytes"));
+    if state_pages > 0 {
+        let first = table
+            .iter()
+            .position(|m| *m == KIT_STATE_MEMORY)
+            .ok_or("its state memory has no bucket")?;
+        let at = WASM_PAGE + first as u64 * bucket_pages * WASM_PAGE;
+        let head = usize::try_from(at)
+            .ok()
+            .and_then(|at| bytes.get(at..at + CELL_HEADER_BYTES as usize))
+            .ok_or("its state cell lies past the end of the file")?;
+        let len = u64::from(u32::from_le_bytes([head[4], head[5], head[6], head[7]]));
+        if &head[..3] == b"SCL" && CELL_HEADER_BYTES + len > state_pages * WASM_PAGE {
+            return Err(format!(
+                "its state cell claims {len} bytes in a memory of {state_pages} pages"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The app image inside a kit's stable memory; a clear error if it is not one.
 fn image_in_kit_memory(bytes: Vec<u8>, path: &Path) -> CliResult<Vec<u8>> {
     if bytes.len() < 3 || &bytes[..3] != b"MGR" {
@@ -89,17 +157,30 @@ fn image_in_kit_memory(bytes: Vec<u8>, path: &Path) -> CliResult<Vec<u8>> {
             "it is not the stable memory of a canister that embeds the canvault kit (no memory manager header); use --layout raw",
         ));
     }
+    let total = bytes.len() as u64;
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let result = std::panic::catch_unwind(move || {
-        canvault_kit::Kit::load(VectorMemory::new(RefCell::new(bytes))).image_bytes()
+        check_kit_lengths(&bytes)?;
+        let kit = canvault_kit::Kit::load(VectorMemory::new(RefCell::new(bytes)));
+        let pages = kit.image_pages();
+        if pages.checked_mul(WASM_PAGE).is_none_or(|b| b > total) {
+            return Err(format!(
+                "its kit state claims an image of {pages} pages; the file holds {total} bytes"
+            ));
+        }
+        Ok(kit.image_bytes())
     });
     std::panic::set_hook(previous);
     match result {
-        Ok(image) if !image.is_empty() => Ok(image),
-        Ok(_) => Err(CliError::bad_file(
+        Ok(Ok(image)) if !image.is_empty() => Ok(image),
+        Ok(Ok(_)) => Err(CliError::bad_file(
             path,
             "it holds no app image in the kit's layout (is it the stable memory of a canister that embeds the kit? otherwise use --layout raw)",
+        )),
+        Ok(Err(reason)) => Err(CliError::bad_file(
+            path,
+            format!("its kit layout does not hold together: {reason}"),
         )),
         Err(_) => Err(CliError::bad_file(
             path,

@@ -11,6 +11,9 @@ use crate::error::{CliError, CliResult};
 use crate::file_format::{ChunkRecord, RecordBody, SnapshotMeta, SnapshotReader};
 use crate::progress::ProgressMode;
 
+/// Most chunk digests reserved before the records that carry them are read.
+const PREALLOCATED_DIGESTS: u32 = 1 << 16;
+
 /// What a verified file holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyReport {
@@ -48,7 +51,9 @@ pub fn verify_with(
         encoded_bytes: 0,
         data_bytes: 0,
     };
-    let mut hashes = Vec::with_capacity(meta.chunk_count as usize);
+    // The header's chunk count is a claim until the records arrive: reserve for a
+    // bounded number (a consistent header may declare 2^32 - 1 chunks: 128 GiB of digests).
+    let mut hashes = Vec::with_capacity(meta.chunk_count.min(PREALLOCATED_DIGESTS) as usize);
     while let Some(record) = reader.next_record()? {
         let bytes = record.decode().map_err(|e| {
             CliError::Integrity(format!(

@@ -161,7 +161,6 @@ fn leb(mut v: u64) -> Vec<u8> {
 const NULL: u8 = 0x7f;
 const NAT8: u8 = 0x7b;
 const NAT64: u8 = 0x78;
-const PRINCIPAL: u8 = 0x68;
 const OPT: u8 = 0x6e;
 const VEC: u8 = 0x6d;
 const RECORD: u8 = 0x6c;
@@ -198,9 +197,9 @@ fn extra_field_vec_null(n: u64) -> Vec<u8> {
 /// elements each.
 fn extra_args(extra: usize, n: u64) -> Vec<u8> {
     let mut args = vec![NAT64];
+    args.extend(std::iter::repeat_n(0, extra));
     let mut values = 7u64.to_le_bytes().to_vec();
     for _ in 0..extra {
-        args.push(0);
         values.extend(leb(n));
     }
     message(&[vec![VEC, NULL]], &args, &values)

@@ -29,6 +29,16 @@ pub const ALLOC_LIMIT: usize = 256 * 1024 * 1024;
 #[global_allocator]
 static ALLOCATOR: Cap<System> = Cap::new(System, ALLOC_LIMIT);
 
+/// Raises the process-wide cap to `bytes` (a target whose valid inputs are large, such
+/// as a kit's whole stable memory). Hostile claims (terabytes) stay far above it.
+pub fn raise_alloc_limit(bytes: usize) {
+    if ALLOCATOR.limit() < bytes {
+        ALLOCATOR
+            .set_limit(bytes)
+            .expect("raising the limit always succeeds");
+    }
+}
+
 /// Bytes the process holds now (for diagnostics).
 pub fn allocated() -> usize {
     ALLOCATOR.allocated()
@@ -223,13 +233,13 @@ pub fn apply(corpus: &[(String, Vec<u8>)], pick: usize, edits: &[Mutation]) -> V
             }
             Mutation::InflateU32(i, k) => {
                 let v = INFLATED[*k] as u32;
-                overwrite(&mut bytes, i.clone(), &v.to_le_bytes());
+                overwrite(&mut bytes, *i, &v.to_le_bytes());
             }
             Mutation::InflateU64(i, k) => {
-                overwrite(&mut bytes, i.clone(), &INFLATED[*k].to_le_bytes());
+                overwrite(&mut bytes, *i, &INFLATED[*k].to_le_bytes());
             }
             Mutation::InflateLeb(i, k) => {
-                overwrite(&mut bytes, i.clone(), &leb128(INFLATED[*k]));
+                overwrite(&mut bytes, *i, &leb128(INFLATED[*k]));
             }
             _ => {}
         }
