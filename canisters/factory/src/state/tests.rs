@@ -246,3 +246,103 @@ fn should_protect_versions_in_use() {
     assert_eq!(status.cycles, 42);
     assert_eq!(status.current_version.map(|v| v.hash), Some(current));
 }
+
+/// Commits `module` as a version (not current).
+fn add_version(f: &mut Factory<DefaultMemoryImpl>, module: &[u8]) -> Hash256 {
+    let id = f.next_upload_id();
+    let req = BeginUploadRequest {
+        label: format!("v{id}"),
+        sha256: Hash256::of(module),
+        size: module.len() as u64,
+    };
+    f.versions.begin(id, &req, p(ADMIN), 0).unwrap();
+    f.versions
+        .append(&UploadChunkRequest {
+            upload_id: id,
+            offset: 0,
+            bytes: ByteBuf::from(module.to_vec()),
+        })
+        .unwrap();
+    f.versions.commit(id, 0).unwrap().hash
+}
+
+/// A managed app vault `canister` on `version`, registered directly.
+fn registered(canister: Principal, version: Hash256, managed: bool) -> VaultInfo {
+    VaultInfo {
+        canister_id: canister,
+        kind: VaultKind::App { app: p(9) },
+        owners: vec![p(3)],
+        writers: vec![p(9)],
+        readers: vec![],
+        controllers: vec![p(3), p(FACTORY)],
+        subnet: None,
+        version,
+        managed_upgrades: managed,
+        created_at_ns: 0,
+        deployment_id: 0,
+    }
+}
+
+/// The `i`-th of many canister ids (10 bytes, as the IC's).
+fn canister(i: u32) -> Principal {
+    let mut bytes = [0xab; 10];
+    bytes[..4].copy_from_slice(&i.to_be_bytes());
+    Principal::from_slice(&bytes)
+}
+
+/// Largest reply kept for a status: far below the 2 MiB a reply may carry.
+const SMALL_REPLY: usize = 16 * 1024;
+
+#[test]
+fn should_start_and_report_a_fleet_upgrade_of_25000_vaults_in_small_replies() {
+    let mut f = factory();
+    let v1 = f.current_version().unwrap().hash;
+    const VAULTS: u32 = 25_000;
+    for i in 0..VAULTS {
+        f.registry
+            .insert(registered(canister(i), v1, i % 10 != 0));
+    }
+    let v2 = add_version(&mut f, b"\0asm vault v2");
+    let started = f.start_fleet_upgrade(v2, p(FACTORY), T).unwrap();
+    let size = candid::encode_one(&started).unwrap().len();
+    assert!(size < SMALL_REPLY, "start_fleet_upgrade replies {size} bytes");
+    assert_eq!(
+        (started.pending, started.skipped),
+        (VAULTS - VAULTS / 10, VAULTS / 10)
+    );
+    let status = f.fleet.status().unwrap();
+    assert!(candid::encode_one(&status).unwrap().len() < SMALL_REPLY);
+}
+
+/// Finished deployments older than the retention are pruned, a few per creation.
+#[test]
+fn should_prune_finished_deployments_of_deleted_vaults() {
+    let mut f = factory();
+    let requester = p(4);
+    let mut deleted = Vec::new();
+    for i in 0..2u8 {
+        let req = CreateVaultRequest {
+            kind: VaultKind::App { app: p(9) },
+            ..request(VaultKind::App { app: p(9) })
+        };
+        let v = deploy(&mut f, req, requester, 70 + i);
+        f.unregister(v.canister_id).unwrap();
+        deleted.push(v.deployment_id);
+    }
+    let kept = deploy(&mut f, request(VaultKind::App { app: p(9) }), p(5), 80);
+    // Long after, the next creations prune the finished records of deleted vaults.
+    let later = T + 400 * 86_400 * 1_000_000_000;
+    let req = request(VaultKind::App { app: p(9) });
+    let required = f.check_create(&req, p(6), u128::MAX, FEE, later).unwrap();
+    f.accept(req, p(6), Some(p(50)), required, later);
+    for id in deleted {
+        assert_eq!(
+            f.deployments.get(id),
+            Err(FactoryError::DeploymentNotFound(id))
+        );
+    }
+    assert!(
+        f.deployments.get(kept.deployment_id).is_ok(),
+        "a registered vault keeps its deployment"
+    );
+}
