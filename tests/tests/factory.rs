@@ -33,7 +33,6 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_bytes::ByteBuf;
 
-
 #[test]
 fn should_create_a_vault_on_another_subnet_with_exactly_the_requested_roles_and_controllers() {
     let mut s = Setup::new();
@@ -586,8 +585,13 @@ fn should_upgrade_a_fleet_from_v1_to_v2_keeping_every_snapshot_complete_and_rest
         "fleet upgrade of 3 vaults: the factory paid {} cycles",
         s.books(s.factory).burned - factory0.burned
     );
-    assert_eq!((status.upgraded, status.skipped, status.failed), (3, 1, 0));
-    for line in &status.vaults {
+    assert_eq!(
+        (status.upgraded, status.skipped, status.failed, status.total),
+        (3, 1, 0, 4)
+    );
+    let (lines, pages) = s.fleet_lines(3);
+    assert_eq!((lines.len(), pages), (4, 2));
+    for line in &lines {
         assert_eq!(line.from_version, s.v1.hash);
         if line.canister_id == opted_out {
             assert_eq!(
@@ -735,17 +739,27 @@ fn should_reject_unauthorized_calls_to_every_admin_endpoint() {
         needed: Permission::Admin,
     };
     for (method, arg, query) in calls {
-        // From a user, and from a canister (the app).
-        let reply = if query {
-            s.ic.query_call(s.factory, stranger, method, arg.clone())
+        // From a user: a query answers with the typed error; an update is refused by
+        // `canister_inspect_message` before it runs. From a canister (the app), which
+        // inspection does not see: the typed error.
+        if query {
+            let reply =
+                s.ic.query_call(s.factory, stranger, method, arg.clone())
+                    .unwrap_or_else(|e| panic!("{method} trapped instead of answering: {e:?}"));
+            let decoded: Result<candid::Reserved, FactoryError> =
+                candid::decode_one(&reply).expect(method);
+            assert_eq!(decoded.err(), Some(denied.clone()), "{method}");
         } else {
-            s.ic.update_call(s.factory, stranger, method, arg.clone())
-        };
-        let reply =
-            reply.unwrap_or_else(|e| panic!("{method} trapped instead of answering: {e:?}"));
-        let decoded: Result<candid::Reserved, FactoryError> =
-            candid::decode_one(&reply).expect(method);
-        assert_eq!(decoded.err(), Some(denied.clone()), "{method}");
+            let reject =
+                s.ic.update_call(s.factory, stranger, method, arg.clone())
+                    .expect_err(method);
+            assert_eq!(
+                reject.code,
+                RejectCode::CanisterReject,
+                "{method}: {reject:?}"
+            );
+            assert!(reject.message.contains("IC0516"), "{method}: {reject:?}");
+        }
         if !query {
             let req = ForwardRequest {
                 target: s.factory,
@@ -919,16 +933,37 @@ fn should_make_the_user_the_owner_of_a_personal_vault_and_the_app_only_a_writer(
     s.ic.stop_canister(id, Some(alice)).unwrap();
     s.ic.delete_canister(id, Some(alice)).unwrap();
 
-    // Bob keeps managed upgrades: the factory stays a controller and deletes on his word.
+    // The app cannot choose managed upgrades for Bob.
+    let (r, refunded) = s.create(&personal(&s, bob, true), REQUIRED);
+    assert!(matches!(r, Err(FactoryError::InvalidRequest(_))), "{r:?}");
+    assert_eq!(refunded, REQUIRED);
+    // Bob opts in himself: he adds the factory as a controller, then tells the factory;
+    // it then deletes on his word.
     let bobs = s
-        .create(&personal(&s, bob, true), REQUIRED)
+        .create(&personal(&s, bob, false), REQUIRED)
         .0
         .expect("bob's vault")
         .vault;
-    assert_eq!(
-        s.controllers(bobs.canister_id, bob),
-        sorted(vec![bob, s.factory])
+    s.ic.update_canister_settings(
+        bobs.canister_id,
+        Some(bob),
+        ic_management_canister_types::CanisterSettings {
+            controllers: Some(vec![bob, s.factory]),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let opted: Result<VaultInfo, FactoryError> = s.call_as(
+        bob,
+        "set_managed_upgrades",
+        (SetManagedUpgradesRequest {
+            canister_id: bobs.canister_id,
+            managed: true,
+        },),
     );
+    let opted = opted.unwrap();
+    assert!(opted.managed_upgrades);
+    assert_eq!(sorted(opted.controllers), sorted(vec![bob, s.factory]));
     let r: Result<DeleteVaultResponse, FactoryError> =
         s.call_as(bob, "delete_vault", (bobs.canister_id,));
     assert_eq!(

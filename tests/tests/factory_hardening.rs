@@ -87,10 +87,7 @@ fn should_refuse_delete_vault_to_a_revoked_co_owner() {
             managed: false,
         },),
     );
-    assert!(
-        matches!(r, Err(FactoryError::Unauthorized { .. })),
-        "{r:?}"
-    );
+    assert!(matches!(r, Err(FactoryError::Unauthorized { .. })), "{r:?}");
 
     // The remaining owner still can.
     let r: Result<DeleteVaultResponse, FactoryError> = s.call_as(ops, "delete_vault", (vault,));
@@ -104,7 +101,11 @@ fn should_refuse_delete_vault_to_a_revoked_co_owner() {
 }
 
 /// A personal vault for `user` as the app would ask for it, with `change` applied.
-fn personal(s: &Setup, user: Principal, change: impl Fn(&mut CreateVaultRequest)) -> CreateVaultRequest {
+fn personal(
+    s: &Setup,
+    user: Principal,
+    change: impl Fn(&mut CreateVaultRequest),
+) -> CreateVaultRequest {
     let mut req = CreateVaultRequest {
         kind: VaultKind::Personal { user, app: s.app },
         owners: vec![],
@@ -170,6 +171,7 @@ fn should_leave_a_vault_opted_out_after_the_fleet_upgrade_started() {
     let ops = principal("ops");
     let stays = app_vault(&mut s, vec![ops]).canister_id;
     let goes = app_vault(&mut s, vec![ops]).canister_id;
+    let left = app_vault(&mut s, vec![ops]).canister_id;
     let v2 = s.upload(
         "2.0.0",
         &with_custom_section(&wasm(VAULT_WASM), "canvault:release", b"2.0.0"),
@@ -179,7 +181,7 @@ fn should_leave_a_vault_opted_out_after_the_fleet_upgrade_started() {
         "start_fleet_upgrade",
         (StartFleetUpgradeRequest { version: v2.hash },),
     );
-    assert_eq!(started.unwrap().pending, 2);
+    assert_eq!(started.unwrap().pending, 3);
     // The owner opts out after the rollout planned the vault.
     let r: Result<VaultInfo, FactoryError> = s.call_as(
         ops,
@@ -190,40 +192,100 @@ fn should_leave_a_vault_opted_out_after_the_fleet_upgrade_started() {
         },),
     );
     assert!(!r.unwrap().managed_upgrades);
-    let st: Result<FleetUpgradeStatus, FactoryError> =
-        s.admin_call("run_fleet_batch", (RunFleetBatchRequest { max_vaults: 10 },));
+    // Another owner takes the factory out of the controllers, without telling it.
+    s.ic.update_canister_settings(
+        left,
+        Some(ops),
+        CanisterSettings {
+            controllers: Some(vec![ops]),
+            ..CanisterSettings::default()
+        },
+    )
+    .unwrap();
+    let st: Result<FleetUpgradeStatus, FactoryError> = s.admin_call(
+        "run_fleet_batch",
+        (RunFleetBatchRequest { max_vaults: 10 },),
+    );
     let st = st.unwrap();
     assert!(st.finished);
+    assert_eq!((st.upgraded, st.skipped, st.failed), (1, 2, 0));
     assert_eq!(
         s.module_hash(stays, ops),
         Some(s.v1.hash.0.to_vec()),
         "the opted-out vault keeps its module"
     );
+    assert_eq!(s.module_hash(left, ops), Some(s.v1.hash.0.to_vec()));
     assert_eq!(s.module_hash(goes, ops), Some(v2.hash.0.to_vec()));
-    let line = st
-        .vaults
-        .iter()
-        .find(|l| l.canister_id == stays)
-        .expect("listed");
+    let (lines, _) = s.fleet_lines(10);
+    let state = |id| {
+        lines
+            .iter()
+            .find(|l| l.canister_id == id)
+            .expect("listed")
+            .state
+            .clone()
+    };
     assert_eq!(
-        line.state,
+        state(stays),
         VaultUpgradeState::Skipped {
             reason: SkipReason::OptedOut
         }
     );
+    assert_eq!(
+        state(left),
+        VaultUpgradeState::Skipped {
+            reason: SkipReason::NotController
+        }
+    );
+}
+
+/// The status of a rollout is a few counters; its vaults are read in pages.
+#[test]
+fn should_page_through_the_vaults_of_a_fleet_upgrade() {
+    let mut s = Setup::new();
+    let ops = principal("ops");
+    let mut vaults = Vec::new();
+    for _ in 0..5 {
+        vaults.push(app_vault(&mut s, vec![ops]).canister_id);
+    }
+    let v2 = s.upload(
+        "2.0.0",
+        &with_custom_section(&wasm(VAULT_WASM), "canvault:release", b"2.0.0"),
+        1024 * 1024,
+    );
+    let started: Result<FleetUpgradeStatus, FactoryError> = s.admin_call(
+        "start_fleet_upgrade",
+        (StartFleetUpgradeRequest { version: v2.hash },),
+    );
+    let started = started.unwrap();
+    assert_eq!((started.total, started.pending), (5, 5));
+    let (lines, pages) = s.fleet_lines(2);
+    assert_eq!(pages, 3);
+    let mut listed: Vec<Principal> = lines.iter().map(|l| l.canister_id).collect();
+    listed.dedup();
+    assert_eq!(listed, sorted(vaults));
+    assert!(lines.iter().all(|l| l.state == VaultUpgradeState::Pending));
+    let st: Result<FleetUpgradeStatus, FactoryError> =
+        s.admin_call("run_fleet_batch", (RunFleetBatchRequest { max_vaults: 3 },));
+    assert_eq!(st.unwrap().pending, 2);
+    let (lines, _) = s.fleet_lines(1_000);
+    let upgraded = lines
+        .iter()
+        .filter(|l| matches!(l.state, VaultUpgradeState::Upgraded { .. }))
+        .count();
+    assert_eq!(upgraded, 3);
 }
 
 #[test]
 fn should_refuse_anonymous_ingress_before_the_method_runs() {
     let mut s = Setup::new();
     let req = s.app_request(principal("ops"), principal("ops"));
-    let r =
-        s.ic.update_call(
-            s.factory,
-            Principal::anonymous(),
-            "create_vault",
-            Encode!(&req).unwrap(),
-        );
+    let r = s.ic.update_call(
+        s.factory,
+        Principal::anonymous(),
+        "create_vault",
+        Encode!(&req).unwrap(),
+    );
     let reject = r.expect_err("refused by canister_inspect_message");
     assert_eq!(reject.code, RejectCode::CanisterReject, "{reject:?}");
     assert!(reject.message.contains("IC0516"), "{reject:?}");

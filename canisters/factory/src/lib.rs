@@ -19,6 +19,7 @@ pub mod calls;
 pub mod deployment;
 pub mod driver;
 pub mod fleet;
+pub mod ingress;
 pub mod memory;
 pub mod quota;
 pub mod registry;
@@ -32,13 +33,13 @@ use candid::Principal;
 use canvault_factory_api::{
     BeginUploadRequest, CreateVaultRequest, CreateVaultResponse, DeleteVaultResponse,
     DeploymentInfo, FactoryConfig, FactoryError, FactoryInit, FactoryStatus, FleetUpgradeStatus,
-    RecoverDeploymentRequest, RunFleetBatchRequest, SetManagedUpgradesRequest,
-    StartFleetUpgradeRequest, TopUpRequest, TopUpResponse, UploadChunkRequest, UploadProgress,
-    VaultInfo, VersionInfo,
+    FleetVaultsPage, ListFleetVaultsRequest, RecoverDeploymentRequest, RunFleetBatchRequest,
+    SetManagedUpgradesRequest, StartFleetUpgradeRequest, TopUpRequest, TopUpResponse,
+    UploadChunkRequest, UploadProgress, VaultInfo, VersionInfo,
 };
 use canvault_protocol::Hash256;
 use ic_cdk::api::{canister_cycle_balance, canister_self, msg_caller, time};
-use ic_cdk::{init, post_upgrade, query, update};
+use ic_cdk::{init, inspect_message, post_upgrade, query, update};
 use ic_stable_structures::DefaultMemoryImpl;
 
 use crate::state::Factory;
@@ -68,6 +69,32 @@ pub(crate) fn creation_fee() -> u128 {
         .unwrap_or_else(ic_cdk::api::cost_create_canister)
 }
 
+/// Decodes an endpoint's argument within the factory's candid limits
+/// ([`ingress::decoder_config`]); a message that does not decode is rejected.
+fn decode_arg<T: candid::CandidType + serde::de::DeserializeOwned>(bytes: Vec<u8>) -> T {
+    ingress::decode_one(&bytes)
+        .unwrap_or_else(|e| ic_cdk::trap(format!("the argument does not decode: {e}")))
+}
+
+/// [`decode_arg`] for endpoints of several arguments.
+fn decode_args<T: for<'a> candid::utils::ArgumentDecoder<'a>>(bytes: Vec<u8>) -> T {
+    ingress::decode_args(&bytes)
+        .unwrap_or_else(|e| ic_cdk::trap(format!("the arguments do not decode: {e}")))
+}
+
+/// Refuses early the ingress calls their methods would surely refuse (see
+/// [`ingress::inspect`]); the methods keep their own checks.
+#[inspect_message]
+fn inspect_message() {
+    let caller = msg_caller();
+    let method = ic_cdk::api::msg_method_name();
+    let is_admin = with_factory(|f| f.is_admin(&caller));
+    match ingress::inspect(&method, caller, is_admin, ic_cdk::api::msg_arg_data().len()) {
+        Ok(()) => ic_cdk::api::accept_message(),
+        Err(refusal) => ic_cdk::println!("factory: refused {method} from {caller}: {refusal:?}"),
+    }
+}
+
 #[init]
 fn init(arg: FactoryInit) {
     with_factory(|f| f.configure(&arg, true)).unwrap_or_else(|e| ic_cdk::trap(e.to_string()));
@@ -75,6 +102,8 @@ fn init(arg: FactoryInit) {
 
 #[post_upgrade]
 fn post_upgrade(arg: Option<FactoryInit>) {
+    // Loads the state now, so that a layout migration runs (and is kept) in the upgrade.
+    with_factory(|_| ());
     if let Some(arg) = arg {
         with_factory(|f| f.configure(&arg, false)).unwrap_or_else(|e| ic_cdk::trap(e.to_string()));
     }
@@ -82,7 +111,7 @@ fn post_upgrade(arg: Option<FactoryInit>) {
 
 // ---- Vault versions (admins) ----
 
-#[update]
+#[update(decode_with = "decode_arg")]
 fn begin_version_upload(req: BeginUploadRequest) -> Result<UploadProgress, FactoryError> {
     as_admin(|f| {
         let id = f.next_upload_id();
@@ -90,17 +119,17 @@ fn begin_version_upload(req: BeginUploadRequest) -> Result<UploadProgress, Facto
     })
 }
 
-#[update]
+#[update(decode_with = "decode_arg")]
 fn upload_version_chunk(req: UploadChunkRequest) -> Result<UploadProgress, FactoryError> {
     as_admin(|f| f.versions.append(&req))
 }
 
-#[update]
+#[update(decode_with = "decode_arg")]
 fn commit_version_upload(upload_id: u64) -> Result<VersionInfo, FactoryError> {
     as_admin(|f| f.versions.commit(upload_id, time()).map(|v| v.info(false)))
 }
 
-#[update]
+#[update(decode_with = "decode_arg")]
 fn abort_version_upload(upload_id: u64) -> Result<(), FactoryError> {
     as_admin(|f| f.versions.abort(upload_id))
 }
@@ -110,12 +139,12 @@ fn list_uploads() -> Result<Vec<UploadProgress>, FactoryError> {
     as_admin(|f| Ok(f.versions.uploads()))
 }
 
-#[update]
+#[update(decode_with = "decode_arg")]
 fn set_current_version(hash: Hash256) -> Result<VersionInfo, FactoryError> {
     as_admin(|f| f.set_current_version(hash))
 }
 
-#[update]
+#[update(decode_with = "decode_arg")]
 fn delete_version(hash: Hash256) -> Result<(), FactoryError> {
     as_admin(|f| f.delete_version(hash))
 }
@@ -127,12 +156,12 @@ fn list_versions() -> Vec<VersionInfo> {
 
 // ---- Settings (admins) ----
 
-#[update]
+#[update(decode_with = "decode_arg")]
 fn set_config(config: FactoryConfig) -> Result<(), FactoryError> {
     as_admin(|f| f.set_config(config))
 }
 
-#[update]
+#[update(decode_with = "decode_arg")]
 fn set_admins(admins: Vec<Principal>) -> Result<(), FactoryError> {
     as_admin(|f| f.set_admins(admins))
 }
@@ -150,22 +179,22 @@ fn status() -> FactoryStatus {
 
 // ---- Deployments ----
 
-#[update]
+#[update(decode_with = "decode_arg")]
 async fn create_vault(req: CreateVaultRequest) -> Result<CreateVaultResponse, FactoryError> {
     driver::create_vault(req).await
 }
 
-#[update]
+#[update(decode_with = "decode_arg")]
 async fn resume_deployment(id: u64) -> Result<CreateVaultResponse, FactoryError> {
     driver::resume(id).await
 }
 
-#[update]
+#[update(decode_with = "decode_arg")]
 async fn cancel_deployment(id: u64) -> Result<DeploymentInfo, FactoryError> {
     driver::cancel(id).await
 }
 
-#[update]
+#[update(decode_with = "decode_arg")]
 async fn recover_deployment(
     req: RecoverDeploymentRequest,
 ) -> Result<CreateVaultResponse, FactoryError> {
@@ -173,14 +202,14 @@ async fn recover_deployment(
     driver::recover(req).await
 }
 
-#[query]
+#[query(decode_with = "decode_arg")]
 fn get_deployment(id: u64) -> Result<DeploymentInfo, FactoryError> {
     with_factory(|f| f.authorize_requester(id, msg_caller()))
 }
 
 /// Deployments from `start` on (at most `limit`, up to 100): all of them for admins,
 /// the caller's own for anyone else.
-#[query]
+#[query(decode_with = "decode_args")]
 fn list_deployments(start: u64, limit: u32) -> Vec<DeploymentInfo> {
     let caller = msg_caller();
     with_factory(|f| {
@@ -191,46 +220,44 @@ fn list_deployments(start: u64, limit: u32) -> Vec<DeploymentInfo> {
 
 // ---- Vaults ----
 
-#[query]
+#[query(decode_with = "decode_arg")]
 fn get_vault(canister_id: Principal) -> Result<VaultInfo, FactoryError> {
     with_factory(|f| f.registry.get(&canister_id)).ok_or(FactoryError::VaultNotFound(canister_id))
 }
 
-#[query]
+#[query(decode_with = "decode_arg")]
 fn vaults_of_owner(owner: Principal) -> Vec<VaultInfo> {
     with_factory(|f| f.registry.of_owner(owner))
 }
 
-#[query]
+#[query(decode_with = "decode_arg")]
 fn vaults_of_app(app: Principal) -> Vec<VaultInfo> {
     with_factory(|f| f.registry.of_app(app))
 }
 
-#[update]
+#[update(decode_with = "decode_arg")]
 async fn top_up_vault(req: TopUpRequest) -> Result<TopUpResponse, FactoryError> {
     driver::top_up(req.canister_id).await
 }
 
-#[update]
-fn set_managed_upgrades(req: SetManagedUpgradesRequest) -> Result<VaultInfo, FactoryError> {
-    with_factory(|f| {
-        f.set_managed_upgrades(req.canister_id, req.managed, msg_caller(), canister_self())
-    })
+#[update(decode_with = "decode_arg")]
+async fn set_managed_upgrades(req: SetManagedUpgradesRequest) -> Result<VaultInfo, FactoryError> {
+    driver::set_managed_upgrades(req.canister_id, req.managed).await
 }
 
-#[update]
+#[update(decode_with = "decode_arg")]
 async fn delete_vault(canister_id: Principal) -> Result<DeleteVaultResponse, FactoryError> {
     driver::delete_vault(canister_id).await
 }
 
 // ---- Fleet upgrades (admins) ----
 
-#[update]
+#[update(decode_with = "decode_arg")]
 fn start_fleet_upgrade(req: StartFleetUpgradeRequest) -> Result<FleetUpgradeStatus, FactoryError> {
     as_admin(|f| f.start_fleet_upgrade(req.version, canister_self(), time()))
 }
 
-#[update]
+#[update(decode_with = "decode_arg")]
 async fn run_fleet_batch(req: RunFleetBatchRequest) -> Result<FleetUpgradeStatus, FactoryError> {
     with_factory(|f| f.authorize_admin(msg_caller()))?;
     driver::run_fleet_batch(req.max_vaults).await
@@ -247,6 +274,12 @@ fn cancel_fleet_upgrade() -> Result<FleetUpgradeStatus, FactoryError> {
 #[query]
 fn fleet_upgrade_status() -> Option<FleetUpgradeStatus> {
     with_factory(|f| f.fleet.status())
+}
+
+/// The vaults of the current (or last) fleet upgrade, a page at a time.
+#[query(decode_with = "decode_arg")]
+fn list_fleet_upgrade_vaults(req: ListFleetVaultsRequest) -> FleetVaultsPage {
+    with_factory(|f| f.fleet.page(req.start, req.limit as usize))
 }
 
 /// The candid interface, generated from the endpoints (`factory.did` is its committed

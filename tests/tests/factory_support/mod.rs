@@ -356,6 +356,30 @@ impl Setup {
     }
 }
 
+impl Setup {
+    /// Every line of the current fleet upgrade, read in pages of `limit`; also returns
+    /// how many pages it took.
+    pub fn fleet_lines(&mut self, limit: u32) -> (Vec<canvault_factory_api::VaultUpgrade>, usize) {
+        use canvault_factory_api::{FleetVaultsPage, ListFleetVaultsRequest};
+        let mut lines = Vec::new();
+        let mut start = None;
+        for pages in 1.. {
+            let page: FleetVaultsPage = self.query_as(
+                self.admin,
+                "list_fleet_upgrade_vaults",
+                (ListFleetVaultsRequest { start, limit },),
+            );
+            assert!(page.vaults.len() <= limit as usize);
+            lines.extend(page.vaults);
+            match page.next {
+                Some(next) => start = Some(next),
+                None => return (lines, pages),
+            }
+        }
+        unreachable!()
+    }
+}
+
 pub fn sorted(mut v: Vec<Principal>) -> Vec<Principal> {
     v.sort();
     v
