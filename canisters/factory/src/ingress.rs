@@ -1,6 +1,7 @@
-//! What the factory lets in before a method runs: the `canister_inspect_message` filter
-//! of ingress calls, and the candid limits every argument and every reply is decoded
-//! with. Pure: no ic-cdk.
+//! What the factory lets in: the `canister_inspect_message` filter of ingress calls, and
+//! the candid limits replies are decoded with ([`decode_one`], used by `calls`). Pure:
+//! no ic-cdk. (Endpoint arguments are not decoded through here: ic-cdk's `decode_with`
+//! makes `export_candid!` declare every argument as `blob`.)
 //!
 //! The filter only refuses what the method would surely refuse (an anonymous caller, a
 //! non-admin calling an admin method, an argument far larger than the method takes), so

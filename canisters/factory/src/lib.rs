@@ -69,19 +69,6 @@ pub(crate) fn creation_fee() -> u128 {
         .unwrap_or_else(ic_cdk::api::cost_create_canister)
 }
 
-/// Decodes an endpoint's argument within the factory's candid limits
-/// ([`ingress::decoder_config`]); a message that does not decode is rejected.
-fn decode_arg<T: candid::CandidType + serde::de::DeserializeOwned>(bytes: Vec<u8>) -> T {
-    ingress::decode_one(&bytes)
-        .unwrap_or_else(|e| ic_cdk::trap(format!("the argument does not decode: {e}")))
-}
-
-/// [`decode_arg`] for endpoints of several arguments.
-fn decode_args<T: for<'a> candid::utils::ArgumentDecoder<'a>>(bytes: Vec<u8>) -> T {
-    ingress::decode_args(&bytes)
-        .unwrap_or_else(|e| ic_cdk::trap(format!("the arguments do not decode: {e}")))
-}
-
 /// Refuses early the ingress calls their methods would surely refuse (see
 /// [`ingress::inspect`]); the methods keep their own checks.
 #[inspect_message]
@@ -111,7 +98,7 @@ fn post_upgrade(arg: Option<FactoryInit>) {
 
 // ---- Vault versions (admins) ----
 
-#[update(decode_with = "decode_arg")]
+#[update]
 fn begin_version_upload(req: BeginUploadRequest) -> Result<UploadProgress, FactoryError> {
     as_admin(|f| {
         let id = f.next_upload_id();
@@ -119,17 +106,17 @@ fn begin_version_upload(req: BeginUploadRequest) -> Result<UploadProgress, Facto
     })
 }
 
-#[update(decode_with = "decode_arg")]
+#[update]
 fn upload_version_chunk(req: UploadChunkRequest) -> Result<UploadProgress, FactoryError> {
     as_admin(|f| f.versions.append(&req))
 }
 
-#[update(decode_with = "decode_arg")]
+#[update]
 fn commit_version_upload(upload_id: u64) -> Result<VersionInfo, FactoryError> {
     as_admin(|f| f.versions.commit(upload_id, time()).map(|v| v.info(false)))
 }
 
-#[update(decode_with = "decode_arg")]
+#[update]
 fn abort_version_upload(upload_id: u64) -> Result<(), FactoryError> {
     as_admin(|f| f.versions.abort(upload_id))
 }
@@ -139,12 +126,12 @@ fn list_uploads() -> Result<Vec<UploadProgress>, FactoryError> {
     as_admin(|f| Ok(f.versions.uploads()))
 }
 
-#[update(decode_with = "decode_arg")]
+#[update]
 fn set_current_version(hash: Hash256) -> Result<VersionInfo, FactoryError> {
     as_admin(|f| f.set_current_version(hash))
 }
 
-#[update(decode_with = "decode_arg")]
+#[update]
 fn delete_version(hash: Hash256) -> Result<(), FactoryError> {
     as_admin(|f| f.delete_version(hash))
 }
@@ -156,12 +143,12 @@ fn list_versions() -> Vec<VersionInfo> {
 
 // ---- Settings (admins) ----
 
-#[update(decode_with = "decode_arg")]
+#[update]
 fn set_config(config: FactoryConfig) -> Result<(), FactoryError> {
     as_admin(|f| f.set_config(config))
 }
 
-#[update(decode_with = "decode_arg")]
+#[update]
 fn set_admins(admins: Vec<Principal>) -> Result<(), FactoryError> {
     as_admin(|f| f.set_admins(admins))
 }
@@ -179,22 +166,22 @@ fn status() -> FactoryStatus {
 
 // ---- Deployments ----
 
-#[update(decode_with = "decode_arg")]
+#[update]
 async fn create_vault(req: CreateVaultRequest) -> Result<CreateVaultResponse, FactoryError> {
     driver::create_vault(req).await
 }
 
-#[update(decode_with = "decode_arg")]
+#[update]
 async fn resume_deployment(id: u64) -> Result<CreateVaultResponse, FactoryError> {
     driver::resume(id).await
 }
 
-#[update(decode_with = "decode_arg")]
+#[update]
 async fn cancel_deployment(id: u64) -> Result<DeploymentInfo, FactoryError> {
     driver::cancel(id).await
 }
 
-#[update(decode_with = "decode_arg")]
+#[update]
 async fn recover_deployment(
     req: RecoverDeploymentRequest,
 ) -> Result<CreateVaultResponse, FactoryError> {
@@ -202,14 +189,14 @@ async fn recover_deployment(
     driver::recover(req).await
 }
 
-#[query(decode_with = "decode_arg")]
+#[query]
 fn get_deployment(id: u64) -> Result<DeploymentInfo, FactoryError> {
     with_factory(|f| f.authorize_requester(id, msg_caller()))
 }
 
 /// Deployments from `start` on (at most `limit`, up to 100): all of them for admins,
 /// the caller's own for anyone else.
-#[query(decode_with = "decode_args")]
+#[query]
 fn list_deployments(start: u64, limit: u32) -> Vec<DeploymentInfo> {
     let caller = msg_caller();
     with_factory(|f| {
@@ -220,44 +207,44 @@ fn list_deployments(start: u64, limit: u32) -> Vec<DeploymentInfo> {
 
 // ---- Vaults ----
 
-#[query(decode_with = "decode_arg")]
+#[query]
 fn get_vault(canister_id: Principal) -> Result<VaultInfo, FactoryError> {
     with_factory(|f| f.registry.get(&canister_id)).ok_or(FactoryError::VaultNotFound(canister_id))
 }
 
-#[query(decode_with = "decode_arg")]
+#[query]
 fn vaults_of_owner(owner: Principal) -> Vec<VaultInfo> {
     with_factory(|f| f.registry.of_owner(owner))
 }
 
-#[query(decode_with = "decode_arg")]
+#[query]
 fn vaults_of_app(app: Principal) -> Vec<VaultInfo> {
     with_factory(|f| f.registry.of_app(app))
 }
 
-#[update(decode_with = "decode_arg")]
+#[update]
 async fn top_up_vault(req: TopUpRequest) -> Result<TopUpResponse, FactoryError> {
     driver::top_up(req.canister_id).await
 }
 
-#[update(decode_with = "decode_arg")]
+#[update]
 async fn set_managed_upgrades(req: SetManagedUpgradesRequest) -> Result<VaultInfo, FactoryError> {
     driver::set_managed_upgrades(req.canister_id, req.managed).await
 }
 
-#[update(decode_with = "decode_arg")]
+#[update]
 async fn delete_vault(canister_id: Principal) -> Result<DeleteVaultResponse, FactoryError> {
     driver::delete_vault(canister_id).await
 }
 
 // ---- Fleet upgrades (admins) ----
 
-#[update(decode_with = "decode_arg")]
+#[update]
 fn start_fleet_upgrade(req: StartFleetUpgradeRequest) -> Result<FleetUpgradeStatus, FactoryError> {
     as_admin(|f| f.start_fleet_upgrade(req.version, canister_self(), time()))
 }
 
-#[update(decode_with = "decode_arg")]
+#[update]
 async fn run_fleet_batch(req: RunFleetBatchRequest) -> Result<FleetUpgradeStatus, FactoryError> {
     with_factory(|f| f.authorize_admin(msg_caller()))?;
     driver::run_fleet_batch(req.max_vaults).await
@@ -277,7 +264,7 @@ fn fleet_upgrade_status() -> Option<FleetUpgradeStatus> {
 }
 
 /// The vaults of the current (or last) fleet upgrade, a page at a time.
-#[query(decode_with = "decode_arg")]
+#[query]
 fn list_fleet_upgrade_vaults(req: ListFleetVaultsRequest) -> FleetVaultsPage {
     with_factory(|f| f.fleet.page(req.start, req.limit as usize))
 }
