@@ -7,6 +7,11 @@
 //! carry cycles, so the app pays through it), subnet 2 the factory; vaults go wherever
 //! the factory puts them. Build the wasm first: `scripts/build-wasm.sh`.
 
+mod factory_support;
+
+#[allow(clippy::wildcard_imports)]
+use factory_support::*;
+
 use candid::utils::ArgumentEncoder;
 use candid::{CandidType, Encode, Principal};
 use canvault_factory_api::{
@@ -27,349 +32,6 @@ use ic_management_canister_types::CanisterStatusType;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_bytes::ByteBuf;
-
-const FACTORY_WASM: &str = "canvault_factory";
-const WALLET_WASM: &str = "factory_test_wallet";
-const VAULT_WASM: &str = "canvault_vault";
-
-const T: u128 = 1_000_000_000_000;
-/// The vaults' starting balance.
-const INITIAL: u128 = T;
-/// The harness's creation fee (13-node subnet), which the factory reads from
-/// `cost_create_canister`.
-const CREATION_FEE: u128 = 500_000_000_000;
-/// The factory's default service fee.
-const SERVICE_FEE: u128 = 10_000_000_000;
-/// What `create_vault` takes for a vault of `INITIAL` cycles.
-const REQUIRED: u128 = CREATION_FEE + INITIAL + SERVICE_FEE;
-/// Vault snapshot chunk size in the scenarios.
-const CS: u32 = 64 * 1024;
-
-/// The test wallet's candid types.
-#[derive(CandidType)]
-struct ForwardRequest {
-    target: Principal,
-    method: String,
-    arg: ByteBuf,
-    cycles: u128,
-}
-
-#[derive(CandidType, Deserialize, Debug, Clone, PartialEq, Eq)]
-struct Rejected {
-    code: u32,
-    message: String,
-}
-
-#[derive(CandidType, Deserialize, Debug)]
-struct ForwardResponse {
-    result: Result<ByteBuf, Rejected>,
-    refunded: u128,
-}
-
-/// Balance and cycles burned of a canister at one moment.
-#[derive(Debug, Clone, Copy)]
-struct Books {
-    balance: u128,
-    burned: u128,
-}
-
-impl Books {
-    /// Cycles that left the canister other than as its own fees since `self`
-    /// (negative: cycles that came in).
-    fn sent_since(self, now: Books) -> i128 {
-        self.balance as i128 - now.balance as i128 - (now.burned - self.burned) as i128
-    }
-}
-
-struct Setup {
-    ic: Harness,
-    factory: CanisterId,
-    /// The app canister (pays through its `forward` method), on subnet 0.
-    app: CanisterId,
-    /// Controls the app canister; never gets anything in a personal vault.
-    app_admin: Principal,
-    admin: Principal,
-    subnets: Vec<SubnetId>,
-    v1: VersionInfo,
-}
-
-/// A module whose hash differs from `module`'s but which runs the same code: a custom
-/// section appended (`0x00`, size, name, payload).
-fn with_custom_section(module: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
-    fn leb(mut n: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-    let mut body = Vec::new();
-    leb(name.len(), &mut body);
-    body.extend_from_slice(name.as_bytes());
-    body.extend_from_slice(payload);
-    let mut out = module.to_vec();
-    out.push(0);
-    leb(body.len(), &mut out);
-    out.extend_from_slice(&body);
-    out
-}
-
-impl Setup {
-    /// Three subnets; the factory (default config, one admin) on subnet 2 with the vault
-    /// module uploaded in 500,000-byte chunks and current; the app on subnet 0.
-    fn new() -> Self {
-        let mut ic = harness(3);
-        let admin = principal("factory admin");
-        let init = FactoryInit {
-            admins: vec![admin],
-            config: None,
-        };
-        let factory = install(&mut ic, 2, FACTORY_WASM, Encode!(&init).unwrap(), admin);
-        let app_admin = principal("app admin");
-        let app = install(&mut ic, 0, WALLET_WASM, Encode!().unwrap(), app_admin);
-        let subnets = ic.topology().app_subnets;
-        // ic-harness numbers canisters like the NNS subnet, so its fifth canister would get
-        // the CMC's principal (rkp4c-7iaaa-aaaaa-aaaca-cai) and sit unreachable behind the
-        // CMC: burn the ids up to it with empty canisters.
-        for _ in 0..3 {
-            if ic.create_canister_on_subnet(None, None, subnets[1]) == CMC_PRINCIPAL {
-                break;
-            }
-        }
-        let mut s = Self {
-            ic,
-            factory,
-            app,
-            app_admin,
-            admin,
-            subnets,
-            v1: VersionInfo {
-                hash: Hash256::default(),
-                label: String::new(),
-                size: 0,
-                chunks: 0,
-                uploaded_by: admin,
-                uploaded_at_ns: 0,
-                current: false,
-            },
-        };
-        s.v1 = s.upload("1.0.0", &wasm(VAULT_WASM), 500_000);
-        let current: Result<VersionInfo, FactoryError> =
-            s.admin_call("set_current_version", (s.v1.hash,));
-        assert!(current.unwrap().current);
-        s
-    }
-
-    /// An ingress update to the factory from `sender`, decoded.
-    fn call_as<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
-        &mut self,
-        sender: Principal,
-        method: &str,
-        args: A,
-    ) -> R {
-        let (r,): (R,) = self
-            .ic
-            .update_candid(self.factory, sender, method, args)
-            .unwrap_or_else(|e| panic!("factory {method} failed: {e:?}"));
-        r
-    }
-
-    /// An ingress query to the factory from `sender`, decoded.
-    fn query_as<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
-        &mut self,
-        sender: Principal,
-        method: &str,
-        args: A,
-    ) -> R {
-        let (r,): (R,) = self
-            .ic
-            .query_candid(self.factory, sender, method, args)
-            .unwrap_or_else(|e| panic!("factory {method} failed: {e:?}"));
-        r
-    }
-
-    fn admin_call<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
-        &mut self,
-        method: &str,
-        args: A,
-    ) -> R {
-        self.call_as(self.admin, method, args)
-    }
-
-    /// Uploads `module` in chunks of `chunk` bytes and commits it.
-    fn upload(&mut self, label: &str, module: &[u8], chunk: usize) -> VersionInfo {
-        let begin = BeginUploadRequest {
-            label: label.into(),
-            sha256: Hash256::of(module),
-            size: module.len() as u64,
-        };
-        let p: Result<UploadProgress, FactoryError> =
-            self.admin_call("begin_version_upload", (begin,));
-        let id = p.unwrap().upload_id;
-        let mut offset = 0;
-        for part in module.chunks(chunk) {
-            let req = UploadChunkRequest {
-                upload_id: id,
-                offset,
-                bytes: ByteBuf::from(part.to_vec()),
-            };
-            let p: Result<UploadProgress, FactoryError> =
-                self.admin_call("upload_version_chunk", (req,));
-            offset += part.len() as u64;
-            assert_eq!(p.unwrap().received, offset);
-        }
-        let v: Result<VersionInfo, FactoryError> = self.admin_call("commit_version_upload", (id,));
-        let v = v.unwrap();
-        assert_eq!((v.hash, v.size), (Hash256::of(module), module.len() as u64));
-        v
-    }
-
-    /// The books of `canister`. Its `creation` category is left out: the harness counts
-    /// the CMC's creation fee there for the creator, although the fee is paid out of the
-    /// cycles attached to `create_canister` (already counted as sent).
-    fn books(&self, canister: CanisterId) -> Books {
-        let burned = self.ic.metrics(canister).cycles_burned;
-        Books {
-            balance: self.ic.cycle_balance(canister),
-            burned: burned.total() - burned.creation,
-        }
-    }
-
-    /// Submits `app.forward(factory.method(arg))` with `cycles` attached.
-    fn submit<A: CandidType>(&mut self, method: &str, arg: &A, cycles: u128) -> MessageId {
-        let req = ForwardRequest {
-            target: self.factory,
-            method: method.into(),
-            arg: ByteBuf::from(Encode!(arg).unwrap()),
-            cycles,
-        };
-        self.ic
-            .submit_call(self.app, self.app_admin, "forward", Encode!(&req).unwrap())
-            .expect("submitted")
-    }
-
-    /// Awaits a forwarded call: the factory's reply decoded (or its reject), and the refund.
-    fn finish<R: CandidType + DeserializeOwned>(
-        &mut self,
-        msg: MessageId,
-    ) -> (Result<R, Rejected>, u128) {
-        let reply = self.ic.await_call(msg).expect("the wallet answers");
-        let r: ForwardResponse = candid::decode_one(&reply).expect("ForwardResponse");
-        let result = r
-            .result
-            .map(|bytes| candid::decode_one::<R>(&bytes).expect("the factory's reply decodes"));
-        (result, r.refunded)
-    }
-
-    /// The app calls `factory.method(arg)` with `cycles` attached; the call must be answered.
-    fn app_call<A: CandidType, R: CandidType + DeserializeOwned>(
-        &mut self,
-        method: &str,
-        arg: &A,
-        cycles: u128,
-    ) -> (R, u128) {
-        let msg = self.submit(method, arg, cycles);
-        let (r, refunded) = self.finish::<R>(msg);
-        (
-            r.unwrap_or_else(|e| panic!("factory {method} rejected: {e:?}")),
-            refunded,
-        )
-    }
-
-    fn create(
-        &mut self,
-        req: &CreateVaultRequest,
-        cycles: u128,
-    ) -> (Result<CreateVaultResponse, FactoryError>, u128) {
-        self.app_call("create_vault", req, cycles)
-    }
-
-    fn deployment(&mut self, id: u64) -> Result<DeploymentInfo, FactoryError> {
-        self.query_as(self.admin, "get_deployment", (id,))
-    }
-
-    /// Canisters the cycles minting canister created so far, from the harness event log.
-    fn created_canisters(&self) -> Vec<Principal> {
-        self.ic
-            .fault_log()
-            .iter()
-            .filter_map(|line| line.split("CMC: created canister ").nth(1))
-            .map(|rest| Principal::from_text(rest.split(' ').next().unwrap()).unwrap())
-            .collect()
-    }
-
-    /// An app vault for the app, owned by `owner`, read by `reader`, placed by default
-    /// away from the app's subnet.
-    fn app_request(&self, owner: Principal, reader: Principal) -> CreateVaultRequest {
-        CreateVaultRequest {
-            kind: VaultKind::App { app: self.app },
-            owners: vec![owner],
-            writers: vec![self.app],
-            readers: vec![reader],
-            retention: None,
-            subnet: SubnetChoice::Default {
-                avoid: Some(self.subnets[0]),
-            },
-            initial_cycles: INITIAL,
-            managed_upgrades: true,
-        }
-    }
-
-    /// Ticks until `pred` holds, while the message `msg` is still pending.
-    fn tick_until(&mut self, msg: MessageId, what: &str, pred: impl Fn(&mut Self) -> bool) {
-        for _ in 0..1_000 {
-            if pred(self) {
-                return;
-            }
-            assert!(
-                self.ic.ingress_status(msg).is_none(),
-                "{what}: the call finished first"
-            );
-            self.ic.tick();
-        }
-        panic!("{what}: never happened");
-    }
-
-    fn vault_roles(&mut self, vault: CanisterId, owner: Principal) -> Vec<(Principal, Role)> {
-        let mut roles: Vec<(Principal, Role)> = VaultClient { id: vault }
-            .read(&mut self.ic, owner, "list_roles", ())
-            .expect("list_roles");
-        roles.sort();
-        roles
-    }
-
-    fn controllers(&mut self, vault: CanisterId, controller: Principal) -> Vec<Principal> {
-        let mut c = self
-            .ic
-            .canister_status(vault, Some(controller))
-            .expect("canister_status")
-            .settings
-            .controllers;
-        c.sort();
-        c
-    }
-
-    fn module_hash(&mut self, vault: CanisterId, controller: Principal) -> Option<Vec<u8>> {
-        self.ic
-            .canister_status(vault, Some(controller))
-            .expect("canister_status")
-            .module_hash
-    }
-}
-
-fn sorted(mut v: Vec<Principal>) -> Vec<Principal> {
-    v.sort();
-    v
-}
-
-fn sorted_roles(mut v: Vec<(Principal, Role)>) -> Vec<(Principal, Role)> {
-    v.sort();
-    v
-}
 
 #[test]
 fn should_create_a_vault_on_another_subnet_with_exactly_the_requested_roles_and_controllers() {
@@ -923,8 +585,13 @@ fn should_upgrade_a_fleet_from_v1_to_v2_keeping_every_snapshot_complete_and_rest
         "fleet upgrade of 3 vaults: the factory paid {} cycles",
         s.books(s.factory).burned - factory0.burned
     );
-    assert_eq!((status.upgraded, status.skipped, status.failed), (3, 1, 0));
-    for line in &status.vaults {
+    assert_eq!(
+        (status.upgraded, status.skipped, status.failed, status.total),
+        (3, 1, 0, 4)
+    );
+    let (lines, pages) = s.fleet_lines(3);
+    assert_eq!((lines.len(), pages), (4, 2));
+    for line in &lines {
         assert_eq!(line.from_version, s.v1.hash);
         if line.canister_id == opted_out {
             assert_eq!(
@@ -1072,17 +739,27 @@ fn should_reject_unauthorized_calls_to_every_admin_endpoint() {
         needed: Permission::Admin,
     };
     for (method, arg, query) in calls {
-        // From a user, and from a canister (the app).
-        let reply = if query {
-            s.ic.query_call(s.factory, stranger, method, arg.clone())
+        // From a user: a query answers with the typed error; an update is refused by
+        // `canister_inspect_message` before it runs. From a canister (the app), which
+        // inspection does not see: the typed error.
+        if query {
+            let reply =
+                s.ic.query_call(s.factory, stranger, method, arg.clone())
+                    .unwrap_or_else(|e| panic!("{method} trapped instead of answering: {e:?}"));
+            let decoded: Result<candid::Reserved, FactoryError> =
+                candid::decode_one(&reply).expect(method);
+            assert_eq!(decoded.err(), Some(denied.clone()), "{method}");
         } else {
-            s.ic.update_call(s.factory, stranger, method, arg.clone())
-        };
-        let reply =
-            reply.unwrap_or_else(|e| panic!("{method} trapped instead of answering: {e:?}"));
-        let decoded: Result<candid::Reserved, FactoryError> =
-            candid::decode_one(&reply).expect(method);
-        assert_eq!(decoded.err(), Some(denied.clone()), "{method}");
+            let reject =
+                s.ic.update_call(s.factory, stranger, method, arg.clone())
+                    .expect_err(method);
+            assert_eq!(
+                reject.code,
+                RejectCode::CanisterReject,
+                "{method}: {reject:?}"
+            );
+            assert!(reject.message.contains("IC0516"), "{method}: {reject:?}");
+        }
         if !query {
             let req = ForwardRequest {
                 target: s.factory,
@@ -1256,16 +933,37 @@ fn should_make_the_user_the_owner_of_a_personal_vault_and_the_app_only_a_writer(
     s.ic.stop_canister(id, Some(alice)).unwrap();
     s.ic.delete_canister(id, Some(alice)).unwrap();
 
-    // Bob keeps managed upgrades: the factory stays a controller and deletes on his word.
+    // The app cannot choose managed upgrades for Bob.
+    let (r, refunded) = s.create(&personal(&s, bob, true), REQUIRED);
+    assert!(matches!(r, Err(FactoryError::InvalidRequest(_))), "{r:?}");
+    assert_eq!(refunded, REQUIRED);
+    // Bob opts in himself: he adds the factory as a controller, then tells the factory;
+    // it then deletes on his word.
     let bobs = s
-        .create(&personal(&s, bob, true), REQUIRED)
+        .create(&personal(&s, bob, false), REQUIRED)
         .0
         .expect("bob's vault")
         .vault;
-    assert_eq!(
-        s.controllers(bobs.canister_id, bob),
-        sorted(vec![bob, s.factory])
+    s.ic.update_canister_settings(
+        bobs.canister_id,
+        Some(bob),
+        ic_management_canister_types::CanisterSettings {
+            controllers: Some(vec![bob, s.factory]),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let opted: Result<VaultInfo, FactoryError> = s.call_as(
+        bob,
+        "set_managed_upgrades",
+        (SetManagedUpgradesRequest {
+            canister_id: bobs.canister_id,
+            managed: true,
+        },),
     );
+    let opted = opted.unwrap();
+    assert!(opted.managed_upgrades);
+    assert_eq!(sorted(opted.controllers), sorted(vec![bob, s.factory]));
     let r: Result<DeleteVaultResponse, FactoryError> =
         s.call_as(bob, "delete_vault", (bobs.canister_id,));
     assert_eq!(

@@ -65,8 +65,7 @@ async fn perform<R: CandidType + DeserializeOwned>(
     match call.with_cycles(cycles).await {
         Ok(response) => {
             let refunded = ic_cdk::api::msg_cycles_refunded();
-            response
-                .candid::<R>()
+            crate::ingress::decode_one::<R>(&response)
                 .map(|r| (r, refunded))
                 .map_err(|e| fail(5, format!("the reply did not decode: {e}"), refunded))
         }

@@ -240,6 +240,15 @@ pub fn validate(
                 "a personal vault's owner is its user and its writer its app: leave owners and writers empty",
             ));
         }
+        if caller == app
+            && (!req.readers.is_empty() || req.retention.is_some() || req.managed_upgrades)
+        {
+            return Err(invalid(
+                "a personal vault's readers, retention and managed upgrades are its user's alone: \
+                 the app leaves them empty (no readers, the vault's default retention, not managed); \
+                 the user changes them on the vault and with set_managed_upgrades",
+            ));
+        }
     }
     if dedup(&req.owners).len() >= MAX_CONTROLLERS {
         return Err(invalid(format!(
@@ -424,16 +433,41 @@ pub fn vault_record(d: &DeploymentInfo, factory: Principal, now: u64) -> VaultIn
     }
 }
 
-/// The deployment records.
+/// True while a deployment may still change (neither registered nor cancelled).
+#[must_use]
+pub fn is_open(d: &DeploymentInfo) -> bool {
+    !matches!(d.stage, Stage::Registered | Stage::Cancelled)
+}
+
+/// The deployment records, and the index of the open ones.
+///
+/// Invariant: `open` holds exactly the ids of the open records; [`Deployments::put`]
+/// and [`Deployments::remove`] keep it so.
 pub struct Deployments<M: Memory> {
     map: StableBTreeMap<u64, Stored, Vm<M>>,
+    open: StableBTreeMap<u64, (), Vm<M>>,
 }
 
 impl<M: Memory> Deployments<M> {
-    /// Loads (or creates) the map.
+    /// Loads (or creates) the maps.
     pub fn init(memories: &Memories<M>) -> Self {
         Self {
             map: StableBTreeMap::init(memories.get(memory::DEPLOYMENTS)),
+            open: StableBTreeMap::init(memories.get(memory::OPEN_DEPLOYMENTS)),
+        }
+    }
+
+    /// Builds the open index from the records (migration from layout 1, which had none).
+    pub fn rebuild_open_index(&mut self) {
+        self.open.clear_new();
+        let open: Vec<u64> = self
+            .map
+            .iter()
+            .filter(|e| is_open(&e.value().0))
+            .map(|e| *e.key())
+            .collect();
+        for id in open {
+            self.open.insert(id, ());
         }
     }
 
@@ -450,7 +484,18 @@ impl<M: Memory> Deployments<M> {
 
     /// Stores a record.
     pub fn put(&mut self, record: DeploymentInfo) {
+        if is_open(&record) {
+            self.open.insert(record.id, ());
+        } else {
+            self.open.remove(&record.id);
+        }
         self.map.insert(record.id, Stored(record));
+    }
+
+    /// Forgets record `id`.
+    pub fn remove(&mut self, id: u64) {
+        self.open.remove(&id);
+        self.map.remove(&id);
     }
 
     /// Changes record `id` and stores it; returns the new record.
@@ -484,14 +529,30 @@ impl<M: Memory> Deployments<M> {
             .collect()
     }
 
-    /// Records neither registered nor cancelled.
+    /// Up to `limit` records after `after` (from the first when absent), in id order.
+    #[must_use]
+    pub fn after(&self, after: Option<u64>, limit: usize) -> Vec<DeploymentInfo> {
+        let from = after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+        self.map
+            .range((from, std::ops::Bound::Unbounded))
+            .take(limit)
+            .map(|e| e.into_pair().1.0)
+            .collect()
+    }
+
+    /// Records neither registered nor cancelled, read through the index.
     #[must_use]
     pub fn open(&self) -> Vec<DeploymentInfo> {
-        self.map
-            .values()
-            .map(|s| s.0)
-            .filter(|d| !matches!(d.stage, Stage::Registered | Stage::Cancelled))
+        self.open
+            .keys()
+            .filter_map(|id| self.get(id).ok())
             .collect()
+    }
+
+    /// How many records are open.
+    #[must_use]
+    pub fn open_count(&self) -> u64 {
+        self.open.len()
     }
 }
 

@@ -379,10 +379,12 @@ pub async fn recover(req: RecoverDeploymentRequest) -> Result<CreateVaultRespons
                 "deployment {id} has no lost canister creation"
             )));
         }
+        // A finished deployment's canister is registered (or deleted): only the open
+        // ones need a look.
         let taken = with_factory(|f| {
             f.registry.get(&canister).is_some()
                 || f.deployments
-                    .list(0, usize::MAX, None)
+                    .open()
                     .iter()
                     .any(|o| o.canister_id == Some(canister))
         });
@@ -432,12 +434,48 @@ pub async fn top_up(canister: Principal) -> Result<TopUpResponse, FactoryError> 
     })
 }
 
-/// `delete_vault`: an owner deletes its vault. The factory stops and deletes the canister
-/// if it controls it, then forgets it; otherwise it only forgets it.
+/// The controllers of `canister` now, from `canister_status`; `None` when the factory is
+/// not (or no longer) one of them.
+///
+/// # Errors
+/// Any other failure: the factory cannot tell who controls the vault, so it refuses.
+async fn current_controllers(canister: Principal) -> Result<Option<Vec<Principal>>, FactoryError> {
+    match calls::canister_status(canister).await {
+        Ok(status) => Ok(Some(status.settings.controllers)),
+        Err(e) if e.code == 5 => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `set_managed_upgrades`: authorised against the vault's current controllers.
+pub async fn set_managed_upgrades(
+    canister: Principal,
+    managed: bool,
+) -> Result<VaultInfo, FactoryError> {
+    let caller = msg_caller();
+    with_factory(|f| f.registry.get(&canister)).ok_or(FactoryError::VaultNotFound(canister))?;
+    let controllers = current_controllers(canister).await?;
+    with_factory(|f| {
+        f.set_managed_upgrades(
+            canister,
+            managed,
+            caller,
+            controllers.as_deref(),
+            canister_self(),
+        )
+    })
+}
+
+/// `delete_vault`: an owner deletes its vault. The factory reads who controls the vault
+/// now; if it is one of them, it stops and deletes the canister for a caller that is
+/// one too; otherwise it only forgets the vault (for a registered owner).
 pub async fn delete_vault(canister: Principal) -> Result<DeleteVaultResponse, FactoryError> {
-    let vault = with_factory(|f| f.authorize_owner(canister, msg_caller()))?;
+    let caller = msg_caller();
+    with_factory(|f| f.registry.get(&canister)).ok_or(FactoryError::VaultNotFound(canister))?;
+    let controllers = current_controllers(canister).await?;
+    with_factory(|f| f.authorize_owner(canister, caller, controllers.as_deref(), canister_self()))?;
     let mut deleted = false;
-    if vault.controllers.contains(&canister_self()) {
+    if controllers.is_some() {
         match calls::stop(canister).await {
             Ok(()) => {
                 if let Err(e) = calls::delete(canister).await {
@@ -446,7 +484,7 @@ pub async fn delete_vault(canister: Principal) -> Result<DeleteVaultResponse, Fa
                 }
                 deleted = true;
             }
-            // Not (or no longer) a controller: its controllers delete it.
+            // No longer a controller: its controllers delete it.
             Err(e) if e.code == 5 => {}
             Err(e) => return Err(e.into()),
         }
@@ -481,19 +519,38 @@ pub async fn run_fleet_batch(max: u32) -> Result<FleetUpgradeStatus, FactoryErro
     })
 }
 
+/// Why `vault` must be left alone now, if it must: no longer registered, or its owner
+/// opted out of managed upgrades since the rollout planned it.
+fn skip_now(vault: Principal) -> Option<VaultUpgradeState> {
+    let reason = match with_factory(|f| f.registry.get(&vault)) {
+        None => SkipReason::NotRegistered,
+        Some(v) if !v.managed_upgrades => SkipReason::OptedOut,
+        Some(_) => return None,
+    };
+    Some(VaultUpgradeState::Skipped { reason })
+}
+
 /// Upgrades one vault: checks its module, uploads the new one into its chunk store,
 /// stops it, upgrades it (`post_upgrade(null)`: roles and data kept), starts it again.
 async fn upgrade_one(vault: Principal, version: &VersionRecord) -> VaultUpgradeState {
     let failed = |reason: String| VaultUpgradeState::Failed { reason };
-    if with_factory(|f| f.registry.get(&vault)).is_none() {
-        return VaultUpgradeState::Skipped {
-            reason: SkipReason::NotRegistered,
-        };
+    if let Some(skip) = skip_now(vault) {
+        return skip;
     }
     let status = match calls::canister_status(vault).await {
         Ok(s) => s,
+        // Its controllers took the factory out since the rollout started.
+        Err(e) if e.code == 5 => {
+            return VaultUpgradeState::Skipped {
+                reason: SkipReason::NotController,
+            };
+        }
         Err(e) => return failed(e.to_string()),
     };
+    // Checked again after the await: the owner may have opted out meanwhile.
+    if let Some(skip) = skip_now(vault) {
+        return skip;
+    }
     if status.module_hash.as_deref() != Some(&version.hash.0[..]) {
         let arg = candid::encode_one(None::<VaultInit>).expect("encodes");
         if let Err(e) = upload_module(vault, version).await {

@@ -19,6 +19,7 @@ pub mod calls;
 pub mod deployment;
 pub mod driver;
 pub mod fleet;
+pub mod ingress;
 pub mod memory;
 pub mod quota;
 pub mod registry;
@@ -32,13 +33,13 @@ use candid::Principal;
 use canvault_factory_api::{
     BeginUploadRequest, CreateVaultRequest, CreateVaultResponse, DeleteVaultResponse,
     DeploymentInfo, FactoryConfig, FactoryError, FactoryInit, FactoryStatus, FleetUpgradeStatus,
-    RecoverDeploymentRequest, RunFleetBatchRequest, SetManagedUpgradesRequest,
-    StartFleetUpgradeRequest, TopUpRequest, TopUpResponse, UploadChunkRequest, UploadProgress,
-    VaultInfo, VersionInfo,
+    FleetVaultsPage, ListFleetVaultsRequest, RecoverDeploymentRequest, RunFleetBatchRequest,
+    SetManagedUpgradesRequest, StartFleetUpgradeRequest, TopUpRequest, TopUpResponse,
+    UploadChunkRequest, UploadProgress, VaultInfo, VersionInfo,
 };
 use canvault_protocol::Hash256;
 use ic_cdk::api::{canister_cycle_balance, canister_self, msg_caller, time};
-use ic_cdk::{init, post_upgrade, query, update};
+use ic_cdk::{init, inspect_message, post_upgrade, query, update};
 use ic_stable_structures::DefaultMemoryImpl;
 
 use crate::state::Factory;
@@ -68,6 +69,19 @@ pub(crate) fn creation_fee() -> u128 {
         .unwrap_or_else(ic_cdk::api::cost_create_canister)
 }
 
+/// Refuses early the ingress calls their methods would surely refuse (see
+/// [`ingress::inspect`]); the methods keep their own checks.
+#[inspect_message]
+fn inspect_message() {
+    let caller = msg_caller();
+    let method = ic_cdk::api::msg_method_name();
+    let is_admin = with_factory(|f| f.is_admin(&caller));
+    match ingress::inspect(&method, caller, is_admin, ic_cdk::api::msg_arg_data().len()) {
+        Ok(()) => ic_cdk::api::accept_message(),
+        Err(refusal) => ic_cdk::println!("factory: refused {method} from {caller}: {refusal:?}"),
+    }
+}
+
 #[init]
 fn init(arg: FactoryInit) {
     with_factory(|f| f.configure(&arg, true)).unwrap_or_else(|e| ic_cdk::trap(e.to_string()));
@@ -75,6 +89,8 @@ fn init(arg: FactoryInit) {
 
 #[post_upgrade]
 fn post_upgrade(arg: Option<FactoryInit>) {
+    // Loads the state now, so that a layout migration runs (and is kept) in the upgrade.
+    with_factory(|_| ());
     if let Some(arg) = arg {
         with_factory(|f| f.configure(&arg, false)).unwrap_or_else(|e| ic_cdk::trap(e.to_string()));
     }
@@ -212,10 +228,8 @@ async fn top_up_vault(req: TopUpRequest) -> Result<TopUpResponse, FactoryError> 
 }
 
 #[update]
-fn set_managed_upgrades(req: SetManagedUpgradesRequest) -> Result<VaultInfo, FactoryError> {
-    with_factory(|f| {
-        f.set_managed_upgrades(req.canister_id, req.managed, msg_caller(), canister_self())
-    })
+async fn set_managed_upgrades(req: SetManagedUpgradesRequest) -> Result<VaultInfo, FactoryError> {
+    driver::set_managed_upgrades(req.canister_id, req.managed).await
 }
 
 #[update]
@@ -247,6 +261,12 @@ fn cancel_fleet_upgrade() -> Result<FleetUpgradeStatus, FactoryError> {
 #[query]
 fn fleet_upgrade_status() -> Option<FleetUpgradeStatus> {
     with_factory(|f| f.fleet.status())
+}
+
+/// The vaults of the current (or last) fleet upgrade, a page at a time.
+#[query]
+fn list_fleet_upgrade_vaults(req: ListFleetVaultsRequest) -> FleetVaultsPage {
+    with_factory(|f| f.fleet.page(req.start, req.limit as usize))
 }
 
 /// The candid interface, generated from the endpoints (`factory.did` is its committed

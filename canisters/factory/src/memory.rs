@@ -18,6 +18,11 @@
 //! | 9  | `StableBTreeMap<(Principal, u64), u32>` creations per day  | `quota`      |
 //! | 10 | `StableCell<RolloutHeader>` the current fleet upgrade      | `fleet`      |
 //! | 11 | `StableBTreeMap<Principal, UpgradeEntry>` its vaults       | `fleet`      |
+//! | 12 | `StableBTreeMap<u64, ()>` ids of open deployments          | `deployment` |
+//!
+//! Layout generations (`Settings::layout`): 1 (absent) the maps 0–11; 2 adds map 12,
+//! built from map 7 when a generation-1 state loads, and the rollout's counts (see
+//! `fleet`). See `state::LAYOUT`.
 
 use ic_stable_structures::Memory;
 use ic_stable_structures::memory_manager::{MemoryId, MemoryManager, VirtualMemory};
@@ -46,6 +51,8 @@ pub const DAILY_CREATIONS: MemoryId = MemoryId::new(9);
 pub const ROLLOUT: MemoryId = MemoryId::new(10);
 /// The vaults of the current fleet upgrade.
 pub const ROLLOUT_VAULTS: MemoryId = MemoryId::new(11);
+/// Ids of the deployments neither registered nor cancelled.
+pub const OPEN_DEPLOYMENTS: MemoryId = MemoryId::new(12);
 
 /// The memory type every structure of the factory is built on.
 pub type Vm<M> = VirtualMemory<M>;

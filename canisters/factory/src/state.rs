@@ -38,9 +38,23 @@ pub struct Settings {
     pub next_deployment_id: u64,
     /// Next rollout id.
     pub next_rollout_id: u64,
+    /// The layout generation of the stored state (absent: 1); see [`LAYOUT`].
+    pub layout: Option<u32>,
+    /// The last deployment id the pruning pass looked at.
+    pub prune_cursor: Option<u64>,
 }
 
 candid_storable!(Settings);
+
+/// The layout generation this code writes: 2 adds the open-deployment index and the
+/// rollout's counts (see [`crate::memory`]). [`Factory::init`] migrates older state.
+pub const LAYOUT: u32 = 2;
+
+/// A finished deployment stays readable this long after its last change (30 days).
+pub const FINISHED_KEPT_NS: u64 = 30 * 86_400 * 1_000_000_000;
+
+/// Most deployment records one pruning pass (one per accepted deployment) looks at.
+pub const PRUNE_SCAN: usize = 16;
 
 /// Most admins.
 pub const MAX_ADMINS: usize = 20;
@@ -62,16 +76,25 @@ pub struct Factory<M: Memory> {
 
 impl<M: Memory> Factory<M> {
     /// Loads the state from `memory`, or creates it when the memory is empty.
+    ///
+    /// State of an older layout generation is migrated here, once: generation 1 gets
+    /// its open-deployment index built from the records (the rollout's counts are
+    /// recounted by [`Fleet::init`]).
     pub fn init(memory: M) -> Self {
         let memories = Memories::init(memory);
-        Self {
+        let mut factory = Self {
             settings: StableCell::init(memories.get(memory::SETTINGS), Settings::default()),
             versions: Versions::init(&memories),
             registry: Registry::init(&memories),
             deployments: Deployments::init(&memories),
             quota: Quota::init(&memories),
             fleet: Fleet::init(&memories),
+        };
+        if factory.settings().layout.unwrap_or(1) < LAYOUT {
+            factory.deployments.rebuild_open_index();
+            factory.update_settings(|s| s.layout = Some(LAYOUT));
         }
+        factory
     }
 
     /// The settings.
@@ -283,10 +306,49 @@ impl<M: Memory> Factory<M> {
         });
         self.quota
             .record_creation(deployment::quota_subject(&req.kind, caller), caller, now);
+        self.prune_deployments(now);
         let record =
             deployment::new_record(id, caller, req, subnet, version, accepted, service_fee, now);
         self.deployments.put(record.clone());
         record
+    }
+
+    /// Looks at up to [`PRUNE_SCAN`] deployment records after the prune cursor (wrapping
+    /// around) and forgets those finished more than [`FINISHED_KEPT_NS`] ago that nobody
+    /// needs any more: cancelled ones, and registered ones whose vault left the registry
+    /// (a registered vault keeps its deployment: deleting it releases the quota of its
+    /// requester). Returns how many were forgotten.
+    pub fn prune_deployments(&mut self, now: u64) -> usize {
+        let cursor = self.settings().prune_cursor;
+        let mut seen = self.deployments.after(cursor, PRUNE_SCAN);
+        if seen.len() < PRUNE_SCAN && cursor.is_some() {
+            seen.extend(
+                self.deployments
+                    .after(None, PRUNE_SCAN - seen.len())
+                    .into_iter()
+                    .filter(|d| Some(d.id) <= cursor),
+            );
+        }
+        let mut pruned = 0;
+        for d in &seen {
+            let old = now.saturating_sub(d.updated_at_ns) > FINISHED_KEPT_NS;
+            let unneeded = match d.stage {
+                Stage::Cancelled => true,
+                Stage::Registered => d.canister_id.is_none_or(|c| {
+                    self.registry
+                        .get(&c)
+                        .is_none_or(|v| v.deployment_id != d.id)
+                }),
+                _ => false,
+            };
+            if old && unneeded {
+                self.deployments.remove(d.id);
+                pruned += 1;
+            }
+        }
+        let next = seen.last().map(|d| d.id);
+        self.update_settings(|s| s.prune_cursor = next);
+        pruned
     }
 
     /// Checks that `caller` may resume or cancel deployment `id`: its requester or an admin.
@@ -339,7 +401,15 @@ impl<M: Memory> Factory<M> {
         Ok(d)
     }
 
-    /// The vault `canister` if `caller` owns it.
+    /// The vault `canister` if `caller` may act on it as its owner.
+    ///
+    /// `controllers` are the vault's controllers as `canister_status` reported them just
+    /// now, `None` when the factory is not (or no longer) one of them. While the factory
+    /// controls the vault, only a principal that controls it too may act: the factory
+    /// then never does for a caller what that caller could not do itself, and an owner
+    /// taken out of the controllers loses the factory with them. The owner list frozen
+    /// in the registry only serves when the factory controls nothing (then it can only
+    /// forget the vault).
     ///
     /// # Errors
     /// [`FactoryError::VaultNotFound`], [`FactoryError::Unauthorized`].
@@ -347,12 +417,18 @@ impl<M: Memory> Factory<M> {
         &self,
         canister: Principal,
         caller: Principal,
+        controllers: Option<&[Principal]>,
+        factory: Principal,
     ) -> Result<VaultInfo, FactoryError> {
         let vault = self
             .registry
             .get(&canister)
             .ok_or(FactoryError::VaultNotFound(canister))?;
-        if vault.owners.contains(&caller) {
+        let allowed = match controllers {
+            Some(current) => caller != factory && current.contains(&caller),
+            None => vault.owners.contains(&caller),
+        };
+        if allowed {
             Ok(vault)
         } else {
             Err(FactoryError::Unauthorized {
@@ -362,7 +438,8 @@ impl<M: Memory> Factory<M> {
         }
     }
 
-    /// Opts a vault in or out of fleet upgrades (the caller owns it).
+    /// Opts a vault in or out of fleet upgrades (the caller owns it, see
+    /// [`Factory::authorize_owner`]); records the controllers read.
     ///
     /// # Errors
     /// Not found, not an owner, or opting in while the factory is not a controller.
@@ -371,16 +448,21 @@ impl<M: Memory> Factory<M> {
         canister: Principal,
         managed: bool,
         caller: Principal,
+        controllers: Option<&[Principal]>,
         factory: Principal,
     ) -> Result<VaultInfo, FactoryError> {
-        let vault = self.authorize_owner(canister, caller)?;
-        if managed && !vault.controllers.contains(&factory) {
+        self.authorize_owner(canister, caller, controllers, factory)?;
+        if managed && controllers.is_none() {
             return Err(FactoryError::InvalidRequest(
                 "the factory is not a controller of this vault: add it before opting in".into(),
             ));
         }
-        self.registry
-            .update(&canister, |v| v.managed_upgrades = managed);
+        self.registry.update(&canister, |v| {
+            v.managed_upgrades = managed;
+            if let Some(current) = controllers {
+                v.controllers = current.to_vec();
+            }
+        });
         Ok(self.registry.get(&canister).expect("present"))
     }
 
@@ -430,7 +512,7 @@ impl<M: Memory> Factory<M> {
             current_version: self.current_version().map(|v| v.info(true)),
             versions: self.versions.len() as u32,
             vaults: self.registry.len(),
-            open_deployments: self.deployments.open().len() as u64,
+            open_deployments: self.deployments.open_count(),
             cycles,
         }
     }

@@ -364,7 +364,7 @@ pub struct RunFleetBatchRequest {
 /// Why a fleet upgrade leaves a vault alone.
 #[derive(CandidType, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SkipReason {
-    /// Its owner opted out of managed upgrades (or the factory is not its controller).
+    /// Its owner opted out of managed upgrades (when the rollout started, or since).
     OptedOut,
     /// It already runs the version.
     AlreadyCurrent,
@@ -372,6 +372,8 @@ pub enum SkipReason {
     NotRegistered,
     /// The rollout was cancelled before its turn.
     Cancelled,
+    /// The factory is not (or no longer) a controller of it.
+    NotController,
 }
 
 /// One vault in a fleet upgrade.
@@ -428,8 +430,30 @@ pub struct FleetUpgradeStatus {
     pub skipped: u32,
     /// Vaults failed.
     pub failed: u32,
-    /// Every vault of the rollout.
+    /// Vaults in the rollout; their lines are read in pages with
+    /// `list_fleet_upgrade_vaults`.
+    pub total: u32,
+}
+
+/// Reads a page of the vaults of the current fleet upgrade.
+#[derive(CandidType, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ListFleetVaultsRequest {
+    /// Start after this vault (absent: from the first); a page's `next`.
+    pub start: Option<Principal>,
+    /// Most lines, 1 to [`MAX_FLEET_PAGE`].
+    pub limit: u32,
+}
+
+/// Most lines in a [`FleetVaultsPage`].
+pub const MAX_FLEET_PAGE: u32 = 1_000;
+
+/// A page of the vaults of a fleet upgrade, in canister order.
+#[derive(CandidType, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct FleetVaultsPage {
+    /// The lines.
     pub vaults: Vec<VaultUpgrade>,
+    /// Where the next page starts (its `start`); absent after the last.
+    pub next: Option<Principal>,
 }
 
 /// Sends the attached cycles, less the top-up fee, to a registered vault.

@@ -103,7 +103,7 @@ fn should_reject_malformed_requests_before_charging() {
         Ok(())
     );
     assert_eq!(
-        validate(&personal_request(user, app, true), app, &config),
+        validate(&personal_request(user, app, false), app, &config),
         Ok(())
     );
     let bad = |req: CreateVaultRequest| {
@@ -309,4 +309,34 @@ fn should_list_and_filter_deployments() {
         vec![1, 2]
     );
     assert_eq!(ds.get(9), Err(FactoryError::DeploymentNotFound(9)));
+}
+
+/// M4: a personal vault's readers, retention and managed upgrades are its user's alone.
+#[test]
+fn should_refuse_an_app_choosing_a_personal_vaults_settings() {
+    let config = FactoryConfig::default();
+    let (user, app) = (p(3), p(2));
+    let plain = personal_request(user, app, false);
+    let chosen = [
+        personal_request(user, app, true),
+        CreateVaultRequest {
+            readers: vec![p(9)],
+            ..plain.clone()
+        },
+        CreateVaultRequest {
+            retention: Some(RetentionPolicy::default()),
+            ..plain.clone()
+        },
+    ];
+    for req in chosen {
+        assert!(
+            matches!(
+                validate(&req, app, &config),
+                Err(FactoryError::InvalidRequest(_))
+            ),
+            "{req:?}"
+        );
+        assert_eq!(validate(&req, user, &config), Ok(()), "the user may");
+    }
+    assert_eq!(validate(&plain, app, &config), Ok(()));
 }

@@ -49,7 +49,7 @@ fn should_plan_skips_for_opted_out_and_current_vaults() {
     assert_eq!(
         plan(&vault(1, b"v1", true, false), v2, f),
         VaultUpgradeState::Skipped {
-            reason: SkipReason::OptedOut
+            reason: SkipReason::NotController
         }
     );
     assert_eq!(
@@ -87,7 +87,8 @@ fn should_run_batches_until_every_vault_has_a_final_state() {
     assert_eq!(fl.running(), None);
     assert!(fl.next_batch(3).is_empty());
     assert_eq!(
-        s.vaults
+        fl.page(None, 100)
+            .vaults
             .iter()
             .find(|v| v.canister_id == p(12))
             .unwrap()
@@ -109,5 +110,55 @@ fn should_cancel_pending_vaults_and_replace_a_finished_rollout() {
     assert_eq!(s.skipped, 2);
     fl.start(2, Hash256::of(b"v3"), &vaults[..1], p(FACTORY), 5);
     let s = fl.status().unwrap();
-    assert_eq!((s.id, s.vaults.len(), s.pending), (2, 1, 1));
+    assert_eq!((s.id, s.total, s.pending), (2, 1, 1));
+}
+
+#[test]
+fn should_page_through_the_vaults_of_a_rollout() {
+    let mut fl = fleet();
+    let vaults: Vec<VaultInfo> = (10..17).map(|i| vault(i, b"v1", true, true)).collect();
+    fl.start(1, Hash256::of(b"v2"), &vaults, p(FACTORY), 0);
+    let mut seen = Vec::new();
+    let mut start = None;
+    loop {
+        let page = fl.page(start, 3);
+        assert!(page.vaults.len() <= 3);
+        seen.extend(page.vaults.iter().map(|v| v.canister_id));
+        match page.next {
+            Some(next) => start = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (10..17).map(p).collect::<Vec<_>>());
+    assert_eq!(fl.page(None, 0).vaults.len(), 1, "a limit of 0 reads one");
+}
+
+/// A rollout header stored before counts existed is recounted when the state loads.
+#[test]
+fn should_recount_a_rollout_stored_without_counts() {
+    let memory = DefaultMemoryImpl::default();
+    let mut fl = Fleet::init(&Memories::init(memory.clone()));
+    let vaults: Vec<VaultInfo> = (10..14).map(|i| vault(i, b"v1", i != 11, true)).collect();
+    fl.start(3, Hash256::of(b"v2"), &vaults, p(FACTORY), 0);
+    fl.next_batch(1);
+    let expected = fl.status().unwrap();
+    // The old layout: the same header without counts and cursor.
+    #[derive(CandidType)]
+    struct OldHeader {
+        id: u64,
+        version: Hash256,
+        started_at_ns: u64,
+    }
+    let old = candid::encode_one(Some(OldHeader {
+        id: 3,
+        version: Hash256::of(b"v2"),
+        started_at_ns: 0,
+    }))
+    .unwrap();
+    let decoded: RolloutCell = ic_stable_structures::Storable::from_bytes(old.into());
+    assert_eq!(decoded.0.as_ref().map(|h| h.counts), Some(None));
+    fl.header.set(decoded);
+    let reloaded = Fleet::init(&Memories::init(memory));
+    assert_eq!(reloaded.status().unwrap(), expected);
+    assert_eq!(reloaded.running(), Some(3));
 }

@@ -67,7 +67,8 @@ fn request(kind: VaultKind) -> CreateVaultRequest {
         retention: None,
         subnet: SubnetChoice::Subnet { subnet: p(50) },
         initial_cycles: 1_000,
-        managed_upgrades: true,
+        // An app may not choose managed upgrades for a personal vault.
+        managed_upgrades: matches!(kind, VaultKind::App { .. }),
     }
 }
 
@@ -199,7 +200,11 @@ fn should_allow_one_personal_vault_per_user_and_app() {
     let vault = deploy(&mut f, req.clone(), app, 60);
     assert_eq!(vault.owners, vec![user]);
     assert_eq!(vault.writers, vec![app]);
-    assert_eq!(vault.controllers, vec![user, p(FACTORY)]);
+    assert_eq!(
+        vault.controllers,
+        vec![user],
+        "an app cannot choose managed upgrades"
+    );
     assert_eq!(
         f.check_create(&req, user, u128::MAX, FEE, T),
         Err(FactoryError::PersonalVaultExists(p(60)))
@@ -212,23 +217,60 @@ fn should_allow_one_personal_vault_per_user_and_app() {
 fn should_let_only_owners_opt_out_of_managed_upgrades() {
     let mut f = factory();
     let (user, app) = (p(3), p(2));
-    let vault = deploy(&mut f, request(VaultKind::Personal { user, app }), app, 60);
+    let vault = deploy(&mut f, request(VaultKind::App { app }), user, 60);
+    let now = [user, p(FACTORY)];
     assert_eq!(
-        f.set_managed_upgrades(vault.canister_id, false, app, p(FACTORY)),
+        f.set_managed_upgrades(vault.canister_id, false, app, Some(&now), p(FACTORY)),
         Err(FactoryError::Unauthorized {
             caller: app,
             needed: Permission::VaultOwner
         })
     );
     let v = f
-        .set_managed_upgrades(vault.canister_id, false, user, p(FACTORY))
+        .set_managed_upgrades(vault.canister_id, false, user, Some(&now), p(FACTORY))
         .unwrap();
     assert!(!v.managed_upgrades);
+    // Opting in needs the factory among the controllers.
+    assert!(matches!(
+        f.set_managed_upgrades(vault.canister_id, true, user, None, p(FACTORY)),
+        Err(FactoryError::InvalidRequest(_))
+    ));
     let status = f.start_fleet_upgrade(Hash256::of(b"nope"), p(FACTORY), T);
     assert_eq!(
         status,
         Err(FactoryError::VersionNotFound(Hash256::of(b"nope")))
     );
+}
+
+#[test]
+fn should_authorize_owners_against_the_current_controllers() {
+    let mut f = factory();
+    let (ops, co, app) = (p(3), p(7), p(2));
+    let req = CreateVaultRequest {
+        owners: vec![ops, co],
+        ..request(VaultKind::App { app })
+    };
+    let id = deploy(&mut f, req, ops, 60).canister_id;
+    let factory = p(FACTORY);
+    // `co` was taken out of the controllers: the registered owner list no longer counts.
+    let now = [ops, factory];
+    assert!(f.authorize_owner(id, ops, Some(&now), factory).is_ok());
+    assert_eq!(
+        f.authorize_owner(id, co, Some(&now), factory),
+        Err(FactoryError::Unauthorized {
+            caller: co,
+            needed: Permission::VaultOwner
+        })
+    );
+    // Nor does the factory act for itself; a controller added later may act.
+    assert!(f.authorize_owner(id, factory, Some(&now), factory).is_err());
+    assert!(
+        f.authorize_owner(id, p(8), Some(&[p(8), factory]), factory)
+            .is_ok()
+    );
+    // The factory controls nothing: the registered owners may make it forget the vault.
+    assert!(f.authorize_owner(id, co, None, factory).is_ok());
+    assert!(f.authorize_owner(id, app, None, factory).is_err());
 }
 
 #[test]
@@ -245,4 +287,139 @@ fn should_protect_versions_in_use() {
     assert_eq!(status.fixed_cost, FEE + 10);
     assert_eq!(status.cycles, 42);
     assert_eq!(status.current_version.map(|v| v.hash), Some(current));
+}
+
+/// Commits `module` as a version (not current).
+fn add_version(f: &mut Factory<DefaultMemoryImpl>, module: &[u8]) -> Hash256 {
+    let id = f.next_upload_id();
+    let req = BeginUploadRequest {
+        label: format!("v{id}"),
+        sha256: Hash256::of(module),
+        size: module.len() as u64,
+    };
+    f.versions.begin(id, &req, p(ADMIN), 0).unwrap();
+    f.versions
+        .append(&UploadChunkRequest {
+            upload_id: id,
+            offset: 0,
+            bytes: ByteBuf::from(module.to_vec()),
+        })
+        .unwrap();
+    f.versions.commit(id, 0).unwrap().hash
+}
+
+/// A managed app vault `canister` on `version`, registered directly.
+fn registered(canister: Principal, version: Hash256, managed: bool) -> VaultInfo {
+    VaultInfo {
+        canister_id: canister,
+        kind: VaultKind::App { app: p(9) },
+        owners: vec![p(3)],
+        writers: vec![p(9)],
+        readers: vec![],
+        controllers: vec![p(3), p(FACTORY)],
+        subnet: None,
+        version,
+        managed_upgrades: managed,
+        created_at_ns: 0,
+        deployment_id: 0,
+    }
+}
+
+/// The `i`-th of many canister ids (10 bytes, as the IC's).
+fn canister(i: u32) -> Principal {
+    let mut bytes = [0xab; 10];
+    bytes[..4].copy_from_slice(&i.to_be_bytes());
+    Principal::from_slice(&bytes)
+}
+
+/// Largest reply kept for a status: far below the 2 MiB a reply may carry.
+const SMALL_REPLY: usize = 16 * 1024;
+
+#[test]
+fn should_start_and_report_a_fleet_upgrade_of_25000_vaults_in_small_replies() {
+    let mut f = factory();
+    let v1 = f.current_version().unwrap().hash;
+    const VAULTS: u32 = 25_000;
+    for i in 0..VAULTS {
+        f.registry.insert(registered(canister(i), v1, i % 10 != 0));
+    }
+    let v2 = add_version(&mut f, b"\0asm vault v2");
+    let started = f.start_fleet_upgrade(v2, p(FACTORY), T).unwrap();
+    let size = candid::encode_one(&started).unwrap().len();
+    assert!(
+        size < SMALL_REPLY,
+        "start_fleet_upgrade replies {size} bytes"
+    );
+    assert_eq!(
+        (started.pending, started.skipped),
+        (VAULTS - VAULTS / 10, VAULTS / 10)
+    );
+    let status = f.fleet.status().unwrap();
+    assert!(candid::encode_one(&status).unwrap().len() < SMALL_REPLY);
+}
+
+/// Finished deployments older than the retention are pruned, a few per creation.
+#[test]
+fn should_prune_finished_deployments_of_deleted_vaults() {
+    let mut f = factory();
+    let requester = p(4);
+    let mut deleted = Vec::new();
+    for i in 0..2u8 {
+        let req = CreateVaultRequest {
+            kind: VaultKind::App { app: p(9) },
+            ..request(VaultKind::App { app: p(9) })
+        };
+        let v = deploy(&mut f, req, requester, 70 + i);
+        f.unregister(v.canister_id).unwrap();
+        deleted.push(v.deployment_id);
+    }
+    let kept = deploy(&mut f, request(VaultKind::App { app: p(9) }), p(5), 80);
+    // Long after, the next creations prune the finished records of deleted vaults.
+    let later = T + 400 * 86_400 * 1_000_000_000;
+    let req = request(VaultKind::App { app: p(9) });
+    let required = f.check_create(&req, p(6), u128::MAX, FEE, later).unwrap();
+    f.accept(req, p(6), Some(p(50)), required, later);
+    for id in deleted {
+        assert_eq!(
+            f.deployments.get(id),
+            Err(FactoryError::DeploymentNotFound(id))
+        );
+    }
+    assert!(
+        f.deployments.get(kept.deployment_id).is_ok(),
+        "a registered vault keeps its deployment"
+    );
+}
+
+/// Layout 1 had no index of open deployments: loading such a state builds it.
+#[test]
+fn should_migrate_a_layout_1_state_by_indexing_its_open_deployments() {
+    let memory = DefaultMemoryImpl::default();
+    let mut f = Factory::init(memory.clone());
+    f.configure(
+        &FactoryInit {
+            admins: vec![p(ADMIN)],
+            config: Some(config()),
+        },
+        true,
+    )
+    .unwrap();
+    let v1 = add_version(&mut f, b"\0asm vault v1");
+    f.set_current_version(v1).unwrap();
+    assert_eq!(f.settings().layout, Some(LAYOUT));
+    deploy(&mut f, request(VaultKind::App { app: p(9) }), p(4), 60);
+    let req = request(VaultKind::App { app: p(9) });
+    let required = f.check_create(&req, p(5), u128::MAX, FEE, T).unwrap();
+    let open = f.accept(req, p(5), Some(p(50)), required, T);
+    // Back to layout 1: no generation, an empty map 12.
+    f.update_settings(|s| s.layout = None);
+    let memories = Memories::init(memory.clone());
+    let mut index: ic_stable_structures::StableBTreeMap<u64, (), _> =
+        ic_stable_structures::StableBTreeMap::init(memories.get(memory::OPEN_DEPLOYMENTS));
+    index.clear_new();
+    drop(f);
+    let f = Factory::init(memory);
+    assert_eq!(f.settings().layout, Some(LAYOUT));
+    assert_eq!(f.deployments.open(), vec![open]);
+    assert_eq!(f.status(FEE, 0).open_deployments, 1);
 }
