@@ -161,6 +161,10 @@ impl Harness {
             ));
         }
         if canister != Principal::management_canister() && canister != super::cmc::CMC {
+            // As the replica's ingress filter: the paying canister's cycles first.
+            if let Some(c) = self.canisters.get(&canister) {
+                self.check_not_frozen(c)?;
+            }
             self.inspect_message(canister, sender, method, &arg)?;
         }
         // The receiving canister (for management calls, the canister acted on) pays for
@@ -192,7 +196,13 @@ impl Harness {
         Ok(id)
     }
 
-    /// Runs `canister_inspect_message` if the canister exports it.
+    /// The replica's ingress filter (`should_accept_ingress_message`): an empty canister
+    /// refuses the message (IC0537); otherwise `canister_inspect_message` runs, if
+    /// exported, on a throw-away copy of the state with the 200M-instruction limit of
+    /// `max_instructions_for_message_acceptance_calls`, free of charge. It must call
+    /// `ic0.accept_message`: returning without it is IC0406 (CANISTER_REJECT), a trap or
+    /// running out of instructions is the trap's error (CANISTER_ERROR). Inter-canister
+    /// calls, ingress queries and management calls are never inspected.
     fn inspect_message(
         &mut self,
         canister: CanisterId,
@@ -203,11 +213,17 @@ impl Harness {
         let Some(c) = self.canisters.get(&canister) else {
             return Ok(()); // rejected with DESTINATION_INVALID on delivery
         };
-        let exported = c
-            .code
-            .as_ref()
-            .is_some_and(|code| code.compiled.prepared.has_inspect_message);
-        if !exported || c.status != crate::canister::Status::Running {
+        let Some(code) = c.code.as_ref() else {
+            return Err(Reject::new(
+                RejectCode::CanisterError,
+                format!(
+                    "Error from Canister {canister}: Requested canister has no wasm module. (IC0537)"
+                ),
+            ));
+        };
+        if !code.compiled.prepared.has_inspect_message
+            || c.status != crate::canister::Status::Running
+        {
             return Ok(());
         }
         let mut state = self.exec_state(c, ApiContext::InspectMessage, sender, arg.to_vec(), None);
@@ -224,7 +240,9 @@ impl Harness {
             Ok(s) if s.message_accepted => Ok(()),
             Ok(_) => Err(Reject::new(
                 RejectCode::CanisterReject,
-                format!("Error from Canister {canister}: Canister rejected the message. (IC0516)"),
+                format!(
+                    "Error from Canister {canister}: Canister {canister} rejected the message. (IC0406)"
+                ),
             )),
             Err(trap) => Err(Reject::new(
                 RejectCode::CanisterError,

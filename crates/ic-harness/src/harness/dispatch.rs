@@ -127,8 +127,9 @@ impl Harness {
 
     /// Runs `entry` on `canister`, records metrics and logs, and charges the execution:
     /// replicated executions pay the base fee (cleanups only their instructions);
-    /// non-replicated queries and inspect_message are free. An armed trap fault makes a
-    /// replicated execution trap before any code runs.
+    /// non-replicated queries and inspect_message are free (inspect_message is not counted
+    /// in the metrics either). An armed trap fault makes a replicated execution trap before
+    /// any code runs.
     pub(crate) fn run(
         canister: &mut Canister,
         entry: &Entry,
@@ -166,7 +167,12 @@ impl Harness {
                 .expect("callers check that code is installed");
             code.execute(&mut canister.stable, entry, state, persist, StableTxn::Own)
         };
-        canister.record_execution(outcome.instructions, outcome.logs.clone());
+        if context == ApiContext::InspectMessage {
+            // Pre-consensus and free: not a message execution of the canister's metrics.
+            canister.logs.extend(outcome.logs.iter().cloned());
+        } else {
+            canister.record_execution(outcome.instructions, outcome.logs.clone());
+        }
         if replicated {
             super::cycles::charge_run(canister, &fees, context, persist, &mut outcome);
         }

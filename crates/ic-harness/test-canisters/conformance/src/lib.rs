@@ -9,6 +9,7 @@
 //!
 //! ```text
 //! type CallResult = variant { Ok : blob; Err : record { nat32; text } };
+//! type SizeResult = variant { Ok : nat64; Err : record { nat32; text } };
 //! service : () -> {
 //!   inc_heap : () -> (nat64);
 //!   inc_stable : () -> (nat64);
@@ -30,8 +31,19 @@
 //!   stable_fill : (nat64, nat64, nat64) -> (nat64);
 //!   stable_checksum : (nat64, nat64) -> (nat64);
 //!   long_await : (principal, nat32) -> (nat64);
+//!   refused_update : () -> (nat64);
+//!   refused_query : () -> (nat64) query;
+//!   trapped_in_inspect : () -> (nat64);
+//!   burns_in_inspect : () -> (nat64);
+//!   absorb : (blob, nat64) -> (blob);
+//!   absorbed : () -> (vec nat64) query;
+//!   fan_out : (principal, vec record { nat64; nat64 }, nat32, nat64) -> (vec SizeResult);
+//!   perform_many : (principal, text, nat32) -> (nat32, nat32);
 //! }
 //! ```
+//!
+//! `canister_inspect_message` accepts every ingress message except for the methods
+//! `refused_*`, `trapped_in_inspect` and `burns_in_inspect` (see [`system_faults`]).
 //!
 //! In `CallResult`, `Err` carries the IC reject code and message. Two failures never reach
 //! the IC and use codes of their own: `0` when the liquid cycle balance cannot pay for the
@@ -42,9 +54,12 @@
 //! - memory 1: raw virtual memory for the `stable_fill`/`stable_checksum` benchmark;
 //! - memory 2: `StableBTreeMap<String, u64>`, the markers of the raw-callback test.
 //!
-//! The only `unsafe` is the raw `ic0.call_new` in [`raw_call_with_cleanup`].
+//! The only `unsafe` is the raw `ic0.call_new` in [`raw_call_with_cleanup`]; `perform_many`
+//! makes one-way calls through the safe `ic0::call_new_oneway`.
 
 #![allow(unsafe_code)]
+
+mod system_faults;
 
 use std::cell::{Cell, RefCell};
 use std::hint::black_box;
