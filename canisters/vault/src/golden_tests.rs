@@ -11,7 +11,7 @@
 use std::cell::Cell;
 use std::io::{Read, Write};
 
-use canvault_protocol::vault_api::{Role, RoleChange, RetentionPolicy};
+use canvault_protocol::vault_api::{RetentionPolicy, Role, RoleChange};
 use flate2::Compression;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
