@@ -189,7 +189,10 @@ fn kit_a_user_cannot_send_a_data_set_into_the_app_vault_or_another_users() {
     let mallory = joined(&mut s, "mallory");
     let alice = joined(&mut s, "alice");
     let (app_vault, app) = (s.vault, s.app);
-    assert!(opt_in(&mut s, mallory, app_vault).is_err(), "the app's vault");
+    assert!(
+        opt_in(&mut s, mallory, app_vault).is_err(),
+        "the app's vault"
+    );
     assert!(opt_in(&mut s, mallory, app).is_err(), "the app itself");
     let init = VaultInit {
         owners: vec![alice],
