@@ -424,6 +424,7 @@ fn sample_info() -> SnapshotInfo {
         root: Some(Hash256([9; 32])),
         new_bytes: 12_345,
         label: Some("nightly".into()),
+        dataset: Some("alice".into()),
     }
 }
 
@@ -552,6 +553,7 @@ fn generate_corpus() {
                 interval_seconds: Some(3600),
                 chunk_size: Some(1 << 20),
                 window: Some(4),
+                max_unverified_restore_bytes: Some(1 << 30),
             },))
             .unwrap(),
         ),
