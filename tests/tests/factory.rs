@@ -12,25 +12,21 @@ mod factory_support;
 #[allow(clippy::wildcard_imports)]
 use factory_support::*;
 
-use candid::utils::ArgumentEncoder;
-use candid::{CandidType, Encode, Principal};
+use candid::{Encode, Principal};
 use canvault_factory_api::{
     BeginUploadRequest, CreateVaultRequest, CreateVaultResponse, DeleteVaultResponse,
-    DeploymentInfo, FactoryConfig, FactoryError, FactoryInit, FactoryStatus, FleetUpgradeStatus,
-    Permission, QuotaKind, Quotas, RecoverDeploymentRequest, RunFleetBatchRequest,
-    SetManagedUpgradesRequest, SkipReason, Stage, StartFleetUpgradeRequest, Step, SubnetChoice,
-    TopUpRequest, TopUpResponse, UploadChunkRequest, UploadProgress, VaultInfo, VaultKind,
-    VaultUpgradeState, VersionInfo,
+    DeploymentInfo, FactoryConfig, FactoryError, FactoryStatus, FleetUpgradeStatus, Permission,
+    QuotaKind, Quotas, RecoverDeploymentRequest, RunFleetBatchRequest, SetManagedUpgradesRequest,
+    SkipReason, Stage, StartFleetUpgradeRequest, Step, SubnetChoice, TopUpRequest, TopUpResponse,
+    UploadChunkRequest, VaultInfo, VaultKind, VaultUpgradeState, VersionInfo,
 };
 use canvault_protocol::Hash256;
 use canvault_protocol::vault_api::{Role, RoleChange, SnapshotInfo, SnapshotState, VaultError};
 use canvault_scenarios::vault::{VaultClient, noise_image};
-use canvault_scenarios::{harness, install, principal, wasm};
+use canvault_scenarios::{install, principal, wasm};
 use ic_harness::cmc_types::{BAD_REQUEST_CYCLES_PENALTY, CMC_PRINCIPAL};
-use ic_harness::{CanisterId, Harness, MessageId, RejectCode, SubnetId};
+use ic_harness::{RejectCode, SubnetId};
 use ic_management_canister_types::CanisterStatusType;
-use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_bytes::ByteBuf;
 
 #[test]
