@@ -20,7 +20,7 @@ use crate::types::{CanisterId, MessageId, SubnetId};
 pub(crate) enum Status {
     Running,
     /// Stopping; the stop requests to answer once no call context is open.
-    Stopping(Vec<Origin>),
+    Stopping(Vec<StopRequest>),
     Stopped,
 }
 
@@ -33,6 +33,15 @@ impl Status {
             Self::Stopped => 3,
         }
     }
+}
+
+/// A pending `stop_canister` call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StopRequest {
+    /// Who waits for the answer.
+    pub origin: Origin,
+    /// When it times out (`STOP_CANISTER_TIMEOUT_SECONDS` after it arrived), in nanoseconds.
+    pub expires_at: u64,
 }
 
 /// Who is waiting for the answer of a call context.

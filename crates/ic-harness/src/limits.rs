@@ -24,3 +24,19 @@ pub const MAX_SNAPSHOTS: usize = 10;
 pub const MAX_CHUNK_BYTES: usize = 1024 * 1024;
 /// Capacity of a canister's wasm chunk store, in bytes (100 chunks of 1 MiB).
 pub const MAX_CHUNK_STORE_BYTES: usize = 100 * MAX_CHUNK_BYTES;
+
+// System-initiated faults: the replica's constants, from `rs/config/src/execution_environment.rs`
+// in dfinity/ic. Each rule is always on; the harness lets a test lower the capacities.
+
+/// `SUBNET_BEST_EFFORT_MESSAGE_MEMORY_CAPACITY`: the bytes of best-effort messages a subnet
+/// may hold at the end of a round (5 GiB); above it the largest are shed.
+pub const SUBNET_BEST_EFFORT_MESSAGE_MEMORY_CAPACITY: u64 = 5 * 1024 * 1024 * 1024;
+/// `SUBNET_CALLBACK_SOFT_LIMIT`: outstanding callbacks a subnet shares among its canisters
+/// before each canister is held to its own quota.
+pub const SUBNET_CALLBACK_SOFT_LIMIT: usize = 1_000_000;
+/// `CANISTER_GUARANTEED_CALLBACK_QUOTA`: outstanding callbacks (of any kind, best-effort
+/// included) every canister may hold even when the subnet's shared pool is exhausted.
+pub const CANISTER_GUARANTEED_CALLBACK_QUOTA: usize = 50;
+/// `STOP_CANISTER_TIMEOUT_DURATION`: a `stop_canister` call still waiting after 5 minutes
+/// is rejected (SYS_TRANSIENT, IC0206); the canister stays Stopping.
+pub const STOP_CANISTER_TIMEOUT_SECONDS: u64 = 5 * 60;

@@ -352,10 +352,14 @@ fn trap_in_callback_runs_cleanup_and_rolls_back() {
 // ---------------------------------------------------------------------------------------
 
 /// A bounded-wait call whose deadline passes before the response can arrive completes with
-/// SYS_UNKNOWN (6). The request was already on its way, so the callee still executes; its
-/// late reply is dropped and the caller keeps working.
+/// SYS_UNKNOWN (6). With a 3 s timeout the request reaches the callee (2 rounds) before its
+/// deadline, so the callee executes it; its reply (2 more rounds) is late and dropped, and
+/// the caller keeps working. (A request still queued at its deadline is never executed:
+/// `tests/system_faults.rs`; so the timeout here must outlast the one-way trip.)
 #[test]
 fn bounded_wait_call_times_out_with_sys_unknown() {
+    /// Longer than the one-way trip (2 rounds of 1 s), shorter than the round trip.
+    const TIMEOUT_SECONDS: u32 = 3;
     let mut s = Setup::new(2);
     let a = s.install_on(0);
     let b = s.install_on(1);
@@ -364,17 +368,18 @@ fn bounded_wait_call_times_out_with_sys_unknown() {
     let (outcome,): (CallResult,) = s.update(
         a,
         "call_with_timeout",
-        (b, "inc_heap".to_string(), no_args(), 1u32),
+        (b, "inc_heap".to_string(), no_args(), TIMEOUT_SECONDS),
     );
     let rounds = s.ic.rounds() - before;
-    let (code, message) = outcome.expect_err("a 1 s timeout cannot cover a 4 s round trip");
+    let (code, message) = outcome.expect_err("a 3 s timeout cannot cover a 4 s round trip");
     assert_eq!(
         code,
         RejectCode::SysUnknown as u32,
         "timeout reject: {message}"
     );
+    // The ingress takes a round to reach a; the reply would reach a a round trip later.
     assert!(
-        rounds < 2 * LATENCY_ROUNDS,
+        rounds < 1 + 2 * LATENCY_ROUNDS,
         "the timeout answered after {rounds} rounds, before any reply could arrive"
     );
 
@@ -393,7 +398,8 @@ fn bounded_wait_call_times_out_with_sys_unknown() {
     // for the ingress, once for the SYS_UNKNOWN reject and once per later reply.
     const HOPS: u32 = 2;
     let executions = s.ic.metrics(a).executions;
-    let (first, last): (CallResult, u64) = s.update(a, "timeout_then_await", (b, 1u32, HOPS));
+    let (first, last): (CallResult, u64) =
+        s.update(a, "timeout_then_await", (b, TIMEOUT_SECONDS, HOPS));
     assert_eq!(
         first.expect_err("timed out").0,
         RejectCode::SysUnknown as u32

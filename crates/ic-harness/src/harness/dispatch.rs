@@ -83,8 +83,10 @@ impl Harness {
             }
             _ => self.config.limits.update,
         };
+        let available_callbacks = self.available_callbacks(canister);
         ExecState {
             context,
+            available_callbacks,
             self_id: canister.id,
             subnet_id: canister.subnet,
             caller,

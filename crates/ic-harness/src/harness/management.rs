@@ -524,23 +524,29 @@ impl Harness {
         Ok(())
     }
 
-    /// `start_canister`: pending stop calls of a stopping canister are rejected.
+    /// `start_canister`: pending stop calls of a stopping canister are rejected
+    /// (`CanisterStoppingCancelled`, IC0511).
     pub(crate) fn start(&mut self, sender: Principal, id: CanisterId) -> Result<(), Reject> {
         self.controlled(sender, id, "start_canister")?;
         let c = self.canisters.get_mut(&id).expect("checked");
         let previous = std::mem::replace(&mut c.status, Status::Running);
         c.version += 1;
         if let Status::Stopping(waiters) = previous {
-            for origin in waiters {
-                let msg = format!("Canister {id} was started before it stopped. (IC0509)");
-                self.respond(&origin, Err(reject(RejectCode::CanisterError, msg)), 0);
+            for waiter in waiters {
+                let msg = format!("Canister {id}'s stop request was cancelled. (IC0511)");
+                self.respond(
+                    &waiter.origin,
+                    Err(reject(RejectCode::CanisterError, msg)),
+                    0,
+                );
             }
         }
         Ok(())
     }
 
     /// `stop_canister`: true if already stopped (answer now), false if the answer comes
-    /// when the last call context closes.
+    /// when the last call context closes, or when the request times out
+    /// (`STOP_CANISTER_TIMEOUT_SECONDS`, see `time_out_stop_requests`).
     pub(crate) fn stop(
         &mut self,
         sender: Principal,
@@ -548,15 +554,19 @@ impl Harness {
         origin: Origin,
     ) -> Result<bool, Reject> {
         self.controlled(sender, id, "stop_canister")?;
+        let request = crate::canister::StopRequest {
+            origin,
+            expires_at: self.time + crate::limits::STOP_CANISTER_TIMEOUT_SECONDS * 1_000_000_000,
+        };
         let c = self.canisters.get_mut(&id).expect("checked");
         match &mut c.status {
             Status::Stopped => Ok(true),
             Status::Stopping(waiters) => {
-                waiters.push(origin);
+                waiters.push(request);
                 Ok(false)
             }
             Status::Running => {
-                c.status = Status::Stopping(vec![origin]);
+                c.status = Status::Stopping(vec![request]);
                 Ok(false)
             }
         }

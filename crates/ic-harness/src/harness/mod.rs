@@ -13,6 +13,7 @@ mod management;
 mod scheduler;
 pub(crate) mod snapshots;
 mod status;
+mod system_faults;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -84,6 +85,12 @@ pub(crate) struct Config {
     pub seed: u64,
     pub fees: FeeSchedule,
     pub shuffle_seed: Option<u64>,
+    /// Best-effort message bytes a subnet may hold at the end of a round.
+    pub best_effort_capacity: u64,
+    /// Outstanding callbacks a subnet shares before canisters are held to their quota.
+    pub subnet_callback_soft_limit: usize,
+    /// Outstanding callbacks each canister may always hold.
+    pub canister_callback_quota: usize,
 }
 
 /// Builds a [`Harness`] with a chosen topology.
@@ -113,6 +120,9 @@ impl HarnessBuilder {
                 seed: 0,
                 fees: FeeSchedule::default(),
                 shuffle_seed: None,
+                best_effort_capacity: crate::limits::SUBNET_BEST_EFFORT_MESSAGE_MEMORY_CAPACITY,
+                subnet_callback_soft_limit: crate::limits::SUBNET_CALLBACK_SOFT_LIMIT,
+                canister_callback_quota: crate::limits::CANISTER_GUARANTEED_CALLBACK_QUOTA,
             },
         }
     }
@@ -166,6 +176,33 @@ impl HarnessBuilder {
     #[must_use]
     pub fn with_instruction_limits(mut self, limits: InstructionLimits) -> Self {
         self.config.limits = limits;
+        self
+    }
+
+    /// Bytes of best-effort messages each subnet may hold at the end of a round (default:
+    /// the replica's 5 GiB, `SUBNET_BEST_EFFORT_MESSAGE_MEMORY_CAPACITY`); above it the
+    /// largest are shed. A test lowers it to provoke shedding with a few MiB.
+    #[must_use]
+    pub fn with_best_effort_message_memory_capacity(mut self, bytes: u64) -> Self {
+        self.config.best_effort_capacity = bytes;
+        self
+    }
+
+    /// The subnet-wide soft limit on outstanding callbacks (default: the replica's
+    /// 1,000,000, `SUBNET_CALLBACK_SOFT_LIMIT`). Once a subnet's canisters hold that many,
+    /// each canister may only make calls within its own quota
+    /// ([`HarnessBuilder::with_canister_callback_quota`]); 0 applies the quota always.
+    #[must_use]
+    pub fn with_subnet_callback_soft_limit(mut self, callbacks: usize) -> Self {
+        self.config.subnet_callback_soft_limit = callbacks;
+        self
+    }
+
+    /// Outstanding callbacks every canister may hold whatever the subnet's load (default:
+    /// the replica's 50, `CANISTER_GUARANTEED_CALLBACK_QUOTA`).
+    #[must_use]
+    pub fn with_canister_callback_quota(mut self, callbacks: usize) -> Self {
+        self.config.canister_callback_quota = callbacks;
         self
     }
 

@@ -5,12 +5,16 @@
 //!    time elapsed since its last charge;
 //! 2. messages in transit whose delivery round has come reach their input queues (unless
 //!    the sending or receiving subnet is offline);
-//! 3. bounded-wait callbacks past their deadline get a SYS_UNKNOWN reject;
+//! 3. bounded-wait callbacks past their deadline get a SYS_UNKNOWN reject; best-effort
+//!    requests past their deadline that are still queued or in transit are dropped, so
+//!    the callee never runs them; `stop_canister` calls waiting for 5 minutes time out;
 //! 4. execution passes run until no canister makes progress: each canister first runs
 //!    its due global timer (and heartbeat), then its input queue, within its round
 //!    instruction budget; same-subnet messages may execute in the same round. Canisters
 //!    on offline subnets execute nothing; frozen canisters run no timer or heartbeat;
-//! 5. stopping canisters with no open call context become stopped.
+//! 5. stopping canisters with no open call context become stopped;
+//! 6. each subnet whose input queues hold more best-effort message bytes than its
+//!    capacity sheds the largest of them (see `system_faults`).
 
 use candid::Principal;
 
@@ -32,6 +36,8 @@ impl Harness {
         self.charge_storage();
         self.deliver_due();
         self.expire_deadlines();
+        self.drop_expired_requests();
+        self.time_out_stop_requests();
         let all: Vec<CanisterId> = self.canisters.keys().copied().collect();
         let ids: Vec<CanisterId> = all
             .into_iter()
@@ -56,6 +62,7 @@ impl Harness {
                 break;
             }
         }
+        self.shed_best_effort_messages();
     }
 
     /// Moves the simulated clock forward without executing anything.
@@ -340,9 +347,9 @@ impl Harness {
         }
         for (id, waiters) in done {
             self.current_sender = id;
-            for origin in waiters {
+            for waiter in waiters {
                 self.respond(
-                    &origin,
+                    &waiter.origin,
                     Ok(candid::encode_args(()).expect("empty args encode")),
                     0,
                 );

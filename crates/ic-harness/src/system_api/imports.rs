@@ -644,8 +644,13 @@ fn register_calls(linker: &mut Linker<CanisterState>) -> R<()> {
         let Some(call) = s.pending_call.take() else {
             return violation("ic0.call_perform called with no call under construction".into());
         };
-        // SYS_TRANSIENT, with the attached cycles back and nothing sent, when the pair's
-        // queue is full or the call's cost would dip into the freezing reserve.
+        // SYS_TRANSIENT, with the attached cycles back and nothing sent, when no callback
+        // is available (subnet pool and canister quota exhausted), the pair's queue is
+        // full, or the call's cost would dip into the freezing reserve.
+        if s.calls.len() >= s.available_callbacks {
+            s.balance += call.cycles;
+            return Ok(2);
+        }
         let queued = s.outstanding_calls.get(&call.callee).copied().unwrap_or(0)
             + s.calls.iter().filter(|p| p.callee == call.callee).count();
         let cost = s

@@ -183,6 +183,9 @@ pub struct ExecState {
     pub reserved_cycles: u128,
     /// Calls of this canister awaiting a response, by callee (for the per-pair queue limit).
     pub outstanding_calls: BTreeMap<Principal, usize>,
+    /// Calls this execution may still perform (the replica's `available_callbacks`): the
+    /// larger of the subnet's shared callback pool and the canister's own quota left.
+    pub available_callbacks: usize,
     /// `msg_cycles_available`: cycles attached to the call, not yet accepted.
     pub cycles_available: u128,
     /// `msg_cycles_refunded`: cycles returned with the response.
