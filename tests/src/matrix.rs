@@ -243,8 +243,8 @@ pub fn classify(
     match result {
         Err(reject) => {
             let text = format!("reject {:?}: {}", reject.code, reject.message);
-            // IC0516: `canister_inspect_message` did not accept the ingress message.
-            if reject.message.contains("uthori") || reject.message.contains("IC0516") {
+            // IC0406: `canister_inspect_message` did not accept the ingress message.
+            if reject.message.contains("uthori") || reject.message.contains("IC0406") {
                 Answer::Refused(text)
             } else {
                 // A reject that does not say "unauthorized" got past the role check (or

@@ -754,7 +754,7 @@ fn should_reject_unauthorized_calls_to_every_admin_endpoint() {
                 RejectCode::CanisterReject,
                 "{method}: {reject:?}"
             );
-            assert!(reject.message.contains("IC0516"), "{method}: {reject:?}");
+            assert!(reject.message.contains("IC0406"), "{method}: {reject:?}");
         }
         if !query {
             let req = ForwardRequest {

@@ -288,5 +288,5 @@ fn should_refuse_anonymous_ingress_before_the_method_runs() {
     );
     let reject = r.expect_err("refused by canister_inspect_message");
     assert_eq!(reject.code, RejectCode::CanisterReject, "{reject:?}");
-    assert!(reject.message.contains("IC0516"), "{reject:?}");
+    assert!(reject.message.contains("IC0406"), "{reject:?}");
 }

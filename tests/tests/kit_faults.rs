@@ -145,7 +145,7 @@ fn kit_inspect_drops_anonymous_ingress_to_kit_endpoints() {
         let r =
             s.ic.update_call(s.app, Principal::anonymous(), method, arg.clone());
         let reject = r.expect_err("refused before execution");
-        assert!(reject.message.contains("IC0516"), "{method}: {reject}");
+        assert!(reject.message.contains("IC0406"), "{method}: {reject}");
         // A stranger is dropped too; the admin is not.
         let stranger = canvault_scenarios::principal("stranger");
         assert!(s.ic.update_call(s.app, stranger, method, arg).is_err());

@@ -147,7 +147,7 @@ fn three_users_opt_in_and_each_ones_data_lands_only_in_their_own_vault() {
         })
     );
     // An ingress update from a principal without the role is dropped by the vault's
-    // `canister_inspect_message` (IC0516) before it executes.
+    // `canister_inspect_message` (IC0406) before it executes.
     let refused =
         s.ic.update_candid::<_, (Result<(), VaultError>,)>(
             alice_vault.id,
@@ -156,7 +156,7 @@ fn three_users_opt_in_and_each_ones_data_lands_only_in_their_own_vault() {
             (first[0].last_backup.as_ref().unwrap().snapshot_id,),
         )
         .expect_err("the admin holds no role in the user's vault");
-    assert!(format!("{refused:?}").contains("IC0516"), "{refused:?}");
+    assert!(format!("{refused:?}").contains("IC0406"), "{refused:?}");
     let err =
         s.ic.stop_canister(alice_vault.id, Some(s.admin))
             .expect_err("the admin is not a controller");

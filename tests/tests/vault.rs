@@ -395,7 +395,7 @@ fn should_refuse_every_endpoint_to_a_principal_without_the_role() {
                 let reply = s.ic.update_call(s.vault.id, caller, method, arg.clone());
                 let reject = reply.expect_err("refused by inspect_message");
                 assert!(
-                    reject.message.contains("IC0516"),
+                    reject.message.contains("IC0406"),
                     "{method} called by {caller}: {reject:?}"
                 );
             }

@@ -230,6 +230,7 @@ impl CliError {
                     || lower.contains("not authorized")
                     || lower.contains("unauthorized")
                     || lower.contains("ic0516")
+                    || lower.contains("ic0406")
                 {
                     Self::NotAllowed {
                         canister,
