@@ -301,7 +301,7 @@ impl Run {
         assert_eq!(self.v.status(Platform::default()).snapshots, counts);
         // Each source may name exactly the chunks its own tables reference.
         for w in 0..2u8 {
-            for (_, (ww, _, table, _)) in &self.m.snapshots {
+            for (ww, _, table, _) in self.m.snapshots.values() {
                 if *ww == w {
                     for h in table.values().filter(|h| **h != zero_hash(CS)) {
                         assert!(self.v.catalogue.source_holds(writer(w).principal, h));

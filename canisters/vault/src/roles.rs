@@ -221,7 +221,7 @@ mod tests {
             grant: true,
         };
         assert!(matches!(
-            roles.apply(&[grant.clone()]),
+            roles.apply(std::slice::from_ref(&grant)),
             Err(VaultError::InvalidRequest(m)) if m.contains("anonymous")
         ));
         assert!(

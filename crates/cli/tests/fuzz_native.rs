@@ -117,9 +117,12 @@ fn corpus() -> &'static [(String, Dir)] {
     })
 }
 
+/// A corpus entry: its file name and bytes.
+type Entry = (String, Vec<u8>);
+
 /// The corpus's files of one kind, as the mutation strategy takes them.
-fn files_of(kind: usize) -> &'static [(String, Vec<u8>)] {
-    static FILES_OF: OnceLock<Vec<Vec<(String, Vec<u8>)>>> = OnceLock::new();
+fn files_of(kind: usize) -> &'static [Entry] {
+    static FILES_OF: OnceLock<Vec<Vec<Entry>>> = OnceLock::new();
     &FILES_OF.get_or_init(|| {
         (0..FILES.len())
             .map(|k| {

@@ -165,7 +165,10 @@ fn should_explain_refusals_missing_canisters_and_cycles_in_sentences() {
         )),
         "{e}"
     );
-    assert!(e.contains("only the app's controllers"), "{e}");
+    assert!(
+        e.contains("only the app's controllers") || e.contains("IC0406"),
+        "{e}"
+    );
     let e = run_with(
         stranger,
         &[
