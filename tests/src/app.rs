@@ -43,6 +43,14 @@ impl AppScenario {
     /// Three subnets; the vault (owned by `admin`, the app a writer) and the app installed
     /// and configured to back up into it.
     pub fn new() -> Self {
+        Self::with_modules(
+            crate::wasm("canvault_vault"),
+            crate::wasm("canvault_example_app"),
+        )
+    }
+
+    /// As [`Self::new`], with the given vault and app modules (e.g. an earlier release's).
+    pub fn with_modules(vault_wasm: Vec<u8>, app_wasm: Vec<u8>) -> Self {
         let mut ic = crate::harness(3);
         let subnets = ic.topology().app_subnets;
         let admin = Principal::self_authenticating("canvault admin");
@@ -54,18 +62,8 @@ impl AppScenario {
             readers: vec![],
             retention: None,
         };
-        ic.install_canister(
-            vault,
-            crate::wasm("canvault_vault"),
-            Encode!(&init).unwrap(),
-            Some(admin),
-        );
-        ic.install_canister(
-            app,
-            crate::wasm("canvault_example_app"),
-            Encode!().unwrap(),
-            Some(admin),
-        );
+        ic.install_canister(vault, vault_wasm, Encode!(&init).unwrap(), Some(admin));
+        ic.install_canister(app, app_wasm, Encode!().unwrap(), Some(admin));
         let mut s = Self {
             ic,
             admin,

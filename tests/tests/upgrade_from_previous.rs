@@ -6,10 +6,10 @@
 
 use std::io::Read;
 
-use candid::{Encode, Principal};
+use candid::Encode;
 use canvault_protocol::vault_api::{RestoreJobState, SnapshotState, VaultInit};
 use canvault_scenarios::app::AppScenario;
-use canvault_scenarios::{harness, wasm};
+use canvault_scenarios::wasm;
 use flate2::read::GzDecoder;
 
 const MIB: u64 = 1 << 20;
@@ -28,42 +28,6 @@ fn previous(name: &str) -> Vec<u8> {
     wasm
 }
 
-/// The example app on subnet 0 and its vault on subnet 1, both from the previous
-/// release.
-fn previous_scenario() -> AppScenario {
-    let mut ic = harness(3);
-    let subnets = ic.topology().app_subnets;
-    let admin = Principal::self_authenticating("canvault admin");
-    let app = ic.create_canister_on_subnet(Some(admin), None, subnets[0]);
-    let vault = ic.create_canister_on_subnet(Some(admin), None, subnets[1]);
-    let init = VaultInit {
-        owners: vec![admin],
-        writers: vec![app],
-        readers: vec![],
-        retention: None,
-    };
-    ic.install_canister(
-        vault,
-        previous("canvault_vault"),
-        Encode!(&init).unwrap(),
-        Some(admin),
-    );
-    ic.install_canister(
-        app,
-        previous("canvault_example_app"),
-        Encode!().unwrap(),
-        Some(admin),
-    );
-    let mut s = AppScenario {
-        ic,
-        admin,
-        app,
-        vault,
-    };
-    s.configure(app, vault);
-    s
-}
-
 /// A snapshot made by the previous modules: its id, its image as downloaded then, and
 /// the app's content digest when it was taken.
 struct Made {
@@ -74,7 +38,8 @@ struct Made {
 
 #[test]
 fn snapshots_made_by_the_previous_release_restore_after_upgrading_vault_and_app() {
-    let mut s = previous_scenario();
+    let mut s =
+        AppScenario::with_modules(previous("canvault_vault"), previous("canvault_example_app"));
     let mut made = Vec::new();
     for (round, bytes) in [(1u64, 3 * MIB), (2, 4 * MIB)] {
         s.fill(s.app, bytes, round);
