@@ -93,4 +93,19 @@ impl<M: Memory> Memories<M> {
     pub fn get(&self, id: MemoryId) -> Vm<M> {
         self.manager.get(id)
     }
+
+    /// The catalogue's memories, each at its id.
+    pub fn catalogue(&self) -> crate::catalogue::CatalogueMemories<Vm<M>> {
+        crate::catalogue::CatalogueMemories {
+            snapshots: self.get(SNAPSHOTS),
+            tables: self.get(TABLES),
+            nonces: self.get(NONCES),
+            doomed: self.get(DOOMED),
+            inherits: self.get(INHERITS),
+            commits: self.get(COMMITS),
+            counters: self.get(COUNTERS),
+            open: self.get(OPEN_BY_SOURCE),
+            source_refs: self.get(SOURCE_REFS),
+        }
+    }
 }

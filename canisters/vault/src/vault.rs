@@ -17,7 +17,7 @@ use canvault_protocol::vault_api::{
 use ic_stable_structures::{Memory, StableBTreeMap, StableCell};
 use serde::Deserialize;
 
-use crate::catalogue::{Budget, Catalogue, CatalogueMemories};
+use crate::catalogue::{Budget, Catalogue};
 use crate::memory::{self, Memories, Vm};
 use crate::restore_job::Jobs;
 use crate::retention::{self, Candidate, Kind};
@@ -85,17 +85,7 @@ impl<M: Memory> Vault<M> {
                 m.get(memory::BLOCK_HEAP),
                 m.get(memory::FREE_BLOCKS),
             ),
-            catalogue: Catalogue::init(CatalogueMemories {
-                snapshots: m.get(memory::SNAPSHOTS),
-                tables: m.get(memory::TABLES),
-                nonces: m.get(memory::NONCES),
-                doomed: m.get(memory::DOOMED),
-                inherits: m.get(memory::INHERITS),
-                commits: m.get(memory::COMMITS),
-                counters: m.get(memory::COUNTERS),
-                open: m.get(memory::OPEN_BY_SOURCE),
-                source_refs: m.get(memory::SOURCE_REFS),
-            }),
+            catalogue: Catalogue::init(m.catalogue()),
             leases: StableBTreeMap::init(m.get(memory::LEASES)),
             lease_starts: StableBTreeMap::init(m.get(memory::LEASE_STARTS)),
             jobs: Jobs::init(m.get(memory::JOBS)),

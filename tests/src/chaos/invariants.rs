@@ -19,7 +19,7 @@ use canvault_protocol::Hash256;
 use canvault_protocol::chunk;
 use canvault_protocol::merkle::image_root;
 use canvault_protocol::vault_api::{SnapshotInfo, SnapshotState};
-use canvault_vault_layout::catalogue::{Catalogue, CatalogueMemories, SnapshotRecord};
+use canvault_vault_layout::catalogue::{Catalogue, SnapshotRecord};
 use canvault_vault_layout::memory::{self, Memories};
 use canvault_vault_layout::store::ChunkStore;
 use ic_harness::{CanisterId, Harness};
@@ -51,17 +51,7 @@ pub fn walk_vault(ic: &Harness, vault: CanisterId, content: bool) -> Result<Walk
         m.get(memory::BLOCK_HEAP),
         m.get(memory::FREE_BLOCKS),
     );
-    let catalogue = Catalogue::init(CatalogueMemories {
-        snapshots: m.get(memory::SNAPSHOTS),
-        tables: m.get(memory::TABLES),
-        nonces: m.get(memory::NONCES),
-        doomed: m.get(memory::DOOMED),
-        inherits: m.get(memory::INHERITS),
-        commits: m.get(memory::COMMITS),
-        counters: m.get(memory::COUNTERS),
-        open: m.get(memory::OPEN_BY_SOURCE),
-        source_refs: m.get(memory::SOURCE_REFS),
-    });
+    let catalogue = Catalogue::init(m.catalogue());
     let records: BTreeMap<u64, SnapshotRecord> =
         catalogue.records().map(|r| (r.info.id, r)).collect();
 
