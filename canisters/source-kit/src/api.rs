@@ -13,6 +13,7 @@ use canvault_protocol::kit_api::{
 };
 use ic_cdk_timers::TimerId;
 
+use crate::dataset::Preempted;
 use crate::kit::WASM_PAGE;
 use crate::{driver, hooks, now, with_kit};
 
@@ -64,19 +65,43 @@ pub fn configure(config: KitConfig) -> Result<(), KitError> {
     Ok(())
 }
 
-/// Freezes the image now and starts pushing it.
+/// Freezes the image now and starts pushing it: the backup holds the image as it is
+/// at this call, whatever the app writes next.
 ///
-/// While a data-set backup runs, the image backup is recorded and starts right after it
-/// (before queued data sets).
+/// A data-set backup in progress gives way: it stops (its vault-side snapshot is
+/// aborted) and is queued again, to run after this one.
 ///
 /// # Errors
 /// Not an admin; no vault configured; an image backup running or a restore armed.
 pub fn backup_now() -> Result<(), KitError> {
     require_admin()?;
-    start_backup()
+    start_backup(Urgency::Now)
 }
 
-fn start_backup() -> Result<(), KitError> {
+/// When an image backup must hold the image.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Urgency {
+    /// At the request (`backup_now`): a running data set gives way at once.
+    Now,
+    /// Soon (the schedule): a running data set finishes first, or gives way after
+    /// `DATASET_YIELD_AFTER_NS`.
+    Soon,
+}
+
+fn start_backup(urgency: Urgency) -> Result<(), KitError> {
+    if urgency == Urgency::Now && with_kit(|k| k.state().config.vault.is_some()) {
+        let preempted = with_kit(|k| k.preempt_dataset_backup());
+        if let Some(Preempted {
+            vault_snapshot: Some((vault, snapshot_id)),
+        }) = preempted
+        {
+            driver::abort_in_vault(
+                vault,
+                snapshot_id,
+                "the data-set backup gave way to an on-demand image backup".into(),
+            );
+        }
+    }
     let (vault, busy, dataset_running) = with_kit(|k| {
         let s = k.state();
         (
@@ -241,7 +266,7 @@ pub(crate) fn arm_timers() {
         if interval > 0 {
             let id = ic_cdk_timers::set_timer_interval(Duration::from_secs(interval), || async {
                 // A backup still running or a restore armed: skip this tick.
-                if let Err(e) = start_backup() {
+                if let Err(e) = start_backup(Urgency::Soon) {
                     ic_cdk::println!("canvault: scheduled backup skipped: {e}");
                 }
             });

@@ -11,6 +11,7 @@
 use candid::{CandidType, Principal};
 use canvault_protocol::chunk::{chunk_count, chunk_hash, chunk_len};
 use canvault_protocol::kit_api::{DatasetInfo, FailedBackup, KitError};
+use canvault_protocol::vault_api::SnapshotId;
 use ic_stable_structures::Memory;
 use serde::{Deserialize, Serialize};
 
@@ -48,6 +49,13 @@ pub struct DatasetJob {
 /// A data set's record (name, vault, last backup).
 #[derive(CandidType, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct DatasetRecord(pub DatasetInfo);
+
+/// A data-set backup stopped for an on-demand image backup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preempted {
+    /// The vault and snapshot it had begun there (to abort), if any.
+    pub vault_snapshot: Option<(Principal, SnapshotId)>,
+}
 
 crate::candid_storable!(DatasetJob);
 crate::candid_storable!(DatasetRecord);
@@ -256,6 +264,46 @@ impl<M: Memory> Kit<M> {
             record.0.last_failure = None;
             self.datasets.insert(id, record);
         }
+    }
+
+    /// Stops the data-set backup in progress so that an image backup can freeze now
+    /// (an on-demand backup is a point in time: it cannot wait for the data set). The
+    /// data set is queued again with its staged bytes, unless the app queued newer
+    /// content for it meanwhile, which supersedes them. The requeued job may take the
+    /// queue one job past its caps: it was admitted under them once. Returns the
+    /// vault-side snapshot to abort, if one was begun; `None` if no data set runs.
+    pub fn preempt_dataset_backup(&mut self) -> Option<Preempted> {
+        let b = self.state().backup.clone()?;
+        let Target::Dataset(id) = b.target else {
+            return None;
+        };
+        let begun = b.snapshot_id.map(|snapshot| (b.vault, snapshot));
+        self.send.clear_all();
+        self.pending.clear_new();
+        self.update_state(|s| s.backup = None);
+        let superseded = self.dataset_queue_index.iter().any(|e| e.value().0 == id);
+        if let (false, Some(mut record)) = (superseded, self.datasets.get(&id)) {
+            let len = usize::try_from(b.image_size).expect("a data set fits in memory");
+            let mut bytes = vec![0; len];
+            self.dataset_stage.read(0, &mut bytes);
+            record.0.queued += 1;
+            self.datasets.insert(id, record);
+            let seq = self
+                .dataset_queue_index
+                .last_key_value()
+                .map_or(1, |(k, _)| k + 1);
+            self.dataset_queue_index.insert(seq, (id, b.image_size));
+            self.dataset_queue.insert(
+                seq,
+                DatasetJob {
+                    dataset_id: id,
+                    bytes: bytes.into(),
+                },
+            );
+        }
+        Some(Preempted {
+            vault_snapshot: begun,
+        })
     }
 
     /// Why the data-set backup in progress must be given up now, if it must: it ran

@@ -19,7 +19,7 @@ use candid::utils::ArgumentEncoder;
 use candid::{CandidType, Principal};
 use canvault_protocol::vault_api::{
     BeginSnapshotResponse, CommitSnapshotRequest, PutChunksRequest, PutChunksResponse,
-    SnapshotInfo, VaultError,
+    SnapshotId, SnapshotInfo, VaultError,
 };
 use ic_cdk::call::{Call, CallFailed};
 use serde::de::DeserializeOwned;
@@ -214,6 +214,15 @@ async fn give_up(reason: String) {
     let Some((vault, snapshot_id)) = with_kit(|k| k.fail(reason.clone(), now())) else {
         return;
     };
+    abort_snapshot(vault, snapshot_id, reason).await;
+}
+
+/// Asks `vault` to abort `snapshot_id` from a task of its own (best effort).
+pub fn abort_in_vault(vault: Principal, snapshot_id: SnapshotId, reason: String) {
+    ic_cdk::futures::spawn(abort_snapshot(vault, snapshot_id, reason));
+}
+
+async fn abort_snapshot(vault: Principal, snapshot_id: SnapshotId, reason: String) {
     let aborted = Call::bounded_wait(vault, "abort_snapshot")
         .with_args(&(snapshot_id, reason))
         .await;
@@ -257,6 +266,18 @@ fn vault_refused(method: &str, e: &VaultError) -> CallError {
     }
 }
 
+/// The begin nonce of the backup in progress: its identity.
+fn running_nonce() -> Option<u64> {
+    with_kit(|k| k.state().backup.as_ref().map(|b| b.nonce))
+}
+
+/// Whether the backup that sent a request (`nonce`) is still the one in progress when
+/// its reply arrives. Another may have taken its place during the call (an on-demand
+/// image backup preempts a data set): a stale reply, answer or error, is dropped.
+fn still_running(nonce: u64) -> bool {
+    running_nonce() == Some(nonce)
+}
+
 async fn begin(vault: Principal) -> Result<(), CallError> {
     let Some(req) = with_kit(|k| k.begin_request()) else {
         return Ok(());
@@ -268,8 +289,13 @@ async fn begin(vault: Principal) -> Result<(), CallError> {
         .as_deref()
         .and_then(|l| l.strip_prefix(crate::dataset::DATASET_LABEL_PREFIX))
         .map(str::to_string);
-    let reply: Result<BeginSnapshotResponse, VaultError> =
-        call(vault, "begin_snapshot", (req, dataset)).await?;
+    let nonce = req.nonce;
+    let reply: Result<Result<BeginSnapshotResponse, VaultError>, CallError> =
+        call(vault, "begin_snapshot", (req, dataset)).await;
+    if !still_running(nonce) {
+        return Ok(());
+    }
+    let reply = reply?;
     let resp = reply.map_err(|e| vault_refused("begin_snapshot", &e))?;
     with_kit(|k| k.begun(resp.snapshot_id, resp.parent));
     Ok(())
@@ -280,6 +306,9 @@ async fn send_window(vault: Principal, snapshot_id: u64) -> Result<(), CallError
         let p = p.borrow();
         (p.in_flight.clone(), p.force_data.clone())
     });
+    let Some(nonce) = running_nonce() else {
+        return Ok(());
+    };
     let window = with_kit(|k| k.state().config.window.max(1)) as usize;
     let batches: Vec<Batch> = with_kit(|k| {
         k.plan_batches(window, &in_flight, &force, || {
@@ -305,14 +334,17 @@ async fn send_window(vault: Principal, snapshot_id: u64) -> Result<(), CallError
         call::<_, Result<PutChunksResponse, VaultError>>(vault, "put_chunks", (req,))
     });
     let results = futures::future::join_all(calls).await;
+    PUMP.with(|p| {
+        let mut p = p.borrow_mut();
+        for c in batches.iter().flat_map(|b| &b.chunks) {
+            p.in_flight.remove(&c.index);
+        }
+    });
+    if !still_running(nonce) {
+        return Ok(());
+    }
     let mut first_error = None;
     for (batch, result) in batches.iter().zip(results) {
-        PUMP.with(|p| {
-            let mut p = p.borrow_mut();
-            for c in &batch.chunks {
-                p.in_flight.remove(&c.index);
-            }
-        });
         match result.and_then(|r| r.map_err(|e| vault_refused("put_chunks", &e))) {
             Ok(resp) => {
                 with_kit(|k| k.acknowledge(batch, &resp.missing));
@@ -332,8 +364,16 @@ async fn commit(vault: Principal, snapshot_id: u64) -> Result<(), CallError> {
     let Some(root) = with_kit(|k| k.frozen_root()) else {
         return Ok(());
     };
+    let Some(nonce) = running_nonce() else {
+        return Ok(());
+    };
     let req = CommitSnapshotRequest { snapshot_id, root };
-    let reply: Result<SnapshotInfo, VaultError> = call(vault, "commit_snapshot", (req,)).await?;
+    let reply: Result<Result<SnapshotInfo, VaultError>, CallError> =
+        call(vault, "commit_snapshot", (req,)).await;
+    if !still_running(nonce) {
+        return Ok(());
+    }
+    let reply = reply?;
     reply.map_err(|e| vault_refused("commit_snapshot", &e))?;
     with_kit(|k| k.complete(root, now()));
     Ok(())

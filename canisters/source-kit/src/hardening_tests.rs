@@ -308,3 +308,33 @@ fn a_data_set_backup_gives_way_to_a_waiting_image_backup() {
     k.update_state(|s| s.image_backup_requested_at_ns = None);
     assert!(k.dataset_backup_expired(MAX_DATASET_BACKUP_NS).is_some());
 }
+
+#[test]
+fn a_preempted_data_set_is_queued_again_unless_newer_content_supersedes_it() {
+    let mut k = Kit::load(VectorMemory::default());
+    let vault = Principal::from_slice(&[1, 2]);
+    k.queue_dataset("alice", vault, vec![5; 10]).unwrap();
+    assert!(k.start_next_dataset(0));
+    k.begun(7, None);
+    let preempted = k.preempt_dataset_backup().expect("a data set ran");
+    assert_eq!(preempted.vault_snapshot, Some((vault, 7)));
+    assert!(k.state().backup.is_none());
+    assert_eq!(k.queued_datasets(), 1);
+    assert_eq!(k.dataset_info("alice").unwrap().queued, 1);
+    assert!(k.start_next_dataset(0), "the requeued job runs again");
+    assert_eq!(k.state().backup.as_ref().unwrap().image_size, 10);
+    // Newer content queued while it ran replaces the preempted bytes.
+    k.queue_dataset("alice", vault, vec![6; 20]).unwrap();
+    assert_eq!(
+        k.preempt_dataset_backup().map(|p| p.vault_snapshot),
+        Some(None)
+    );
+    assert_eq!(k.queued_datasets(), 1);
+    assert!(k.start_next_dataset(0));
+    assert_eq!(k.state().backup.as_ref().unwrap().image_size, 20);
+    // An image backup is not a data set: nothing to preempt.
+    assert!(k.preempt_dataset_backup().is_some());
+    k.freeze(Principal::from_slice(&[9]), 0).unwrap();
+    assert_eq!(k.preempt_dataset_backup(), None);
+    assert!(k.state().backup.is_some(), "the image backup stays");
+}
