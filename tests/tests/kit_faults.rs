@@ -273,12 +273,14 @@ fn kit_backup_now_during_a_data_set_backup_freezes_the_image_at_the_call() {
     assert!(s.kit_status(s.app).backup.is_some(), "the data set runs");
     let at_the_call = s.app_image(s.app);
     backup_now(&mut s).expect("an image backup is accepted while a data set runs");
-    let (edited,): (Result<u64, candid::Reserved>,) = s
-        .ic
-        .update_candid(s.app, s.admin, "edit_posts", (0u64, 50u64, 9u64))
-        .unwrap();
+    let (edited,): (Result<u64, candid::Reserved>,) =
+        s.ic.update_candid(s.app, s.admin, "edit_posts", (0u64, 50u64, 9u64))
+            .unwrap();
     edited.expect("the admin edits posts");
-    assert!(s.app_image(s.app) != at_the_call, "the app wrote after the call");
+    assert!(
+        s.app_image(s.app) != at_the_call,
+        "the app wrote after the call"
+    );
     let status = s.finish_backup();
     let last = status.last_backup.expect("the image backup completed");
     assert!(
@@ -288,10 +290,9 @@ fn kit_backup_now_during_a_data_set_backup_freezes_the_image_at_the_call() {
     for _ in 0..200 {
         s.ic.tick();
     }
-    let (info,): (Result<Option<canvault_kit::DatasetInfo>, candid::Reserved>,) = s
-        .ic
-        .query_candid(s.app, alice, "my_data_backup", ())
-        .unwrap();
+    let (info,): (Result<Option<canvault_kit::DatasetInfo>, candid::Reserved>,) =
+        s.ic.query_candid(s.app, alice, "my_data_backup", ())
+            .unwrap();
     let info = info.ok().flatten().expect("alice's data set is known");
     assert!(
         info.last_backup.is_some(),

@@ -18,8 +18,8 @@ use std::time::Duration;
 use candid::utils::ArgumentEncoder;
 use candid::{CandidType, Principal};
 use canvault_protocol::vault_api::{
-    BeginSnapshotResponse, CommitSnapshotRequest, PutChunksRequest, PutChunksResponse,
-    SnapshotId, SnapshotInfo, VaultError,
+    BeginSnapshotResponse, CommitSnapshotRequest, PutChunksRequest, PutChunksResponse, SnapshotId,
+    SnapshotInfo, VaultError,
 };
 use ic_cdk::call::{Call, CallFailed};
 use serde::de::DeserializeOwned;

@@ -94,13 +94,24 @@ impl<M: Memory + Clone> Kit<M> {
     /// the IC keep the old module rather than re-initialise over memory the kit cannot
     /// read. Generation-2 state is migrated and written back as generation 3.
     pub fn load(raw: M) -> Self {
+        Self::open(raw)
+            .unwrap_or_else(|e| panic!("canvault kit: refusing to load stable memory: {e}"))
+    }
+
+    /// As [`Kit::load`], but memory that is not the kit's layout is an error, not a
+    /// trap (for tools that read a canister's stable memory off-chain). A state cell
+    /// whose checksum does not match still panics.
+    ///
+    /// # Errors
+    /// `raw` is not empty and has no kit memory-manager header or no kit state cell.
+    pub fn open(raw: M) -> Result<Self, integrity::Foreign> {
         let fresh = raw.size() == 0;
-        if !fresh && let Err(e) = integrity::check_manager_header(&raw) {
-            panic!("canvault kit: refusing to load stable memory: {e}");
+        if !fresh {
+            integrity::check_manager_header(&raw)?;
         }
         let manager = MemoryManager::init(raw.clone());
-        if !fresh && let Err(e) = integrity::check_state_cell(&manager.get(STATE)) {
-            panic!("canvault kit: refusing to load stable memory: {e}");
+        if !fresh {
+            integrity::check_state_cell(&manager.get(STATE))?;
         }
         let cow: StableBTreeMap<u32, Vec<u8>, Vm<M>> = StableBTreeMap::init(manager.get(COW));
         let preserved = cow.keys().collect();
@@ -113,7 +124,7 @@ impl<M: Memory + Clone> Kit<M> {
         } else {
             (STAGED, KNOWN)
         };
-        Self {
+        Ok(Self {
             images: [manager.get(IMAGE_A), manager.get(IMAGE_B)],
             state,
             cow,
@@ -131,7 +142,7 @@ impl<M: Memory + Clone> Kit<M> {
             known_set: None,
             raw,
         }
-        .migrated()
+        .migrated())
     }
 
     /// Builds structures added since the state generation found (generation 2 had no

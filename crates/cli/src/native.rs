@@ -149,6 +149,10 @@ fn check_kit_lengths(bytes: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// Why a stable memory with a memory manager but no kit state is refused.
+const NOT_A_KIT_LAYOUT: &str =
+    "it is not the stable memory of a canister that embeds the canvault kit (use --layout raw)";
+
 /// The app image inside a kit's stable memory; a clear error if it is not one.
 fn image_in_kit_memory(bytes: Vec<u8>, path: &Path) -> CliResult<Vec<u8>> {
     if bytes.len() < 3 || &bytes[..3] != b"MGR" {
@@ -162,7 +166,8 @@ fn image_in_kit_memory(bytes: Vec<u8>, path: &Path) -> CliResult<Vec<u8>> {
     std::panic::set_hook(Box::new(|_| {}));
     let result = std::panic::catch_unwind(move || {
         check_kit_lengths(&bytes)?;
-        let kit = canvault_kit::Kit::load(VectorMemory::new(RefCell::new(bytes)));
+        let kit = canvault_kit::Kit::open(VectorMemory::new(RefCell::new(bytes)))
+            .map_err(|e| format!("{NOT_A_KIT_LAYOUT} ({e})"))?;
         let pages = kit.image_pages();
         if pages.checked_mul(WASM_PAGE).is_none_or(|b| b > total) {
             return Err(format!(
@@ -178,6 +183,9 @@ fn image_in_kit_memory(bytes: Vec<u8>, path: &Path) -> CliResult<Vec<u8>> {
             path,
             "it holds no app image in the kit's layout (is it the stable memory of a canister that embeds the kit? otherwise use --layout raw)",
         )),
+        Ok(Err(reason)) if reason.starts_with(NOT_A_KIT_LAYOUT) => {
+            Err(CliError::bad_file(path, reason))
+        }
         Ok(Err(reason)) => Err(CliError::bad_file(
             path,
             format!("its kit layout does not hold together: {reason}"),
