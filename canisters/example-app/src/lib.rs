@@ -198,7 +198,8 @@ fn inspect_message() {
 }
 
 /// Adds `count` users; returns the user count.
-#[ic_cdk::update]
+#[ic_cdk::update(decode_with = "canvault_kit::decode::endpoint_args", hidden = true)]
+#[::candid::candid_method(update, rename = "add_users")]
 fn add_users(count: u32, seed: u64) -> Result<u64, AppError> {
     require_controller()?;
     let now = ic_cdk::api::time();
@@ -243,7 +244,8 @@ fn generated_post(db: &mut Db, seed: u64, now: u64, text: fn(&mut Rng) -> String
 }
 
 /// Adds `count` posts; returns the post count.
-#[ic_cdk::update]
+#[ic_cdk::update(decode_with = "canvault_kit::decode::endpoint_args", hidden = true)]
+#[::candid::candid_method(update, rename = "add_posts")]
 fn add_posts(count: u32, seed: u64) -> Result<u64, AppError> {
     require_controller()?;
     let now = ic_cdk::api::time();
@@ -257,7 +259,8 @@ fn add_posts(count: u32, seed: u64) -> Result<u64, AppError> {
 
 /// Adds posts until the image reaches `target_bytes` or this call's instruction budget
 /// is spent; call again until it returns stats with `image_bytes >= target_bytes`.
-#[ic_cdk::update]
+#[ic_cdk::update(decode_with = "canvault_kit::decode::endpoint_args", hidden = true)]
+#[::candid::candid_method(update, rename = "fill_to")]
 fn fill_to(target_bytes: u64, seed: u64) -> Result<AppStats, AppError> {
     require_controller()?;
     let now = ic_cdk::api::time();
@@ -274,7 +277,8 @@ fn fill_to(target_bytes: u64, seed: u64) -> Result<AppStats, AppError> {
 }
 
 /// As `fill_to`, with long-form posts (about 4 KiB each): builds large images fast.
-#[ic_cdk::update]
+#[ic_cdk::update(decode_with = "canvault_kit::decode::endpoint_args", hidden = true)]
+#[::candid::candid_method(update, rename = "fill_articles_to")]
 fn fill_articles_to(target_bytes: u64, seed: u64) -> Result<AppStats, AppError> {
     require_controller()?;
     let now = ic_cdk::api::time();
@@ -290,7 +294,8 @@ fn fill_articles_to(target_bytes: u64, seed: u64) -> Result<AppStats, AppError> 
 
 /// Appends incompressible media bytes until the image reaches `target_bytes` (or the
 /// call's budget is spent; call again).
-#[ic_cdk::update]
+#[ic_cdk::update(decode_with = "canvault_kit::decode::endpoint_args", hidden = true)]
+#[::candid::candid_method(update, rename = "fill_media_to")]
 fn fill_media_to(target_bytes: u64, seed: u64) -> Result<AppStats, AppError> {
     use ic_stable_structures::Memory;
     require_controller()?;
@@ -309,7 +314,8 @@ fn fill_media_to(target_bytes: u64, seed: u64) -> Result<AppStats, AppError> {
 }
 
 /// Grows the image to `target_bytes` without writing (reserved, all-zero space).
-#[ic_cdk::update]
+#[ic_cdk::update(decode_with = "canvault_kit::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(update, rename = "reserve_to")]
 fn reserve_to(target_bytes: u64) -> Result<AppStats, AppError> {
     use ic_stable_structures::Memory;
     require_controller()?;
@@ -323,7 +329,8 @@ fn reserve_to(target_bytes: u64) -> Result<AppStats, AppError> {
 
 /// Rewrites the text of posts `first_id..first_id + count` (recent edits, as users make
 /// them); returns how many were edited.
-#[ic_cdk::update]
+#[ic_cdk::update(decode_with = "canvault_kit::decode::endpoint_args", hidden = true)]
+#[::candid::candid_method(update, rename = "edit_posts")]
 fn edit_posts(first_id: u64, count: u64, seed: u64) -> Result<u64, AppError> {
     require_controller()?;
     Ok(with_db(|db| {
@@ -350,7 +357,8 @@ fn member() -> Result<(Principal, u64), AppError> {
 
 /// The caller joins the app as a user with `name`; returns their user id (joining
 /// twice returns the same id).
-#[ic_cdk::update]
+#[ic_cdk::update(decode_with = "canvault_kit::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(update, rename = "join")]
 fn join(name: String) -> Result<u64, AppError> {
     let caller = ic_cdk::api::msg_caller();
     if caller == Principal::anonymous() {
@@ -376,7 +384,8 @@ fn join(name: String) -> Result<u64, AppError> {
 }
 
 /// The caller posts `text`; returns the post id.
-#[ic_cdk::update]
+#[ic_cdk::update(decode_with = "canvault_kit::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(update, rename = "post")]
 fn post(text: String) -> Result<u64, AppError> {
     let (_, author) = member()?;
     let now = ic_cdk::api::time();
@@ -387,7 +396,8 @@ fn post(text: String) -> Result<u64, AppError> {
 /// (which they own and control; this app must be one of its writers). Refused for the
 /// app's own backup vault, the app itself, and a vault another user registered: one
 /// user's data never lands in the app's vault or in another user's.
-#[ic_cdk::update]
+#[ic_cdk::update(decode_with = "canvault_kit::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(update, rename = "opt_in_personal_vault")]
 fn opt_in_personal_vault(vault: Principal) -> Result<(), AppError> {
     let (caller, _) = member()?;
     if vault == ic_cdk::api::canister_self()
@@ -445,13 +455,15 @@ fn my_data_backup() -> Result<Option<canvault_kit::DatasetInfo>, AppError> {
 }
 
 /// One post.
-#[ic_cdk::query]
+#[ic_cdk::query(decode_with = "canvault_kit::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(query, rename = "get_post")]
 fn get_post(id: u64) -> Option<Post> {
     with_db(|db| db.posts.get(&id))
 }
 
 /// One user.
-#[ic_cdk::query]
+#[ic_cdk::query(decode_with = "canvault_kit::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(query, rename = "get_user")]
 fn get_user(id: u64) -> Option<User> {
     with_db(|db| db.users.get(&id))
 }
@@ -468,7 +480,8 @@ fn stats() -> AppStats {
 
 /// SHA-256 over the candid encoding of posts `start..` (at most `limit`), and the id
 /// to continue from: lets a client compare two apps' content page by page.
-#[ic_cdk::query]
+#[ic_cdk::query(decode_with = "canvault_kit::decode::endpoint_args", hidden = true)]
+#[::candid::candid_method(query, rename = "digest")]
 fn digest(start: u64, limit: u64) -> (Vec<u8>, Option<u64>) {
     with_db(|db| {
         let mut h = Sha256::new();

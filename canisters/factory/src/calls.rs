@@ -65,7 +65,7 @@ async fn perform<R: CandidType + DeserializeOwned>(
     match call.with_cycles(cycles).await {
         Ok(response) => {
             let refunded = ic_cdk::api::msg_cycles_refunded();
-            crate::ingress::decode_one::<R>(&response)
+            canvault_protocol::decode::decode_one::<R>(&response)
                 .map(|r| (r, refunded))
                 .map_err(|e| fail(5, format!("the reply did not decode: {e}"), refunded))
         }

@@ -1,17 +1,14 @@
-//! What the factory lets in: the `canister_inspect_message` filter of ingress calls, and
-//! the candid limits replies are decoded with ([`decode_one`], used by `calls`). Pure:
-//! no ic-cdk. (Endpoint arguments are not decoded through here: ic-cdk's `decode_with`
-//! makes `export_candid!` declare every argument as `blob`.)
+//! What the factory lets in: the `canister_inspect_message` filter of ingress calls.
+//! Pure: no ic-cdk. (Arguments and replies are decoded within
+//! `canvault_protocol::decode`'s quotas.)
 //!
 //! The filter only refuses what the method would surely refuse (an anonymous caller, a
 //! non-admin calling an admin method, an argument far larger than the method takes), so
 //! that such calls cost the factory nothing; the methods keep every check of their own.
 //! It does not run for calls from canisters, which are checked by the methods alone.
 
-use candid::utils::ArgumentDecoder;
-use candid::{CandidType, DecoderConfig, Principal};
+use candid::Principal;
 use canvault_factory_api::MAX_UPLOAD_CHUNK_BYTES;
-use serde::de::DeserializeOwned;
 
 /// Update methods only admins may call.
 pub const ADMIN_METHODS: &[&str] = &[
@@ -81,53 +78,6 @@ pub fn inspect(
         });
     }
     Ok(())
-}
-
-/// Decoding cost allowed for one argument or reply, in candid's units (about one per
-/// byte or value decoded): four times the largest message, so an honest message always
-/// fits and a small message describing a huge value (say a `vec null` of a billion
-/// elements) is refused.
-pub const DECODING_QUOTA: usize = 8 * 1024 * 1024;
-
-/// Skipping cost allowed (values of fields the receiving type does not have), as
-/// ic-cdk's default for arguments.
-pub const SKIPPING_QUOTA: usize = 10_000;
-
-/// The decoder limits of every argument and reply.
-#[must_use]
-pub fn decoder_config() -> DecoderConfig {
-    let mut config = DecoderConfig::new();
-    config
-        .set_decoding_quota(DECODING_QUOTA)
-        .set_skipping_quota(SKIPPING_QUOTA)
-        .set_full_error_message(false);
-    config
-}
-
-/// Decodes one candid value within [`decoder_config`]'s limits (an empty message reads
-/// as no arguments).
-///
-/// # Errors
-/// The decoder's message.
-pub fn decode_one<T: CandidType + DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    candid::decode_one_with_config(nonempty(bytes), &decoder_config()).map_err(|e| e.to_string())
-}
-
-/// Decodes candid arguments within [`decoder_config`]'s limits.
-///
-/// # Errors
-/// The decoder's message.
-pub fn decode_args<T: for<'a> ArgumentDecoder<'a>>(bytes: &[u8]) -> Result<T, String> {
-    candid::utils::decode_args_with_config(nonempty(bytes), &decoder_config())
-        .map_err(|e| e.to_string())
-}
-
-fn nonempty(bytes: &[u8]) -> &[u8] {
-    if bytes.is_empty() {
-        b"DIDL\x00\x00"
-    } else {
-        bytes
-    }
 }
 
 #[cfg(test)]

@@ -98,7 +98,8 @@ fn post_upgrade(arg: Option<FactoryInit>) {
 
 // ---- Vault versions (admins) ----
 
-#[update]
+#[update(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(update, rename = "begin_version_upload")]
 fn begin_version_upload(req: BeginUploadRequest) -> Result<UploadProgress, FactoryError> {
     as_admin(|f| {
         let id = f.next_upload_id();
@@ -106,17 +107,20 @@ fn begin_version_upload(req: BeginUploadRequest) -> Result<UploadProgress, Facto
     })
 }
 
-#[update]
+#[update(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(update, rename = "upload_version_chunk")]
 fn upload_version_chunk(req: UploadChunkRequest) -> Result<UploadProgress, FactoryError> {
     as_admin(|f| f.versions.append(&req))
 }
 
-#[update]
+#[update(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(update, rename = "commit_version_upload")]
 fn commit_version_upload(upload_id: u64) -> Result<VersionInfo, FactoryError> {
     as_admin(|f| f.versions.commit(upload_id, time()).map(|v| v.info(false)))
 }
 
-#[update]
+#[update(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(update, rename = "abort_version_upload")]
 fn abort_version_upload(upload_id: u64) -> Result<(), FactoryError> {
     as_admin(|f| f.versions.abort(upload_id))
 }
@@ -126,12 +130,14 @@ fn list_uploads() -> Result<Vec<UploadProgress>, FactoryError> {
     as_admin(|f| Ok(f.versions.uploads()))
 }
 
-#[update]
+#[update(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(update, rename = "set_current_version")]
 fn set_current_version(hash: Hash256) -> Result<VersionInfo, FactoryError> {
     as_admin(|f| f.set_current_version(hash))
 }
 
-#[update]
+#[update(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(update, rename = "delete_version")]
 fn delete_version(hash: Hash256) -> Result<(), FactoryError> {
     as_admin(|f| f.delete_version(hash))
 }
@@ -143,12 +149,14 @@ fn list_versions() -> Vec<VersionInfo> {
 
 // ---- Settings (admins) ----
 
-#[update]
+#[update(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(update, rename = "set_config")]
 fn set_config(config: FactoryConfig) -> Result<(), FactoryError> {
     as_admin(|f| f.set_config(config))
 }
 
-#[update]
+#[update(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(update, rename = "set_admins")]
 fn set_admins(admins: Vec<Principal>) -> Result<(), FactoryError> {
     as_admin(|f| f.set_admins(admins))
 }
@@ -166,22 +174,26 @@ fn status() -> FactoryStatus {
 
 // ---- Deployments ----
 
-#[update]
+#[update(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(update, rename = "create_vault")]
 async fn create_vault(req: CreateVaultRequest) -> Result<CreateVaultResponse, FactoryError> {
     driver::create_vault(req).await
 }
 
-#[update]
+#[update(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(update, rename = "resume_deployment")]
 async fn resume_deployment(id: u64) -> Result<CreateVaultResponse, FactoryError> {
     driver::resume(id).await
 }
 
-#[update]
+#[update(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(update, rename = "cancel_deployment")]
 async fn cancel_deployment(id: u64) -> Result<DeploymentInfo, FactoryError> {
     driver::cancel(id).await
 }
 
-#[update]
+#[update(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(update, rename = "recover_deployment")]
 async fn recover_deployment(
     req: RecoverDeploymentRequest,
 ) -> Result<CreateVaultResponse, FactoryError> {
@@ -189,14 +201,19 @@ async fn recover_deployment(
     driver::recover(req).await
 }
 
-#[query]
+#[query(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(query, rename = "get_deployment")]
 fn get_deployment(id: u64) -> Result<DeploymentInfo, FactoryError> {
     with_factory(|f| f.authorize_requester(id, msg_caller()))
 }
 
 /// Deployments from `start` on (at most `limit`, up to 100): all of them for admins,
 /// the caller's own for anyone else.
-#[query]
+#[query(
+    decode_with = "canvault_protocol::decode::endpoint_args",
+    hidden = true
+)]
+#[::candid::candid_method(query, rename = "list_deployments")]
 fn list_deployments(start: u64, limit: u32) -> Vec<DeploymentInfo> {
     let caller = msg_caller();
     with_factory(|f| {
@@ -207,44 +224,52 @@ fn list_deployments(start: u64, limit: u32) -> Vec<DeploymentInfo> {
 
 // ---- Vaults ----
 
-#[query]
+#[query(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(query, rename = "get_vault")]
 fn get_vault(canister_id: Principal) -> Result<VaultInfo, FactoryError> {
     with_factory(|f| f.registry.get(&canister_id)).ok_or(FactoryError::VaultNotFound(canister_id))
 }
 
-#[query]
+#[query(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(query, rename = "vaults_of_owner")]
 fn vaults_of_owner(owner: Principal) -> Vec<VaultInfo> {
     with_factory(|f| f.registry.of_owner(owner))
 }
 
-#[query]
+#[query(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(query, rename = "vaults_of_app")]
 fn vaults_of_app(app: Principal) -> Vec<VaultInfo> {
     with_factory(|f| f.registry.of_app(app))
 }
 
-#[update]
+#[update(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(update, rename = "top_up_vault")]
 async fn top_up_vault(req: TopUpRequest) -> Result<TopUpResponse, FactoryError> {
     driver::top_up(req.canister_id).await
 }
 
-#[update]
+#[update(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(update, rename = "set_managed_upgrades")]
 async fn set_managed_upgrades(req: SetManagedUpgradesRequest) -> Result<VaultInfo, FactoryError> {
     driver::set_managed_upgrades(req.canister_id, req.managed).await
 }
 
-#[update]
+#[update(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(update, rename = "delete_vault")]
 async fn delete_vault(canister_id: Principal) -> Result<DeleteVaultResponse, FactoryError> {
     driver::delete_vault(canister_id).await
 }
 
 // ---- Fleet upgrades (admins) ----
 
-#[update]
+#[update(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(update, rename = "start_fleet_upgrade")]
 fn start_fleet_upgrade(req: StartFleetUpgradeRequest) -> Result<FleetUpgradeStatus, FactoryError> {
     as_admin(|f| f.start_fleet_upgrade(req.version, canister_self(), time()))
 }
 
-#[update]
+#[update(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(update, rename = "run_fleet_batch")]
 async fn run_fleet_batch(req: RunFleetBatchRequest) -> Result<FleetUpgradeStatus, FactoryError> {
     with_factory(|f| f.authorize_admin(msg_caller()))?;
     driver::run_fleet_batch(req.max_vaults).await
@@ -264,7 +289,8 @@ fn fleet_upgrade_status() -> Option<FleetUpgradeStatus> {
 }
 
 /// The vaults of the current (or last) fleet upgrade, a page at a time.
-#[query]
+#[query(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(query, rename = "list_fleet_upgrade_vaults")]
 fn list_fleet_upgrade_vaults(req: ListFleetVaultsRequest) -> FleetVaultsPage {
     with_factory(|f| f.fleet.page(req.start, req.limit as usize))
 }

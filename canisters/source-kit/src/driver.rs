@@ -253,7 +253,7 @@ async fn call<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
             }
             other => CallError::Retry(format!("{method}: {other}")),
         })?;
-    crate::decode::reply::<R>(&response.into_bytes())
+    canvault_protocol::decode::decode_one::<R>(&response.into_bytes())
         .map_err(|e| CallError::Fatal(format!("{method}: undecodable reply: {e}")))
 }
 

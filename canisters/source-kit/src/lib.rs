@@ -25,7 +25,6 @@ mod api;
 pub mod backup;
 pub mod bitmap;
 pub mod dataset;
-pub mod decode;
 mod driver;
 pub mod inspect;
 pub mod integrity;
@@ -41,6 +40,8 @@ pub use api::{
     abandon_restore, arm_restore, backup_dataset, backup_now, configure, dataset_info, image_vault,
     restore_begin, restore_chunks, restore_finish, status,
 };
+/// The candid decoding quotas of the kit's endpoints (used by [`export_endpoints!`]).
+pub use canvault_protocol::decode;
 pub use canvault_protocol::kit_api::DatasetInfo;
 pub use canvault_protocol::kit_api::{
     ArmRestoreRequest, KitConfig, KitError, KitStatus, RestoreBeginRequest, RestoreChunksRequest,
@@ -184,10 +185,10 @@ macro_rules! candid_storable {
 /// `canvault_arm_restore`, `canvault_abandon_restore`, and the vault-facing
 /// `canvault_restore_begin`, `canvault_restore_chunks`, `canvault_restore_finish`.
 /// Admin endpoints accept the app's controllers and the configured admins. Arguments
-/// are decoded by ic-cdk (its skipping quota, no decoding quota): `decode_with` would
-/// publish every argument as `blob` in the app's candid interface, so the quota-bound
-/// [`decode::args`] waits for a way to keep the typed interface. Wire [`inspect_message`] into the
-/// app's `#[inspect_message]` to drop ingress those endpoints would refuse.
+/// are decoded within [`decode::decoder_config`]'s quotas (a hostile argument traps
+/// before the method runs); the candid interface keeps their types. Wire
+/// [`inspect_message`] into the app's `#[inspect_message]` to drop ingress those
+/// endpoints would refuse.
 ///
 /// The app must depend on this crate as `canvault_kit` (the candid export records
 /// the argument types by path).
@@ -195,7 +196,8 @@ macro_rules! candid_storable {
 macro_rules! export_endpoints {
     () => {
         /// Changes kit settings (admins).
-        #[ic_cdk::update]
+        #[ic_cdk::update(decode_with = "::canvault_kit::decode::endpoint_arg", hidden = true)]
+        #[::candid::candid_method(update, rename = "canvault_configure")]
         fn canvault_configure(
             config: ::canvault_kit::KitConfig,
         ) -> Result<(), ::canvault_kit::KitError> {
@@ -212,7 +214,8 @@ macro_rules! export_endpoints {
             ::canvault_kit::status()
         }
         /// Allows one vault to push one snapshot into this canister (admins).
-        #[ic_cdk::update]
+        #[ic_cdk::update(decode_with = "::canvault_kit::decode::endpoint_arg", hidden = true)]
+        #[::candid::candid_method(update, rename = "canvault_arm_restore")]
         fn canvault_arm_restore(
             req: ::canvault_kit::ArmRestoreRequest,
         ) -> Result<(), ::canvault_kit::KitError> {
@@ -224,21 +227,24 @@ macro_rules! export_endpoints {
             ::canvault_kit::abandon_restore()
         }
         /// The armed vault announces the image.
-        #[ic_cdk::update]
+        #[ic_cdk::update(decode_with = "::canvault_kit::decode::endpoint_arg", hidden = true)]
+        #[::candid::candid_method(update, rename = "canvault_restore_begin")]
         fn canvault_restore_begin(
             req: ::canvault_kit::RestoreBeginRequest,
         ) -> Result<(), ::canvault_kit::KitError> {
             ::canvault_kit::restore_begin(req)
         }
         /// The armed vault pushes verified chunks into the staging image.
-        #[ic_cdk::update]
+        #[ic_cdk::update(decode_with = "::canvault_kit::decode::endpoint_arg", hidden = true)]
+        #[::candid::candid_method(update, rename = "canvault_restore_chunks")]
         fn canvault_restore_chunks(
             req: ::canvault_kit::RestoreChunksRequest,
         ) -> Result<u32, ::canvault_kit::KitError> {
             ::canvault_kit::restore_chunks(req)
         }
         /// The armed vault asks to verify the whole image and switch to it.
-        #[ic_cdk::update]
+        #[ic_cdk::update(decode_with = "::canvault_kit::decode::endpoint_arg", hidden = true)]
+        #[::candid::candid_method(update, rename = "canvault_restore_finish")]
         fn canvault_restore_finish(snapshot_id: u64) -> Result<(), ::canvault_kit::KitError> {
             ::canvault_kit::restore_finish(snapshot_id)
         }

@@ -32,7 +32,6 @@ pub mod slots;
 mod storable;
 pub mod store;
 pub mod vault;
-pub mod wire;
 
 #[cfg(test)]
 mod golden_tests;
@@ -115,7 +114,11 @@ fn post_upgrade(arg: Option<VaultInit>) {
 }
 
 /// `dataset`: an optional second argument (callers that predate it send one).
-#[update]
+#[update(
+    decode_with = "canvault_protocol::decode::endpoint_args",
+    hidden = true
+)]
+#[::candid::candid_method(update, rename = "begin_snapshot")]
 fn begin_snapshot(
     req: BeginSnapshotRequest,
     dataset: Option<String>,
@@ -127,12 +130,14 @@ fn begin_snapshot(
     Ok(begun)
 }
 
-#[update]
+#[update(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(update, rename = "put_chunks")]
 fn put_chunks(req: PutChunksRequest) -> Result<PutChunksResponse, VaultError> {
     as_role(Role::Writer, |v, caller| v.put_chunks(caller, &req, time()))
 }
 
-#[update]
+#[update(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(update, rename = "commit_snapshot")]
 fn commit_snapshot(req: CommitSnapshotRequest) -> Result<SnapshotInfo, VaultError> {
     let committed = as_role(Role::Writer, |v, caller| {
         v.commit_snapshot(caller, &req, time(), &within_budget)
@@ -146,44 +151,61 @@ fn commit_snapshot(req: CommitSnapshotRequest) -> Result<SnapshotInfo, VaultErro
     Ok(info)
 }
 
-#[update]
+#[update(
+    decode_with = "canvault_protocol::decode::endpoint_args",
+    hidden = true
+)]
+#[::candid::candid_method(update, rename = "abort_snapshot")]
 fn abort_snapshot(id: SnapshotId, reason: String) -> Result<(), VaultError> {
     as_role(Role::Writer, |v, caller| {
         v.abort_snapshot(caller, id, reason, time())
     })
 }
 
-#[query]
+#[query(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(query, rename = "list_snapshots")]
 fn list_snapshots(source: Option<Principal>) -> Result<Vec<SnapshotInfo>, VaultError> {
     as_role(Role::Reader, |v, _| Ok(v.list_snapshots(source)))
 }
 
-#[query]
+#[query(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(query, rename = "list_snapshot_page")]
 fn list_snapshot_page(req: ListSnapshotsRequest) -> Result<SnapshotPage, VaultError> {
     as_role(Role::Reader, |v, _| Ok(v.list_snapshot_page(&req)))
 }
 
-#[query]
+#[query(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(query, rename = "get_snapshot")]
 fn get_snapshot(id: SnapshotId) -> Result<SnapshotInfo, VaultError> {
     as_role(Role::Reader, |v, _| v.get_snapshot(id))
 }
 
-#[query]
+#[query(
+    decode_with = "canvault_protocol::decode::endpoint_args",
+    hidden = true
+)]
+#[::candid::candid_method(query, rename = "get_manifest")]
 fn get_manifest(id: SnapshotId, start: u32, limit: u32) -> Result<ManifestPage, VaultError> {
     as_role(Role::Reader, |v, _| v.get_manifest(id, start, limit))
 }
 
-#[query]
+#[query(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(query, rename = "get_chunk")]
 fn get_chunk(hash: Hash256) -> Result<StoredChunk, VaultError> {
     as_role(Role::Reader, |v, _| v.get_chunk(&hash))
 }
 
-#[update]
+#[update(
+    decode_with = "canvault_protocol::decode::endpoint_args",
+    hidden = true
+)]
+#[::candid::candid_method(update, rename = "open_download")]
 fn open_download(id: SnapshotId, seconds: u64) -> Result<u64, VaultError> {
     as_role(Role::Reader, |v, _| v.open_download(id, seconds, time()))
 }
 
-#[update]
+#[update(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(update, rename = "delete_snapshot")]
 fn delete_snapshot(id: SnapshotId) -> Result<(), VaultError> {
     if as_role(Role::Owner, |v, _| v.delete_snapshot(id, &within_budget))? {
         restore_driver::schedule_collect();
@@ -191,7 +213,8 @@ fn delete_snapshot(id: SnapshotId) -> Result<(), VaultError> {
     Ok(())
 }
 
-#[update]
+#[update(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(update, rename = "set_retention")]
 fn set_retention(policy: RetentionPolicy) -> Result<(), VaultError> {
     as_role(Role::Owner, |v, _| {
         v.set_retention(policy);
@@ -210,7 +233,8 @@ fn apply_retention() -> Result<Vec<SnapshotId>, VaultError> {
     Ok(pass.deleted)
 }
 
-#[update]
+#[update(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(update, rename = "update_roles")]
 fn update_roles(changes: Vec<RoleChange>) -> Result<(), VaultError> {
     as_role(Role::Owner, |v, _| v.update_roles(&changes))
 }
@@ -220,14 +244,16 @@ fn list_roles() -> Result<Vec<(Principal, Role)>, VaultError> {
     as_role(Role::Owner, |v, _| Ok(v.list_roles()))
 }
 
-#[update]
+#[update(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(update, rename = "start_restore")]
 fn start_restore(req: StartRestoreRequest) -> Result<RestoreJob, VaultError> {
     let job = as_role(Role::Owner, |v, _| v.start_restore(&req, time()))?;
     restore_driver::schedule(job.id, Duration::ZERO);
     Ok(job)
 }
 
-#[query]
+#[query(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(query, rename = "restore_status")]
 fn restore_status(id: u64) -> Result<RestoreJob, VaultError> {
     as_role(Role::Owner, |v, _| v.restore_status(id))
 }

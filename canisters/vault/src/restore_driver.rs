@@ -170,7 +170,7 @@ async fn call<A: CandidType, T: CandidType + DeserializeOwned>(
                 Failure::Retry(format!("{method} not sent: {e}"))
             }
         })?;
-    let reply: Result<T, KitError> = crate::wire::decode_reply(&response)
+    let reply: Result<T, KitError> = canvault_protocol::decode::decode_one(&response)
         .map_err(|e| Failure::Permanent(format!("{method}: unexpected reply: {e}")))?;
     reply.map_err(|e| Failure::Permanent(format!("{method}: the target refused: {e}")))
 }

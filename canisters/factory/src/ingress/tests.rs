@@ -1,4 +1,14 @@
 use super::*;
+use candid::CandidType;
+
+/// The factory's arguments and replies decode within `canvault_protocol::decode`.
+fn decode_one<T: CandidType + serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    canvault_protocol::decode::decode_one(bytes).map_err(|e| e.to_string())
+}
+
+fn decode_args<T: for<'a> candid::utils::ArgumentDecoder<'a>>(bytes: &[u8]) -> Result<T, String> {
+    canvault_protocol::decode::decode_args(bytes).map_err(|e| e.to_string())
+}
 use canvault_factory_api::{CreateVaultRequest, SubnetChoice, VaultKind};
 use serde::Deserialize;
 use serde_bytes::ByteBuf;
