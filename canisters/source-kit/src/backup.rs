@@ -267,6 +267,7 @@ impl<M: Memory> Kit<M> {
             completed_at_ns: now_ns,
             chunks_sent: b.data_chunks,
             bytes_sent: b.bytes_sent,
+            frozen_at_ns: Some(b.started_at_ns),
         };
         if let Target::Dataset(id) = b.target {
             self.dataset_completed(id, last);

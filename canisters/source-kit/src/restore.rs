@@ -335,6 +335,7 @@ impl<M: Memory> Kit<M> {
                 completed_at_ns: now_ns,
                 chunks_sent: 0,
                 bytes_sent: 0,
+                frozen_at_ns: None,
             });
         });
     }

@@ -63,6 +63,9 @@ pub struct LastBackup {
     pub chunks_sent: u32,
     /// Encoded bytes sent by that backup.
     pub bytes_sent: u64,
+    /// When the image was frozen: the point in time the snapshot holds (`None` for a
+    /// snapshot installed by a restore, and in records written before it was kept).
+    pub frozen_at_ns: Option<u64>,
 }
 
 /// Why the last backup failed.

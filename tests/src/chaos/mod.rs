@@ -31,6 +31,14 @@ pub use soak::Soak;
 /// Steps of the trail printed with a failure.
 const TRAIL: usize = 12;
 
+/// Steps a failure report shows: `CHAOS_TRAIL`, else [`TRAIL`].
+fn trail_len() -> usize {
+    std::env::var("CHAOS_TRAIL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(TRAIL)
+}
+
 /// One soak run's shape.
 #[derive(Debug, Clone)]
 pub struct SoakConfig {
@@ -119,7 +127,7 @@ pub fn run_seed(seed: u64, steps: u64, content_every: u64) -> SeedResult {
                 Err(e) => e.clone(),
             };
             trail.push_back(format!("step {step} {}: {did}", action.name()));
-            if trail.len() > TRAIL {
+            if trail.len() > trail_len() {
                 trail.pop_front();
             }
             tally = soak.tally.clone();

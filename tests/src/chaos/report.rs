@@ -18,6 +18,12 @@ pub struct Tally {
     pub backups_completed: u64,
     /// Image backups the kit reported failed.
     pub backups_failed: u64,
+    /// On-demand backups whose snapshot was found to hold the image of the call.
+    pub on_demand_verified: u64,
+    /// On-demand backups that ended while scheduled ones also completed and none of
+    /// those snapshots holds the image of the call: the on-demand one failed (the
+    /// kit clears a failure when the next backup completes, so the soak cannot tell).
+    pub on_demand_unverified: u64,
     /// `canvault_backup_now` calls refused (a backup running, a restore armed, a fault).
     pub backups_refused: u64,
     /// Data-set backups seen complete (snapshots in the personal vaults).
@@ -66,6 +72,8 @@ impl Tally {
         self.faults_fired += other.faults_fired;
         self.backups_completed += other.backups_completed;
         self.backups_failed += other.backups_failed;
+        self.on_demand_verified += other.on_demand_verified;
+        self.on_demand_unverified += other.on_demand_unverified;
         self.backups_refused += other.backups_refused;
         self.dataset_backups_completed += other.dataset_backups_completed;
         self.dataset_backups_failed += other.dataset_backups_failed;
@@ -96,7 +104,7 @@ pub fn table(results: &[SeedResult]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:>8} {:>6} {:>7} {:>6} {:>9} {:>7} {:>9} {:>9} {:>8} {:>8} {:>8} {:>10} {:>10}  result",
+        "{:>8} {:>6} {:>7} {:>6} {:>9} {:>7} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>10} {:>10}  result",
         "seed",
         "steps",
         "writes",
@@ -104,6 +112,7 @@ pub fn table(results: &[SeedResult]) -> String {
         "fired",
         "backups",
         "bk_failed",
+        "on_demand",
         "ds_backup",
         "ds_fail",
         "restores",
@@ -118,7 +127,7 @@ pub fn table(results: &[SeedResult]) -> String {
         let armed: u64 = t.faults_armed.values().sum();
         let _ = writeln!(
             out,
-            "{:>8} {:>6} {:>7} {:>6} {:>9} {:>7} {:>9} {:>9} {:>8} {:>8} {:>8} {:>10} {:>10}  {}",
+            "{:>8} {:>6} {:>7} {:>6} {:>9} {:>7} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>10} {:>10}  {}",
             r.seed,
             t.steps,
             t.writes,
@@ -126,6 +135,7 @@ pub fn table(results: &[SeedResult]) -> String {
             t.faults_fired,
             t.backups_completed,
             t.backups_failed,
+            format!("{}/{}", t.on_demand_verified, t.on_demand_unverified),
             t.dataset_backups_completed,
             t.dataset_backups_failed,
             t.restores_done,
@@ -142,7 +152,7 @@ pub fn table(results: &[SeedResult]) -> String {
     let failed = results.iter().filter(|r| r.failure.is_some()).count();
     let _ = writeln!(
         out,
-        "{:>8} {:>6} {:>7} {:>6} {:>9} {:>7} {:>9} {:>9} {:>8} {:>8} {:>8} {:>10} {:>10}  {} of {} seeds failed",
+        "{:>8} {:>6} {:>7} {:>6} {:>9} {:>7} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>10} {:>10}  {} of {} seeds failed",
         "total",
         total.steps,
         total.writes,
@@ -150,6 +160,10 @@ pub fn table(results: &[SeedResult]) -> String {
         total.faults_fired,
         total.backups_completed,
         total.backups_failed,
+        format!(
+            "{}/{}",
+            total.on_demand_verified, total.on_demand_unverified
+        ),
         total.dataset_backups_completed,
         total.dataset_backups_failed,
         total.restores_done,

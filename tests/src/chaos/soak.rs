@@ -4,6 +4,7 @@
 use std::rc::Rc;
 
 use candid::Principal;
+use canvault_protocol::kit_api::KitStatus;
 use canvault_protocol::merkle::image_root_of_bytes;
 use ic_harness::RejectCode;
 
@@ -41,6 +42,8 @@ pub struct OnDemand {
     pub image: Rc<Vec<u8>>,
     /// The kit's last complete backup before it.
     pub previous: Option<u64>,
+    /// When the kit froze it (its `BackupProgress::started_at_ns`).
+    pub frozen_at_ns: u64,
 }
 
 /// The soak's state for one seed.
@@ -185,25 +188,7 @@ impl Soak {
             self.tally.backups_failed += 1;
         }
         self.kit_seen = (last, failed_at);
-        if status.backup.is_none()
-            && let Some(od) = self.on_demand.take()
-            && let Some(l) = status.last_backup.as_ref()
-            && Some(l.snapshot_id) != od.previous
-        {
-            let root = image_root_of_bytes(&od.image, status.chunk_size);
-            let captured = self
-                .main
-                .verified
-                .get(&l.snapshot_id)
-                .map(|v| Rc::clone(&v.image));
-            let same = captured.map_or(root == l.root, |img| *img == *od.image);
-            if !same {
-                return Err(format!(
-                    "on-demand backup {} is not the image the app held at canvault_backup_now",
-                    l.snapshot_id
-                ));
-            }
-        }
+        self.check_on_demand(&status)?;
         if status.backup.is_none() {
             // No backup in flight can capture an old image any more.
             let keep = [Rc::clone(&self.live)];
@@ -211,6 +196,76 @@ impl Soak {
                 .prune(self.step.saturating_sub(KEEP_IMAGES_STEPS), &keep);
         }
         Ok(())
+    }
+
+    /// An on-demand backup that completed holds the image of its call. While it runs
+    /// the kit reports its freeze time; once the kit's last backup carries that time,
+    /// its snapshot must be the image of the call. If the kit completed a scheduled
+    /// backup after it within the same step, the on-demand snapshot is looked for among
+    /// those completed since; if none holds the image, the on-demand backup failed
+    /// (the kit clears a failure when the next backup completes).
+    fn check_on_demand(&mut self, status: &KitStatus) -> Result<(), String> {
+        let Some(od) = self.on_demand.as_ref() else {
+            return Ok(());
+        };
+        let running = status
+            .backup
+            .as_ref()
+            .is_some_and(|b| b.started_at_ns == od.frozen_at_ns);
+        let last = status.last_backup.as_ref();
+        if running {
+            return Ok(());
+        }
+        let od = self.on_demand.take().expect("checked above");
+        let Some(l) = last.filter(|l| Some(l.snapshot_id) != od.previous) else {
+            // It ended without completing: it failed.
+            return Ok(());
+        };
+        let image_of = |id: u64| self.main.verified.get(&id).map(|v| Rc::clone(&v.image));
+        if l.frozen_at_ns == Some(od.frozen_at_ns) {
+            let same = image_of(l.snapshot_id).map_or_else(
+                || image_root_of_bytes(&od.image, status.chunk_size) == l.root,
+                |img| *img == *od.image,
+            );
+            if !same {
+                return Err(format!(
+                    "on-demand backup {} is not the image the app held at canvault_backup_now",
+                    l.snapshot_id
+                ));
+            }
+            self.tally.on_demand_verified += 1;
+            return Ok(());
+        }
+        let since = od.previous.map_or(0, |p| p + 1)..l.snapshot_id;
+        let held = self
+            .main
+            .verified
+            .range(since)
+            .any(|(_, v)| *v.image == *od.image);
+        if held {
+            self.tally.on_demand_verified += 1;
+        } else {
+            self.tally.on_demand_unverified += 1;
+        }
+        Ok(())
+    }
+
+    /// The freeze time of the backup `canvault_backup_now` just started: it must be
+    /// an image backup frozen at the call (not one that ran before it), unless it
+    /// already ended.
+    pub(super) fn frozen_now(&mut self, called_at_ns: u64) -> Result<u64, String> {
+        let status = adapter::kit_status(&mut self.s.ic, self.s.app, self.s.admin)?;
+        match status.backup {
+            Some(b) if b.started_at_ns >= called_at_ns => Ok(b.started_at_ns),
+            Some(b) => Err(format!(
+                "canvault_backup_now answered Ok but the backup in progress was frozen at {} ns, before the call ({called_at_ns} ns)",
+                b.started_at_ns
+            )),
+            None => Ok(status
+                .last_backup
+                .and_then(|l| l.frozen_at_ns)
+                .unwrap_or(called_at_ns)),
+        }
     }
 
     /// Each user's data-set state: completions and failures counted.
@@ -273,12 +328,15 @@ impl Soak {
         adapter::set_interval(&mut self.s.ic, app, self.s.admin, 0)?;
         self.wait_backup_idle(3_000)?;
         // Liveness: the kit backs the live image up after all that.
+        let called_at_ns = self.s.ic.time_nanos();
         adapter::backup_now(&mut self.s.ic, app, self.s.admin)
             .map_err(|e| format!("the kit refuses a backup after the chaos: {e}"))?;
         let previous = self.kit_seen.0;
+        let frozen_at_ns = self.frozen_now(called_at_ns)?;
         self.on_demand = Some(OnDemand {
             image: Rc::clone(&self.live),
             previous,
+            frozen_at_ns,
         });
         self.wait_backup_idle(3_000)?;
         self.check(true)?;

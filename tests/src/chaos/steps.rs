@@ -253,12 +253,15 @@ impl Soak {
     fn backup_now(&mut self) -> Result<String, String> {
         let status = adapter::kit_status(&mut self.s.ic, self.s.app, self.s.admin)?;
         let previous = status.last_backup.map(|l| l.snapshot_id);
+        let called_at_ns = self.s.ic.time_nanos();
         let r = adapter::backup_now(&mut self.s.ic, self.s.app, self.s.admin);
         match &r {
             Ok(()) => {
+                let frozen_at_ns = self.frozen_now(called_at_ns)?;
                 self.on_demand = Some(OnDemand {
                     image: Rc::clone(&self.live),
                     previous,
+                    frozen_at_ns,
                 });
             }
             Err(_) => self.tally.backups_refused += 1,
