@@ -9,11 +9,9 @@ use std::time::Duration;
 
 use candid::{Encode, Principal};
 use canvault_protocol::Hash256;
-use canvault_protocol::chunk::zero_hash;
-use canvault_protocol::merkle::image_root;
 use canvault_protocol::vault_api::{
-    BeginSnapshotRequest, ChunkBody, ChunkPut, CommitSnapshotRequest, RestoreJob, RestoreJobState,
-    SnapshotInfo, StartRestoreRequest, VaultError, VaultInit,
+    PutChunksRequest, PutChunksResponse, RestoreJob, RestoreJobState, SnapshotInfo,
+    StartRestoreRequest, VaultError, VaultInit,
 };
 use canvault_scenarios::vault::{VaultClient, noise_image};
 use canvault_scenarios::{harness, install, principal};
@@ -236,82 +234,65 @@ fn should_resume_a_restore_after_a_vault_upgrade() {
 /// trap rolls back everything the execution did, and no `Drop` runs) must not leave
 /// the job marked busy forever: the hourly housekeeping resumes it.
 #[test]
-#[ignore = "the trap lands on the global timer task, not the restore step's timer_executor: \
-            the step's self-call runs in the same round as the global timer, before the \
-            commit ingress, so this scheduling cannot target it (see the Slots unit tests)"]
 fn should_resume_a_job_whose_step_trapped_before_its_first_await() {
     let mut s = Setup::new();
     s.arm();
-    // A large table in progress: committing it takes more than a round's instructions,
-    // which holds the restore step's timer execution back to the next round, where the
-    // armed fault makes it trap before it calls anything.
-    let writer = principal("writer");
-    let entries = 60_000u32;
-    let image_size = u64::from(entries) * u64::from(CS);
-    let req = BeginSnapshotRequest {
-        parent: None,
-        image_size,
-        chunk_size: CS,
-        nonce: 7,
-        label: None,
-        source: None,
-    };
-    let big = s
-        .vault
-        .begin(&mut s.ic, writer, req)
-        .expect("begin")
-        .snapshot_id;
-    for start in (0..entries).step_by(10_000) {
-        let zeros = (start..start + 10_000)
-            .map(|index| ChunkPut {
-                index,
-                hash: zero_hash(CS),
-                len: CS,
-                body: ChunkBody::Zero,
-            })
-            .collect();
-        s.vault.put(&mut s.ic, writer, big, zeros).expect("zeros");
-    }
-    // Let the vault finish its own work (not `run_until_idle`: the vault's hourly
-    // housekeeping interval keeps a timer armed, so the harness is never idle).
-    let executions = |s: &Setup| s.ic.metrics(s.vault.id).executions;
-    let mut quiet = 0;
-    for _ in 0..100 {
-        let before = executions(&s);
-        s.ic.tick();
-        quiet = if executions(&s) == before {
-            quiet + 1
-        } else {
-            0
-        };
-        if quiet == 3 {
-            break;
-        }
-    }
-    assert_eq!(quiet, 3, "the vault settles");
     let job = s.start();
-    let root = image_root(image_size, CS, vec![zero_hash(CS); entries as usize]);
-    let commit = Encode!(&CommitSnapshotRequest {
-        snapshot_id: big,
-        root
-    })
-    .expect("encode");
-    s.ic.submit_call(s.vault.id, writer, "commit_snapshot", commit)
-        .expect("submitted");
-    s.ic.tick();
-    s.ic.trap_next_execution(s.vault.id);
-    for _ in 0..30 {
+    // The step's timer runs as a self-call after ic-cdk-timers' global-timer task:
+    // that message is the next one, and it traps before the step's first await.
+    s.ic.trap_next_message_execution(s.vault.id);
+    for _ in 0..20 {
         s.ic.tick();
     }
     assert!(
         s.ic.fault_log()
             .iter()
-            .any(|l| l.contains("fault fired") && l.contains("timer_executor")),
-        "the restore step's timer execution trapped: {:?}",
-        s.ic.fault_log()
+            .any(|l| l.contains("fault fired") && l.contains("(update)")),
+        "the step's execution trapped"
     );
     assert_eq!(s.job(job.id).state, RestoreJobState::Starting);
     s.ic.advance_time(Duration::from_secs(3_600));
+    let done = s.wait(job.id, 400);
+    assert_eq!(done.state, RestoreJobState::Done);
+    s.assert_restored();
+}
+
+/// A trapped `canister_global_timer` execution (ic-cdk-timers' scheduler) leaves the
+/// IC's global timer off while ic-cdk-timers, rolled back, believes it set: every
+/// timer of the vault is dead, the hourly housekeeping included. The vault's next
+/// update (here a refused `put_chunks`) turns the global timer back on and the
+/// restore runs.
+#[test]
+fn should_revive_its_timers_after_a_trapped_global_timer_execution() {
+    let mut s = Setup::new();
+    s.arm();
+    let job = s.start();
+    s.ic.trap_next_execution(s.vault.id);
+    for _ in 0..20 {
+        s.ic.tick();
+    }
+    s.ic.advance_time(Duration::from_secs(2 * 3_600));
+    for _ in 0..20 {
+        s.ic.tick();
+    }
+    assert!(
+        s.ic.fault_log()
+            .iter()
+            .any(|l| l.contains("fault fired") && l.contains("(system task)")),
+        "the global-timer task trapped"
+    );
+    assert_eq!(
+        s.job(job.id).state,
+        RestoreJobState::Starting,
+        "nothing runs, not even the hourly housekeeping"
+    );
+    let put = PutChunksRequest {
+        snapshot_id: 999,
+        chunks: vec![],
+    };
+    let refused: Result<PutChunksResponse, VaultError> =
+        s.vault.call(&mut s.ic, s.owner, "put_chunks", (put,));
+    assert!(refused.is_err());
     let done = s.wait(job.id, 400);
     assert_eq!(done.state, RestoreJobState::Done);
     s.assert_restored();

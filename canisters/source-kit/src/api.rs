@@ -273,6 +273,9 @@ pub(crate) fn arm_timers() {
             *t.borrow_mut() = Some(id);
         }
     });
+    if interval > 0 {
+        driver::revive_timers();
+    }
     if active {
         driver::schedule(Duration::ZERO);
     }

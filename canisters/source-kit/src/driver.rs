@@ -70,6 +70,20 @@ enum CallError {
 /// Starts the pump after `delay` unless one is running.
 pub fn schedule(delay: Duration) {
     ic_cdk_timers::set_timer(delay, async { pump().await });
+    revive_timers();
+}
+
+/// Re-activates the app's global timer if it is off while the kit has work. The IC
+/// deactivates it when it schedules `canister_global_timer`; if that execution traps,
+/// the rollback restores ic-cdk-timers' record of the timer it had set but not the
+/// deactivation, so ic-cdk-timers never sets it again and every timer of the app (the
+/// backup interval, the pump) is dead. Setting it to now lets ic-cdk-timers run and
+/// re-arm from its own list. Update context only (it traps in a query).
+pub fn revive_timers() {
+    let previous = ic_cdk::api::global_timer_set(now());
+    if previous != 0 {
+        ic_cdk::api::global_timer_set(previous);
+    }
 }
 
 fn take_pump() -> bool {

@@ -133,6 +133,8 @@ fn begin_snapshot(
 #[update(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
 #[::candid::candid_method(update, rename = "put_chunks")]
 fn put_chunks(req: PutChunksRequest) -> Result<PutChunksResponse, VaultError> {
+    // Writer traffic revives timers a trapped global-timer execution left dead.
+    restore_driver::revive_timers();
     as_role(Role::Writer, |v, caller| v.put_chunks(caller, &req, time()))
 }
 

@@ -60,9 +60,24 @@ pub fn arm_timers() {
     resume_jobs();
 }
 
+/// Re-activates the canister's global timer if it is off. The IC deactivates it when
+/// it schedules `canister_global_timer`; if that execution traps, the rollback
+/// restores ic-cdk-timers' record of the timer it had set but not the deactivation,
+/// so ic-cdk-timers never sets it again and every timer of the vault (restore steps,
+/// table work, the hourly housekeeping) is dead. Setting it to now lets ic-cdk-timers
+/// run and re-arm from its own list. The vault always has the hourly timer, so the
+/// global timer is off only in that case. Update context only (it traps in a query).
+pub fn revive_timers() {
+    let previous = ic_cdk::api::global_timer_set(time());
+    if previous != 0 {
+        ic_cdk::api::global_timer_set(previous);
+    }
+}
+
 /// Runs a retention pass in its own message (after a commit, or hourly).
 pub fn schedule_retention() {
     ic_cdk_timers::set_timer(Duration::ZERO, async { retention_pass() });
+    revive_timers();
 }
 
 /// Arms one table-work step unless one is armed.
@@ -70,6 +85,7 @@ pub fn schedule_collect() {
     if !COLLECT_ARMED.replace(true) {
         ic_cdk_timers::set_timer(Duration::ZERO, async { collect_step() });
     }
+    revive_timers();
 }
 
 /// One retention pass; its table work continues in the table-work chain.
@@ -94,6 +110,7 @@ pub fn schedule(id: u64, delay: Duration) {
     if BUSY.with_borrow_mut(|b| b.arm(id, time(), delay_ns)) {
         ic_cdk_timers::set_timer(delay, run_step(id));
     }
+    revive_timers();
 }
 
 fn resume_jobs() {

@@ -191,6 +191,9 @@ pub(crate) struct Canister {
     pub frozen_by_fault: bool,
     /// Fault injection: this many next replicated executions trap.
     pub trap_next: u32,
+    /// Fault injection: this many next message executions (updates, replicated
+    /// queries, callbacks; not system tasks) trap.
+    pub trap_next_message: u32,
     /// Storage fee carried between charges (see [`crate::fees::FeeSchedule::storage`]).
     pub storage_carry: u128,
     /// Simulated time up to which storage has been charged.
@@ -228,6 +231,7 @@ impl Canister {
             next_snapshot: 0,
             frozen_by_fault: false,
             trap_next: 0,
+            trap_next_message: 0,
             storage_carry: 0,
             storage_since: 0,
         }

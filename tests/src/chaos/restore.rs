@@ -118,6 +118,18 @@ impl Soak {
             self.s.ic.tick();
         }
         let j = adapter::restore_status(&mut self.s.ic, vault, admin, job.id)?;
+        if std::env::var("CHAOS_DEBUG").is_ok() {
+            let logs = self.s.ic.canister_logs(vault);
+            eprintln!(
+                "DEBUG vault logs (last 30):\n{}",
+                logs[logs.len().saturating_sub(30)..].join("\n")
+            );
+            let f = self.s.ic.fault_log();
+            eprintln!(
+                "DEBUG fault log (last 30):\n{}",
+                f[f.len().saturating_sub(30)..].join("\n")
+            );
+        }
         Err(format!(
             "restore job {} still running after {RESTORE_ROUNDS} rounds: {j:?}",
             job.id

@@ -315,10 +315,12 @@ impl Soak {
             }
             "trap" => {
                 let target = *self.rng.pick(&[app, vault]);
-                self.s.ic.trap_next_execution(target);
+                // A message execution: the canisters' own code (a system task runs only
+                // ic-cdk-timers' scheduler; see `trap_next_message_execution`).
+                self.s.ic.trap_next_message_execution(target);
                 self.tally.fault("trapping execution");
                 format!(
-                    "next execution of {} traps",
+                    "next message execution of {} traps",
                     if target == app { "app" } else { "vault" }
                 )
             }

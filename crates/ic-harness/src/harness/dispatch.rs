@@ -147,8 +147,24 @@ impl Harness {
                 | ApiContext::CompositeQuery
                 | ApiContext::InspectMessage
         );
-        let mut outcome = if replicated && canister.trap_next > 0 {
+        let message = replicated
+            && !matches!(
+                context,
+                ApiContext::SystemTask
+                    | ApiContext::Init
+                    | ApiContext::PreUpgrade
+                    | ApiContext::Start
+            );
+        let trap = if replicated && canister.trap_next > 0 {
             canister.trap_next -= 1;
+            true
+        } else if message && canister.trap_next_message > 0 {
+            canister.trap_next_message -= 1;
+            true
+        } else {
+            false
+        };
+        let mut outcome = if trap {
             let msg = format!(
                 "fault fired: execution of {} in canister {} trapped",
                 context.letter(),

@@ -118,6 +118,25 @@ impl Harness {
         );
     }
 
+    /// Makes the next message execution of `canister` (an update, a replicated query,
+    /// a reply or reject callback; not a system task such as the global timer or a
+    /// heartbeat) trap before running any code. A system task runs only the CDK's
+    /// scheduler (e.g. ic-cdk-timers' `canister_global_timer`, whose timers then run
+    /// as self-calls): this targets the canister's own code, such as a timer's body.
+    ///
+    /// # Panics
+    /// If the canister does not exist.
+    pub fn trap_next_message_execution(&mut self, canister: CanisterId) {
+        self.canisters
+            .get_mut(&canister)
+            .expect("canister exists")
+            .trap_next_message += 1;
+        self.log_event(
+            Some(canister),
+            format!("fault armed: the next message execution of {canister} traps"),
+        );
+    }
+
     /// Takes `subnet` offline for the next `rounds` rounds: its canisters execute
     /// nothing, and messages to or from it wait in transit until it is back.
     ///
