@@ -105,6 +105,8 @@ pub fn run(config: &SoakConfig) -> Vec<SeedResult> {
                 r.tally.steps,
                 r.failure.as_deref().unwrap_or("ok")
             );
+            // Its row as it ends, so a long run cut short still reports what it did.
+            eprint!("{}", table(std::slice::from_ref(&r)));
             r
         })
         .collect()
