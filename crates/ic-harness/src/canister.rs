@@ -89,9 +89,9 @@ impl CallContext {
 pub(crate) struct Callback {
     pub context: u64,
     pub callee: Principal,
-    pub on_reply: (u32, u32),
-    pub on_reject: (u32, u32),
-    pub on_cleanup: Option<(u32, u32)>,
+    pub on_reply: (u64, u64),
+    pub on_reject: (u64, u64),
+    pub on_cleanup: Option<(u64, u64)>,
     /// Deadline of a bounded-wait call (0 for unbounded).
     pub deadline: u64,
     /// The deadline passed and a SYS_UNKNOWN reject is queued: a real response is dropped.

@@ -14,6 +14,7 @@ mod scheduler;
 pub(crate) mod snapshots;
 mod status;
 mod system_faults;
+mod upgrade;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;

@@ -42,8 +42,10 @@ use crate::runtime;
 use crate::stable_memory::{MAX_STABLE_PAGES, StableMemory, WASM_PAGE_BYTES};
 use crate::types::{CanisterId, Reject, RejectCode};
 
-/// Largest wasm heap a snapshot may declare (4 GiB, the wasm32 limit).
-const MAX_WASM_MEMORY_BYTES: u64 = 4 << 30;
+/// Largest wasm heap an uploaded snapshot may declare: the larger of the wasm32 and wasm64
+/// heap limits (the module, hence the mode, is only known at load, which checks the heap
+/// against the module's own limit).
+const MAX_WASM_MEMORY_BYTES: u64 = crate::limits::MAX_WASM64_HEAP_BYTES;
 
 /// Where a snapshot came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
