@@ -169,6 +169,8 @@ pub(crate) struct Canister {
     /// Global timer; 0 is inactive.
     pub timer: u64,
     pub freezing_threshold: u64,
+    /// Who besides the controllers may read the snapshots.
+    pub snapshot_visibility: crate::harness::visibility::SnapshotVisibility,
     pub code: Option<InstalledCode>,
     pub stable: StableMemory,
     pub certified_data: Vec<u8>,
@@ -213,6 +215,7 @@ impl Canister {
             version: 0,
             timer: 0,
             freezing_threshold: 2_592_000,
+            snapshot_visibility: Default::default(),
             code: None,
             stable: StableMemory::new(),
             certified_data: Vec::new(),

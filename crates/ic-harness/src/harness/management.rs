@@ -136,7 +136,14 @@ impl Harness {
             ),
             "update_settings" => refund_all(
                 decode::<UpdateSettingsArgs>("update_settings", arg)
-                    .and_then(|a| self.update_settings(sender, a.canister_id, a.settings))
+                    .and_then(|a| {
+                        let visibility = super::visibility::requested(arg, false)?;
+                        self.update_settings(sender, a.canister_id, a.settings)?;
+                        if let Some(v) = visibility {
+                            self.canisters.get_mut(&a.canister_id).expect("updated").snapshot_visibility = v;
+                        }
+                        Ok(())
+                    })
                     .map(|()| encode(&())),
             ),
             "canister_status" => refund_all(
@@ -219,6 +226,7 @@ impl Harness {
         cycles: u128,
     ) -> Result<Vec<u8>, Reject> {
         let args: CreateCanisterArgs = decode("create_canister", arg)?;
+        let visibility = super::visibility::requested(arg, true)?;
         let fee = self.fees.canister_creation;
         if cycles < fee {
             return Err(reject(
@@ -236,6 +244,9 @@ impl Harness {
         }
         if let Some(settings) = args.settings {
             self.apply_settings(id, &settings);
+        }
+        if let Some(v) = visibility {
+            self.canisters.get_mut(&id).expect("created").snapshot_visibility = v;
         }
         Ok(encode(&CanisterIdRecord { canister_id: id }))
     }

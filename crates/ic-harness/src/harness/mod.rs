@@ -15,6 +15,7 @@ pub(crate) mod snapshots;
 mod status;
 mod system_faults;
 mod upgrade;
+pub(crate) mod visibility;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
