@@ -50,10 +50,9 @@ fn set_visibility(s: &mut Setup, canister: Principal, visibility: SnapshotVisibi
             snapshot_visibility: Some(visibility),
         },
     };
-    let () = s
-        .ic
-        .management_update(Some(s.controller), "update_settings", &args)
-        .expect("update_settings");
+    let () =
+        s.ic.management_update(Some(s.controller), "update_settings", &args)
+            .expect("update_settings");
 }
 
 /// `driver` calls the management canister's `method` with `arg`; (reject code, message)
@@ -134,7 +133,11 @@ fn remote_subnet_controller_drives_every_snapshot_method() {
     })
     .expect("encode");
     drive(&mut s, driver, "delete_canister_snapshot", delete).expect("remote delete");
-    assert!(s.ic.list_canister_snapshots(app, Some(s.controller)).expect("list").is_empty());
+    assert!(
+        s.ic.list_canister_snapshots(app, Some(s.controller))
+            .expect("list")
+            .is_empty()
+    );
 }
 
 /// An allowed viewer on another subnet copies a snapshot out but cannot take or delete;
@@ -154,13 +157,19 @@ fn snapshot_visibility_opens_reading_only() {
     let copy_args = (app, ByteBuf::from(snapshot.id.clone()), target);
 
     // Default visibility (controllers): the viewer's read is refused, so its copy traps.
-    let refused = s
-        .ic
-        .update_candid::<_, (ByteBuf, u32)>(viewer, s.user, "copy_snapshot", copy_args.clone())
-        .expect_err("no read right yet");
-    assert!(format!("{refused:?}").contains("Only controllers"), "{refused:?}");
+    let refused =
+        s.ic.update_candid::<_, (ByteBuf, u32)>(viewer, s.user, "copy_snapshot", copy_args.clone())
+            .expect_err("no read right yet");
+    assert!(
+        format!("{refused:?}").contains("Only controllers"),
+        "{refused:?}"
+    );
 
-    set_visibility(&mut s, app, SnapshotVisibility::AllowedViewers(vec![viewer]));
+    set_visibility(
+        &mut s,
+        app,
+        SnapshotVisibility::AllowedViewers(vec![viewer]),
+    );
     let (copy, _reads): (ByteBuf, u32) = s.update(viewer, "copy_snapshot", copy_args);
     s.ic.load_canister_snapshot(target, Some(s.controller), copy.into_vec())
         .expect("load the copy");
@@ -174,8 +183,8 @@ fn snapshot_visibility_opens_reading_only() {
         sender_canister_version: None,
     })
     .expect("encode");
-    let (code, message) = drive(&mut s, viewer, "take_canister_snapshot", take)
-        .expect_err("a viewer cannot take");
+    let (code, message) =
+        drive(&mut s, viewer, "take_canister_snapshot", take).expect_err("a viewer cannot take");
     assert_eq!(code, RejectCode::CanisterError as u32);
     assert!(message.contains("Only controllers"), "{message}");
     let delete = Encode!(&DeleteCanisterSnapshotArgs {
@@ -195,5 +204,10 @@ fn snapshot_visibility_opens_reading_only() {
     assert!(meta.wasm_memory_size > 0);
     set_visibility(&mut s, app, SnapshotVisibility::Controllers);
     assert!(read_metadata(&mut s, user, app, &snapshot).is_err());
-    assert_eq!(s.ic.list_canister_snapshots(app, Some(s.controller)).expect("list").len(), 1);
+    assert_eq!(
+        s.ic.list_canister_snapshots(app, Some(s.controller))
+            .expect("list")
+            .len(),
+        1
+    );
 }

@@ -10,11 +10,10 @@ use candid::Principal;
 use ic_harness::limits::MAX_WASM64_HEAP_BYTES;
 use ic_harness::{CanisterId, Harness, HarnessBuilder, RejectCode};
 use ic_management_canister_types::{
-    ReadCanisterSnapshotDataArgs, ReadCanisterSnapshotDataResult,
-    ReadCanisterSnapshotMetadataArgs, ReadCanisterSnapshotMetadataResult, SnapshotDataKind,
-    SnapshotDataOffset, UpgradeFlags, UploadCanisterSnapshotDataArgs,
-    UploadCanisterSnapshotMetadataArgs, UploadCanisterSnapshotMetadataResult,
-    WasmMemoryPersistence,
+    ReadCanisterSnapshotDataArgs, ReadCanisterSnapshotDataResult, ReadCanisterSnapshotMetadataArgs,
+    ReadCanisterSnapshotMetadataResult, SnapshotDataKind, SnapshotDataOffset, UpgradeFlags,
+    UploadCanisterSnapshotDataArgs, UploadCanisterSnapshotMetadataArgs,
+    UploadCanisterSnapshotMetadataResult, WasmMemoryPersistence,
 };
 
 const WASM_PAGE: u64 = 65_536;
@@ -194,7 +193,10 @@ fn memory64_callback_receives_a_64_bit_environment() {
     let id = s.install(0, wat(WASM64));
     // The environment passed to call_new is above u32::MAX: truncating it to 32 bits
     // (as a wasm32 callback would) would answer 5.
-    assert_eq!(u64_le(&s.update(id, "call_self", Vec::new())), 0x1_0000_0005);
+    assert_eq!(
+        u64_le(&s.update(id, "call_self", Vec::new())),
+        0x1_0000_0005
+    );
 }
 
 #[test]
@@ -204,15 +206,22 @@ fn memory64_heap_grows_past_4_gib_and_stops_at_the_replica_limit() {
     // One more page than the limit allows: memory.grow answers -1, the heap is unchanged.
     let too_many = MAX_WASM64_HEAP_BYTES / WASM_PAGE - 2 + 1;
     let grown = s.update(id, "grow", too_many.to_le_bytes().to_vec());
-    assert_eq!(u64_le(&grown), u64::MAX, "grow past the wasm64 limit must fail");
+    assert_eq!(
+        u64_le(&grown),
+        u64::MAX,
+        "grow past the wasm64 limit must fail"
+    );
     let grown = s.update(id, "grow", 1u64.to_le_bytes().to_vec());
-    assert_eq!(u64_le(&grown), 2, "a small grow answers the old size in pages");
+    assert_eq!(
+        u64_le(&grown),
+        2,
+        "a small grow answers the old size in pages"
+    );
     // A heap above 4 GiB is addressable (the method writes at 4 GiB + 8 and traps to say
     // so, which also drops the 4 GiB growth).
-    let err = s
-        .ic
-        .update_call(id, s.controller, "above_4gib", Vec::new())
-        .expect_err("the method traps after the write");
+    let err =
+        s.ic.update_call(id, s.controller, "above_4gib", Vec::new())
+            .expect_err("the method traps after the write");
     assert_eq!(err.code, RejectCode::CanisterError);
     assert!(err.message.contains("wrote above 4 GiB"), "{err}");
     assert_eq!(u64_le(&s.query(id, "get")), 0);
@@ -229,12 +238,14 @@ fn wrong_width_imports_are_refused() {
     let bad32 = wat(r#"(module
         (import "ic0" "msg_reply_data_append" (func (param i64 i64)))
         (memory 1))"#);
-    for (module, name) in [(bad64, "msg_arg_data_size"), (bad32, "msg_reply_data_append")] {
+    for (module, name) in [
+        (bad64, "msg_arg_data_size"),
+        (bad32, "msg_reply_data_append"),
+    ] {
         let id = s.create(0);
-        let err = s
-            .ic
-            .try_install_canister(id, module, Vec::new(), Some(s.controller))
-            .expect_err("a wrong-width import is refused");
+        let err =
+            s.ic.try_install_canister(id, module, Vec::new(), Some(s.controller))
+                .expect_err("a wrong-width import is refused");
         assert_eq!(err.code, RejectCode::CanisterError);
         assert!(
             err.message.contains("incorrect signature") && err.message.contains(name),
@@ -249,10 +260,9 @@ fn memory64_initial_heap_above_the_limit_is_refused() {
     let pages = MAX_WASM64_HEAP_BYTES / WASM_PAGE + 1;
     let module = wat(&format!("(module (memory i64 {pages}))"));
     let id = s.create(0);
-    let err = s
-        .ic
-        .try_install_canister(id, module, Vec::new(), Some(s.controller))
-        .expect_err("an initial heap above the limit cannot be instantiated");
+    let err =
+        s.ic.try_install_canister(id, module, Vec::new(), Some(s.controller))
+            .expect_err("an initial heap above the limit cannot be instantiated");
     assert_eq!(err.code, RejectCode::CanisterError);
 }
 
@@ -267,24 +277,25 @@ fn memory64_snapshot_restores_and_copies_the_64_bit_heap_across_subnets() {
     for _ in 0..3 {
         s.update(id, "inc", Vec::new());
     }
-    let snap = s
-        .ic
-        .take_canister_snapshot(id, Some(s.controller), None)
-        .expect("take");
+    let snap =
+        s.ic.take_canister_snapshot(id, Some(s.controller), None)
+            .expect("take");
     s.update(id, "inc", Vec::new());
     assert_eq!(u64_le(&s.query(id, "get")), 4);
     s.ic.load_canister_snapshot(id, Some(s.controller), snap.id.clone())
         .expect("load");
     assert_eq!(u64_le(&s.query(id, "get")), 3);
     // The callback table and the i64 imports work in the restored instance.
-    assert_eq!(u64_le(&s.update(id, "call_self", Vec::new())), 0x1_0000_0005);
+    assert_eq!(
+        u64_le(&s.update(id, "call_self", Vec::new())),
+        0x1_0000_0005
+    );
 
     // Download from subnet 0, upload into a canister of subnet 1, load there.
     let target = s.create(1);
     let ctl = Some(s.controller);
-    let (meta,): (ReadCanisterSnapshotMetadataResult,) = s
-        .ic
-        .management_update(
+    let (meta,): (ReadCanisterSnapshotMetadataResult,) =
+        s.ic.management_update(
             ctl,
             "read_canister_snapshot_metadata",
             &ReadCanisterSnapshotMetadataArgs {
@@ -294,9 +305,8 @@ fn memory64_snapshot_restores_and_copies_the_64_bit_heap_across_subnets() {
         )
         .expect("metadata");
     assert_eq!(meta.wasm_memory_size, 2 * WASM_PAGE);
-    let (uploaded,): (UploadCanisterSnapshotMetadataResult,) = s
-        .ic
-        .management_update(
+    let (uploaded,): (UploadCanisterSnapshotMetadataResult,) =
+        s.ic.management_update(
             ctl,
             "upload_canister_snapshot_metadata",
             &UploadCanisterSnapshotMetadataArgs {
@@ -328,9 +338,8 @@ fn memory64_snapshot_restores_and_copies_the_64_bit_heap_across_subnets() {
         let mut offset = 0;
         while offset < size {
             let n = (size - offset).min(1_000_000);
-            let (piece,): (ReadCanisterSnapshotDataResult,) = s
-                .ic
-                .management_update(
+            let (piece,): (ReadCanisterSnapshotDataResult,) =
+                s.ic.management_update(
                     ctl,
                     "read_canister_snapshot_data",
                     &ReadCanisterSnapshotDataArgs {
@@ -340,9 +349,8 @@ fn memory64_snapshot_restores_and_copies_the_64_bit_heap_across_subnets() {
                     },
                 )
                 .expect("read");
-            let () = s
-                .ic
-                .management_update(
+            let () =
+                s.ic.management_update(
                     ctl,
                     "upload_canister_snapshot_data",
                     &UploadCanisterSnapshotDataArgs {

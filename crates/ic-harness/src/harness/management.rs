@@ -140,7 +140,10 @@ impl Harness {
                         let visibility = super::visibility::requested(arg, false)?;
                         self.update_settings(sender, a.canister_id, a.settings)?;
                         if let Some(v) = visibility {
-                            self.canisters.get_mut(&a.canister_id).expect("updated").snapshot_visibility = v;
+                            self.canisters
+                                .get_mut(&a.canister_id)
+                                .expect("updated")
+                                .snapshot_visibility = v;
                         }
                         Ok(())
                     })
@@ -246,7 +249,10 @@ impl Harness {
             self.apply_settings(id, &settings);
         }
         if let Some(v) = visibility {
-            self.canisters.get_mut(&id).expect("created").snapshot_visibility = v;
+            self.canisters
+                .get_mut(&id)
+                .expect("created")
+                .snapshot_visibility = v;
         }
         Ok(encode(&CanisterIdRecord { canister_id: id }))
     }
@@ -538,7 +544,10 @@ pub(super) struct Lifecycle<'a> {
 /// The wasm start function, run before init and post_upgrade.
 pub(super) const START: (&str, ApiContext) = ("canister_start", ApiContext::Start);
 
-pub(super) fn instantiate(id: CanisterId, compiled: CompiledModule) -> Result<InstalledCode, Reject> {
+pub(super) fn instantiate(
+    id: CanisterId,
+    compiled: CompiledModule,
+) -> Result<InstalledCode, Reject> {
     InstalledCode::instantiate(compiled).map_err(|e| {
         reject(
             RejectCode::CanisterError,

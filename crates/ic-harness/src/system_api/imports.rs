@@ -155,7 +155,7 @@ fn write_heap(c: &mut C<'_>, dst: impl Ptr, bytes: &[u8], name: &str) -> R<()> {
 fn copy_out<P: Ptr>(c: &mut C<'_>, src: &[u8], dst: P, offset: P, size: P, name: &str) -> R<()> {
     charge(c, size.get())?;
     let (offset, size) = (offset.get(), size.get());
-    let end = offset.checked_add(size).unwrap_or(u64::MAX);
+    let end = offset.saturating_add(size);
     if end > src.len() as u64 {
         return violation(format!(
             "ic0.{name}: offset {offset} + size {size} exceeds the {} available bytes",
@@ -196,7 +196,7 @@ pub(crate) fn register<P: Ptr>(linker: &mut Linker<CanisterState>) -> R<()> {
     register_cycles::<P>(linker)?;
     register_canister::<P>(linker)?;
     calls::register_calls::<P>(linker)?;
-    calls::register_stable::<P>(linker)?;
+    calls::register_stable(linker)?;
     register_misc::<P>(linker)?;
     Ok(())
 }
@@ -566,16 +566,12 @@ fn register_misc<P: Ptr>(linker: &mut Linker<CanisterState>) -> R<()> {
             Ok(())
         },
     )?;
-    linker.func_wrap(
-        "ic0",
-        "trap",
-        |mut c: C<'_>, src: P, size: P| -> R<()> {
-            exec(&mut c, "trap", Allowed::ANY)?;
-            let bytes = read_heap(&mut c, src, size, "trap")?;
-            trap(HostTrap::Explicit(
-                String::from_utf8_lossy(&bytes).into_owned(),
-            ))
-        },
-    )?;
+    linker.func_wrap("ic0", "trap", |mut c: C<'_>, src: P, size: P| -> R<()> {
+        exec(&mut c, "trap", Allowed::ANY)?;
+        let bytes = read_heap(&mut c, src, size, "trap")?;
+        trap(HostTrap::Explicit(
+            String::from_utf8_lossy(&bytes).into_owned(),
+        ))
+    })?;
     Ok(())
 }

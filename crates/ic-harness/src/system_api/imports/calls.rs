@@ -3,8 +3,8 @@
 use wasmtime::Linker;
 
 use super::{
-    C, CALL, CALL_CYCLES, CanisterState, PendingCall, Ptr, R, charge, exec, heap_range, memory,
-    pending, principal, read_heap, violation, amount,
+    C, CALL, CALL_CYCLES, CanisterState, PendingCall, Ptr, R, amount, charge, exec, heap_range,
+    memory, pending, principal, read_heap, violation,
 };
 use crate::limits::{MAX_CALL_TIMEOUT_SECONDS, MAX_QUEUE_PER_PAIR};
 use crate::stable_memory::MAX_STABLE_PAGES;
@@ -137,7 +137,7 @@ pub(super) fn register_calls<P: Ptr>(linker: &mut Linker<CanisterState>) -> R<()
     Ok(())
 }
 
-pub(super) fn register_stable<P: Ptr>(linker: &mut Linker<CanisterState>) -> R<()> {
+pub(super) fn register_stable(linker: &mut Linker<CanisterState>) -> R<()> {
     linker.func_wrap("ic0", "stable64_size", |mut c: C<'_>| -> R<u64> {
         exec(&mut c, "stable64_size", Allowed::ANY)?;
         Ok(c.data().stable.size_pages())
@@ -186,4 +186,3 @@ pub(super) fn register_stable<P: Ptr>(linker: &mut Linker<CanisterState>) -> R<(
     )?;
     Ok(())
 }
-
