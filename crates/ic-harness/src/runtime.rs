@@ -11,6 +11,20 @@ use wasmtime::{Config, Engine, ExternType, Linker, Module};
 use crate::module::{self, ModuleError, PreparedModule};
 use crate::system_api::{self, CanisterState, HostTrap};
 
+/// The System API functions the spec offers only when `I = i32` (64-bit cycle amounts and
+/// the deprecated 32-bit stable memory): a memory64 module importing one is refused.
+const WASM32_ONLY: [&str; 9] = [
+    "msg_cycles_available",
+    "msg_cycles_refunded",
+    "msg_cycles_accept",
+    "canister_cycle_balance",
+    "call_cycles_add",
+    "stable_size",
+    "stable_grow",
+    "stable_write",
+    "stable_read",
+];
+
 /// A module ready to instantiate in any store of the shared engine.
 #[derive(Clone)]
 pub(crate) struct CompiledModule {
@@ -78,6 +92,11 @@ pub(crate) fn compile(bytes: &[u8]) -> Result<CompiledModule, ModuleError> {
                 "import ic0.{name} is not a function"
             )));
         };
+        if prepared.memory64 && WASM32_ONLY.contains(&name.as_str()) {
+            return Err(ModuleError::Invalid(format!(
+                "Module imports function \"{name}\" from \"ic0\" that is not exported by the runtime (it exists only for 32-bit memories)"
+            )));
+        }
         if let Some(wasmtime::Extern::Func(defined)) = linker.get_by_import(&mut probe, &import) {
             // The replica's validation refuses a known System API function imported with
             // another signature (e.g. 32-bit addresses in a memory64 module).

@@ -252,6 +252,25 @@ fn wrong_width_imports_are_refused() {
             "{err}"
         );
     }
+    // The 32-bit stable memory API exists only for 32-bit memories.
+    let stable32 = wat(r#"(module
+        (import "ic0" "stable_size" (func (result i32)))
+        (memory i64 1))"#);
+    let id = s.create(0);
+    let err =
+        s.ic.try_install_canister(id, stable32, Vec::new(), Some(s.controller))
+            .expect_err("no ic0.stable_size for a memory64 module");
+    assert!(
+        err.message.contains("stable_size") && err.message.contains("not exported"),
+        "{err}"
+    );
+    // ... while a wasm32 module may still import it (it traps if called: not modelled).
+    let id = s.create(0);
+    let stable32 = wat(r#"(module
+        (import "ic0" "stable_size" (func (result i32)))
+        (memory 1))"#);
+    s.ic.try_install_canister(id, stable32, Vec::new(), Some(s.controller))
+        .expect("a wasm32 module may import stable_size");
 }
 
 #[test]
