@@ -199,10 +199,7 @@ fn every_factory_endpoint_answers_each_role_as_its_table_says() {
                     ("app", s.app),
                     ("admin", s.admin),
                 ]),
-                args: args
-                    .into_iter()
-                    .map(|(m, a)| (m.to_string(), a))
-                    .collect(),
+                args: args.into_iter().map(|(m, a)| (m.to_string(), a)).collect(),
                 canister: s.factory,
                 ic: s.ic,
             }

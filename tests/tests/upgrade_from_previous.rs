@@ -191,8 +191,16 @@ fn a_factory_of_the_previous_release_keeps_its_state_and_keeps_working_after_the
         owners: vec![owner, co_owner],
         ..s.app_request(owner, principal("reader"))
     };
-    let first = s.create(&shared_request, REQUIRED).0.expect("an app vault").vault;
-    let second = s.create(&shared_request, REQUIRED).0.expect("an app vault").vault;
+    let first = s
+        .create(&shared_request, REQUIRED)
+        .0
+        .expect("an app vault")
+        .vault;
+    let second = s
+        .create(&shared_request, REQUIRED)
+        .0
+        .expect("an app vault")
+        .vault;
     let personal_request = CreateVaultRequest {
         kind: VaultKind::Personal { user, app: s.app },
         owners: vec![],
@@ -205,7 +213,11 @@ fn a_factory_of_the_previous_release_keeps_its_state_and_keeps_working_after_the
         initial_cycles: INITIAL,
         managed_upgrades: false,
     };
-    let personal = s.create(&personal_request, REQUIRED).0.expect("a personal vault").vault;
+    let personal = s
+        .create(&personal_request, REQUIRED)
+        .0
+        .expect("a personal vault")
+        .vault;
     // ... a deployment left open (the CMC refused its creation: it holds the credit) ...
     s.ic.inject_rejects(s.factory, CMC_PRINCIPAL, 1, RejectCode::SysTransient);
     let stuck_request = CreateVaultRequest {
@@ -279,13 +291,18 @@ fn a_factory_of_the_previous_release_keeps_its_state_and_keeps_working_after_the
 
     // It keeps working: the open deployment resumes to a vault, a new vault is created,
     // an owner deletes one, and the rollout finishes around the deleted vault.
-    let (resumed, _) = s.app_call::<_, Result<canvault_factory_api::CreateVaultResponse, FactoryError>>(
-        "resume_deployment",
-        &stuck,
-        0,
-    );
+    let (resumed, _) = s
+        .app_call::<_, Result<canvault_factory_api::CreateVaultResponse, FactoryError>>(
+            "resume_deployment",
+            &stuck,
+            0,
+        );
     let resumed = resumed.expect("the open deployment resumes").vault;
-    let third = s.create(&shared_request, REQUIRED).0.expect("a new vault").vault;
+    let third = s
+        .create(&shared_request, REQUIRED)
+        .0
+        .expect("a new vault")
+        .vault;
     let pending = lines
         .iter()
         .find(|l| l.state == VaultUpgradeState::Pending)
@@ -293,12 +310,22 @@ fn a_factory_of_the_previous_release_keeps_its_state_and_keeps_working_after_the
         .canister_id;
     let deleted: Result<DeleteVaultResponse, FactoryError> =
         s.call_as(co_owner, "delete_vault", (pending,));
-    assert!(deleted.expect("an owner deletes its vault").canister_deleted);
+    assert!(
+        deleted
+            .expect("an owner deletes its vault")
+            .canister_deleted
+    );
     let done: Result<FleetUpgradeStatus, FactoryError> =
         s.admin_call("run_fleet_batch", (RunFleetBatchRequest { max_vaults: 5 },));
     let done = done.expect("a batch");
     assert_eq!(
-        (done.finished, done.upgraded, done.skipped, done.pending, done.total),
+        (
+            done.finished,
+            done.upgraded,
+            done.skipped,
+            done.pending,
+            done.total
+        ),
         (true, 1, 2, 0, 3),
         "{done:?}"
     );
@@ -310,8 +337,7 @@ fn a_factory_of_the_previous_release_keeps_its_state_and_keeps_working_after_the
             }));
     let status: FactoryStatus = s.query_as(s.admin, "status", ());
     assert_eq!((status.vaults, status.open_deployments), (4, 0));
-    let deployments: Vec<DeploymentInfo> =
-        s.query_as(s.admin, "list_deployments", (0u64, 100u32));
+    let deployments: Vec<DeploymentInfo> = s.query_as(s.admin, "list_deployments", (0u64, 100u32));
     assert!(
         deployments
             .iter()

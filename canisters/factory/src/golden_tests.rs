@@ -65,7 +65,12 @@ fn upload(f: &mut Factory<VectorMemory>, label: &str, bytes: &[u8], piece: usize
 }
 
 /// Accepts a deployment of `req` from `caller` at `now`.
-fn accept(f: &mut Factory<VectorMemory>, req: CreateVaultRequest, caller: Principal, now: u64) -> u64 {
+fn accept(
+    f: &mut Factory<VectorMemory>,
+    req: CreateVaultRequest,
+    caller: Principal,
+    now: u64,
+) -> u64 {
     let required = f
         .check_create(&req, caller, u128::MAX, 500, now)
         .expect("a valid request");
@@ -141,10 +146,20 @@ fn replay() -> Vec<u8> {
     };
     let id = accept(&mut f, shared, app, DAY);
     complete(&mut f, id, 60, DAY + 1);
-    let id = accept(&mut f, request(VaultKind::Personal { user: p(30), app }), app, DAY + 2);
+    let id = accept(
+        &mut f,
+        request(VaultKind::Personal { user: p(30), app }),
+        app,
+        DAY + 2,
+    );
     complete(&mut f, id, 61, DAY + 3);
     // Failed at install, left open: in the open-deployment index (generation 2).
-    let open = accept(&mut f, request(VaultKind::App { app: p(11) }), p(12), 2 * DAY);
+    let open = accept(
+        &mut f,
+        request(VaultKind::App { app: p(11) }),
+        p(12),
+        2 * DAY,
+    );
     f.deployments
         .update(open, |d| {
             d.created(p(62), 0, 2 * DAY + 1);
@@ -152,7 +167,12 @@ fn replay() -> Vec<u8> {
             d.fail(Step::InstallCode, "out of cycles".into(), true, 2 * DAY + 3);
         })
         .expect("open");
-    let cancelled = accept(&mut f, request(VaultKind::App { app: p(13) }), p(13), 2 * DAY + 4);
+    let cancelled = accept(
+        &mut f,
+        request(VaultKind::App { app: p(13) }),
+        p(13),
+        2 * DAY + 4,
+    );
     f.deployments
         .update(cancelled, |d| {
             d.create_failed(1_500, "CMC: rejected".into(), false, 2 * DAY + 5);

@@ -10,8 +10,8 @@
 
 use std::cell::Cell;
 
-use canvault_protocol::vault_api::{RetentionPolicy, Role, RoleChange};
 use canvault_protocol::golden::assert_golden;
+use canvault_protocol::vault_api::{RetentionPolicy, Role, RoleChange};
 use ic_stable_structures::{Memory, VectorMemory};
 
 use crate::backup::tests::{backup, begin, commit, image, owner, put, send, writer};
