@@ -11,8 +11,14 @@
 //!
 //! Arguments are the smallest values of each parameter type (0, "", empty vectors,
 //! 32-byte zero blobs since digests decode only at that length, `null` options, the
-//! first variant): valid for the interface and as harmless as possible, so that an allowed call exercises the role check without wrecking the setup.
-//! Each method runs on a fresh setup, denied roles first.
+//! first variant): valid for the interface and as harmless as possible, so that an
+//! allowed call exercises the role check without wrecking the setup. Where the role check
+//! depends on what the argument names (the factory's `delete_vault` asks whether the
+//! caller controls *that* vault), the subject gives the method's argument instead
+//! ([`Subject::args`]), naming an object of the setup.
+//! Each method runs on a fresh setup, denied roles first (their calls must change
+//! nothing); an allowed call that changed stable memory (it deleted the vault, say) is
+//! followed by a fresh setup, so every allowed role meets the setup as it was made.
 
 use std::collections::BTreeMap;
 
@@ -273,6 +279,9 @@ pub struct Subject {
     pub canister: CanisterId,
     /// Role name (as in the table's header) → the principal acting in that role.
     pub actors: BTreeMap<String, Principal>,
+    /// Method name → its candid-encoded argument, for methods whose role check depends
+    /// on the object the argument names; the others get [`minimal_args`].
+    pub args: BTreeMap<String, Vec<u8>>,
 }
 
 /// Checks every method of `did` against `table`, calling `setup` for a fresh subject
@@ -297,6 +306,13 @@ pub fn check_matrix(
             ));
         }
     }
+    for name in setup().args.keys() {
+        if !methods.contains(&name.as_str()) {
+            failures.push(format!(
+                "{name}: an argument given for a method not in the .did"
+            ));
+        }
+    }
     for endpoint in &endpoints {
         let Some(cells) = table.rows.get(&endpoint.name) else {
             failures.push(format!(
@@ -306,7 +322,8 @@ pub fn check_matrix(
             continue;
         };
         let mut subject = setup();
-        let arg = minimal_args(&env, endpoint);
+        // An allowed call changed stable memory: the next allowed role gets a fresh setup.
+        let mut dirty = false;
         let mut order: Vec<(usize, Access)> = cells.iter().copied().enumerate().collect();
         // Denied roles first: their calls must change nothing, so the allowed ones still
         // see the setup as it was made.
@@ -317,20 +334,30 @@ pub fn check_matrix(
                 .actors
                 .get(role)
                 .unwrap_or_else(|| panic!("no actor for role {role}"));
+            if dirty {
+                subject = setup();
+            }
+            let arg = subject
+                .args
+                .get(&endpoint.name)
+                .cloned()
+                .unwrap_or_else(|| minimal_args(&env, endpoint));
             let before = subject.ic.get_stable_memory(subject.canister);
             let result = if endpoint.query {
                 subject
                     .ic
-                    .query_call(subject.canister, caller, &endpoint.name, arg.clone())
+                    .query_call(subject.canister, caller, &endpoint.name, arg)
             } else {
                 subject
                     .ic
-                    .update_call(subject.canister, caller, &endpoint.name, arg.clone())
+                    .update_call(subject.canister, caller, &endpoint.name, arg)
             };
             let answer = classify(&env, endpoint, refusals, &result);
+            let changed = subject.ic.get_stable_memory(subject.canister) != before;
+            dirty = access == Access::Allow && changed;
             match (access, &answer) {
                 (Access::Deny, Answer::Refused(_)) => {
-                    if subject.ic.get_stable_memory(subject.canister) != before {
+                    if changed {
                         failures.push(format!(
                             "{} as {role}: refused, but stable memory changed",
                             endpoint.name

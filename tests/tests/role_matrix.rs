@@ -5,13 +5,19 @@
 //! says allow), and a refused call that changed stable memory all fail here.
 //! Build the wasm first: `scripts/build-wasm.sh`.
 
+mod factory_support;
+
 use std::collections::BTreeMap;
 
 use candid::{Encode, Principal};
+use canvault_factory_api::{
+    CreateVaultRequest, SetManagedUpgradesRequest, SubnetChoice, TopUpRequest, VaultKind,
+};
 use canvault_kit::{ArmRestoreRequest, KitError};
 use canvault_protocol::vault_api::VaultInit;
 use canvault_scenarios::matrix::{PermissionTable, Subject, check_matrix};
 use canvault_scenarios::{harness, install, principal};
+use factory_support::{INITIAL, REQUIRED, Setup};
 
 const SECURITY_MD: &str = include_str!("../../docs/security.md");
 
@@ -70,6 +76,7 @@ fn every_vault_endpoint_answers_each_role_as_its_table_says() {
                     ("writer", writer),
                     ("owner", owner),
                 ]),
+                args: BTreeMap::new(),
             }
         },
     );
@@ -117,6 +124,84 @@ fn every_example_app_endpoint_answers_each_role_as_its_table_says() {
                     ("admin", admin),
                     ("vault", vault),
                 ]),
+                args: BTreeMap::new(),
+            }
+        },
+    );
+}
+
+#[test]
+fn every_factory_endpoint_answers_each_role_as_its_table_says() {
+    assert_matrix(
+        "factory",
+        include_str!("../../canisters/factory/factory.did"),
+        include_str!("../../canisters/factory/permissions.md"),
+        &[],
+        || {
+            let mut s = Setup::new();
+            let (owner, co_owner, user) =
+                (principal("owner"), principal("co-owner"), principal("user"));
+            // The app pays for an app vault owned by two people, managed by the factory...
+            let shared = CreateVaultRequest {
+                owners: vec![owner, co_owner],
+                readers: vec![],
+                ..s.app_request(owner, owner)
+            };
+            let shared = s.create(&shared, REQUIRED).0.expect("an app vault").vault;
+            // ... and for a personal vault of its user, which the user alone controls.
+            let personal = CreateVaultRequest {
+                kind: VaultKind::Personal { user, app: s.app },
+                owners: vec![],
+                writers: vec![],
+                readers: vec![],
+                retention: None,
+                subnet: SubnetChoice::Default {
+                    avoid: Some(s.subnets[0]),
+                },
+                initial_cycles: INITIAL,
+                managed_upgrades: false,
+            };
+            let deployment = s
+                .create(&personal, REQUIRED)
+                .0
+                .expect("a personal vault")
+                .deployment_id;
+            let vault = shared.canister_id;
+            let args = [
+                ("create_vault", Encode!(&personal).unwrap()),
+                ("cancel_deployment", Encode!(&deployment).unwrap()),
+                ("get_deployment", Encode!(&deployment).unwrap()),
+                ("resume_deployment", Encode!(&deployment).unwrap()),
+                ("delete_vault", Encode!(&vault).unwrap()),
+                ("get_vault", Encode!(&vault).unwrap()),
+                (
+                    "set_managed_upgrades",
+                    Encode!(&SetManagedUpgradesRequest {
+                        canister_id: vault,
+                        managed: false,
+                    })
+                    .unwrap(),
+                ),
+                (
+                    "top_up_vault",
+                    Encode!(&TopUpRequest { canister_id: vault }).unwrap(),
+                ),
+                ("vaults_of_owner", Encode!(&owner).unwrap()),
+                ("vaults_of_app", Encode!(&s.app).unwrap()),
+            ];
+            Subject {
+                actors: actors(&[
+                    ("anonymous", Principal::anonymous()),
+                    ("stranger", principal("stranger")),
+                    ("owner", owner),
+                    ("co-owner", co_owner),
+                    ("user", user),
+                    ("app", s.app),
+                    ("admin", s.admin),
+                ]),
+                args: args.into_iter().map(|(m, a)| (m.to_string(), a)).collect(),
+                canister: s.factory,
+                ic: s.ic,
             }
         },
     );

@@ -19,6 +19,8 @@ pub mod calls;
 pub mod deployment;
 pub mod driver;
 pub mod fleet;
+#[cfg(test)]
+mod golden_tests;
 pub mod ingress;
 pub mod memory;
 pub mod quota;

@@ -9,12 +9,9 @@
 //! regenerate with `CANVAULT_UPDATE_GOLDEN=1 cargo test -p canvault-vault golden`.
 
 use std::cell::Cell;
-use std::io::{Read, Write};
 
+use canvault_protocol::golden::assert_golden;
 use canvault_protocol::vault_api::{RetentionPolicy, Role, RoleChange};
-use flate2::Compression;
-use flate2::read::GzDecoder;
-use flate2::write::GzEncoder;
 use ic_stable_structures::{Memory, VectorMemory};
 
 use crate::backup::tests::{backup, begin, commit, image, owner, put, send, writer};
@@ -68,31 +65,12 @@ fn replay() -> Vec<u8> {
 
 #[test]
 fn the_persistent_layout_matches_the_golden_file() {
-    let raw = replay();
-    if std::env::var_os("CANVAULT_UPDATE_GOLDEN").is_some() {
-        let mut gz = GzEncoder::new(Vec::new(), Compression::best());
-        gz.write_all(&raw).expect("compress");
-        std::fs::write(GOLDEN, gz.finish().expect("compress")).expect("write golden");
-        return;
-    }
-    let mut golden = Vec::new();
-    GzDecoder::new(std::fs::read(GOLDEN).expect("golden file").as_slice())
-        .read_to_end(&mut golden)
-        .expect("gzip");
-    if raw != golden {
-        let first = raw
-            .iter()
-            .zip(&golden)
-            .position(|(a, b)| a != b)
-            .unwrap_or(raw.len().min(golden.len()));
-        panic!(
-            "the vault's stable layout changed (first difference at byte {first}; sizes {} \
-             and {}): bump the layout generation, add the migration, then regenerate with \
-             CANVAULT_UPDATE_GOLDEN=1 (see this file's doc)",
-            raw.len(),
-            golden.len()
-        );
-    }
+    assert_golden(
+        GOLDEN,
+        &replay(),
+        "the vault's stable layout",
+        "bump the layout generation and add the migration (see golden_tests.rs)",
+    );
 }
 
 #[test]

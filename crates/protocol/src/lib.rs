@@ -4,12 +4,16 @@
 //!   (deflate or raw) addressed by the SHA-256 of the frame, and verified;
 //! - [`merkle`]: the image root, a Merkle tree over chunk digests bound to the geometry;
 //! - [`vault_api`] and [`kit_api`]: the candid types of both canister interfaces;
-//! - [`decode`]: the candid decoding quotas the canisters apply to what they receive.
+//! - [`decode`]: the candid decoding quotas the canisters apply to what they receive;
+//! - `golden` (feature `golden`, tests only): byte-for-byte checks of persistent formats
+//!   against gzipped golden files.
 //!
 //! Pure Rust: no ic-cdk, builds for wasm32 and for the host.
 
 pub mod chunk;
 pub mod decode;
+#[cfg(feature = "golden")]
+pub mod golden;
 mod hash;
 pub mod kit_api;
 pub mod merkle;

@@ -117,13 +117,20 @@ impl Setup {
     /// Three subnets; the factory (default config, one admin) on subnet 2 with the vault
     /// module uploaded in 500,000-byte chunks and current; the app on subnet 0.
     pub fn new() -> Self {
+        Self::with_factory_module(wasm(FACTORY_WASM))
+    }
+
+    /// As [`Setup::new`], with `module` as the factory (e.g. a previous release's).
+    pub fn with_factory_module(module: Vec<u8>) -> Self {
         let mut ic = harness(3);
         let admin = principal("factory admin");
         let init = FactoryInit {
             admins: vec![admin],
             config: None,
         };
-        let factory = install(&mut ic, 2, FACTORY_WASM, Encode!(&init).unwrap(), admin);
+        let subnet = ic.topology().app_subnets[2];
+        let factory = ic.create_canister_on_subnet(Some(admin), None, subnet);
+        ic.install_canister(factory, module, Encode!(&init).unwrap(), Some(admin));
         let app_admin = principal("app admin");
         let app = install(&mut ic, 0, WALLET_WASM, Encode!().unwrap(), app_admin);
         let subnets = ic.topology().app_subnets;
