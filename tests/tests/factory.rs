@@ -816,16 +816,8 @@ fn should_make_the_user_the_owner_of_a_personal_vault_and_the_app_only_a_writer(
     let mut s = Setup::new();
     let (alice, bob) = (principal("alice"), principal("bob"));
     let personal = |s: &Setup, user, managed| CreateVaultRequest {
-        kind: VaultKind::Personal { user, app: s.app },
-        owners: vec![],
-        writers: vec![],
-        readers: vec![],
-        retention: None,
-        subnet: SubnetChoice::Default {
-            avoid: Some(s.subnets[0]),
-        },
-        initial_cycles: INITIAL,
         managed_upgrades: managed,
+        ..s.personal_request(user)
     };
     // The app asks on Alice's behalf; she is the only owner and the only controller.
     let req = personal(&s, alice, false);

@@ -13,7 +13,7 @@ use candid::{Encode, Principal};
 use canvault_factory_api::{
     CreateVaultRequest, DeleteVaultResponse, FactoryError, FleetUpgradeStatus, Permission,
     RunFleetBatchRequest, SetManagedUpgradesRequest, SkipReason, StartFleetUpgradeRequest,
-    SubnetChoice, VaultInfo, VaultKind, VaultUpgradeState,
+    VaultInfo, VaultUpgradeState,
 };
 use canvault_protocol::vault_api::{RetentionPolicy, Role, RoleChange, VaultError};
 use canvault_scenarios::vault::VaultClient;
@@ -106,18 +106,7 @@ fn personal(
     user: Principal,
     change: impl Fn(&mut CreateVaultRequest),
 ) -> CreateVaultRequest {
-    let mut req = CreateVaultRequest {
-        kind: VaultKind::Personal { user, app: s.app },
-        owners: vec![],
-        writers: vec![],
-        readers: vec![],
-        retention: None,
-        subnet: SubnetChoice::Default {
-            avoid: Some(s.subnets[0]),
-        },
-        initial_cycles: INITIAL,
-        managed_upgrades: false,
-    };
+    let mut req = s.personal_request(user);
     change(&mut req);
     req
 }

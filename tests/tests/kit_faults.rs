@@ -209,11 +209,9 @@ fn kit_a_user_cannot_send_a_data_set_into_the_app_vault_or_another_users() {
     opt_in(&mut s, alice, alice_vault.id).unwrap();
 }
 
-/// H4: a data-set job stuck on a vault that does not answer holds the backup slot
-/// only for a bounded time: a scheduled image backup that falls due meanwhile waits
-/// (it is recorded), then the data set gives way and the image backup runs.
-#[test]
-fn kit_a_stuck_data_set_backup_does_not_starve_image_backups() {
+/// An app with a 1 MiB image whose user alice opted in with her own vault and asked for
+/// a data-set backup that now runs, her vault's subnet offline for `rounds` rounds.
+fn a_data_set_backup_waiting_on_its_vault(rounds: u64) -> (AppScenario, Principal) {
     let mut s = AppScenario::new();
     s.fill(s.app, MIB, 4);
     let alice = joined(&mut s, "alice");
@@ -226,10 +224,19 @@ fn kit_a_stuck_data_set_backup_does_not_starve_image_backups() {
     let alice_vault = VaultClient::install(&mut s.ic, 2, &init, alice);
     opt_in(&mut s, alice, alice_vault.id).unwrap();
     let alice_subnet = s.ic.get_subnet(alice_vault.id).unwrap();
-    s.ic.take_subnet_offline(alice_subnet, 100_000);
+    s.ic.take_subnet_offline(alice_subnet, rounds);
     app_call(&mut s, alice, "backup_my_data", Encode!().unwrap()).unwrap();
     tick_until_the_app_sent_a_request(&mut s);
     assert!(s.kit_status(s.app).backup.is_some(), "the data set runs");
+    (s, alice)
+}
+
+/// H4: a data-set job stuck on a vault that does not answer holds the backup slot
+/// only for a bounded time: a scheduled image backup that falls due meanwhile waits
+/// (it is recorded), then the data set gives way and the image backup runs.
+#[test]
+fn kit_a_stuck_data_set_backup_does_not_starve_image_backups() {
+    let (mut s, _) = a_data_set_backup_waiting_on_its_vault(100_000);
     canvault_scenarios::chaos::adapter::set_interval(&mut s.ic, s.app, s.admin, 60).unwrap();
     for _ in 0..3 {
         s.ic.advance_time(std::time::Duration::from_secs(30));
@@ -255,22 +262,7 @@ fn kit_a_stuck_data_set_backup_does_not_starve_image_backups() {
 /// and captured writes made after the call.)
 #[test]
 fn kit_backup_now_during_a_data_set_backup_freezes_the_image_at_the_call() {
-    let mut s = AppScenario::new();
-    s.fill(s.app, MIB, 4);
-    let alice = joined(&mut s, "alice");
-    let init = VaultInit {
-        owners: vec![alice],
-        writers: vec![s.app],
-        readers: vec![],
-        retention: None,
-    };
-    let alice_vault = VaultClient::install(&mut s.ic, 2, &init, alice);
-    opt_in(&mut s, alice, alice_vault.id).unwrap();
-    let alice_subnet = s.ic.get_subnet(alice_vault.id).unwrap();
-    s.ic.take_subnet_offline(alice_subnet, 50);
-    app_call(&mut s, alice, "backup_my_data", Encode!().unwrap()).unwrap();
-    tick_until_the_app_sent_a_request(&mut s);
-    assert!(s.kit_status(s.app).backup.is_some(), "the data set runs");
+    let (mut s, alice) = a_data_set_backup_waiting_on_its_vault(50);
     let at_the_call = s.app_image(s.app);
     backup_now(&mut s).expect("an image backup is accepted while a data set runs");
     let (edited,): (Result<u64, candid::Reserved>,) =

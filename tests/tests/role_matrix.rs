@@ -10,14 +10,12 @@ mod factory_support;
 use std::collections::BTreeMap;
 
 use candid::{Encode, Principal};
-use canvault_factory_api::{
-    CreateVaultRequest, SetManagedUpgradesRequest, SubnetChoice, TopUpRequest, VaultKind,
-};
+use canvault_factory_api::{CreateVaultRequest, SetManagedUpgradesRequest, TopUpRequest};
 use canvault_kit::{ArmRestoreRequest, KitError};
 use canvault_protocol::vault_api::VaultInit;
 use canvault_scenarios::matrix::{PermissionTable, Subject, check_matrix};
 use canvault_scenarios::{harness, install, principal};
-use factory_support::{INITIAL, REQUIRED, Setup};
+use factory_support::{REQUIRED, Setup};
 
 const SECURITY_MD: &str = include_str!("../../docs/security.md");
 
@@ -149,18 +147,7 @@ fn every_factory_endpoint_answers_each_role_as_its_table_says() {
             };
             let shared = s.create(&shared, REQUIRED).0.expect("an app vault").vault;
             // ... and for a personal vault of its user, which the user alone controls.
-            let personal = CreateVaultRequest {
-                kind: VaultKind::Personal { user, app: s.app },
-                owners: vec![],
-                writers: vec![],
-                readers: vec![],
-                retention: None,
-                subnet: SubnetChoice::Default {
-                    avoid: Some(s.subnets[0]),
-                },
-                initial_cycles: INITIAL,
-                managed_upgrades: false,
-            };
+            let personal = s.personal_request(user);
             let deployment = s
                 .create(&personal, REQUIRED)
                 .0

@@ -14,13 +14,13 @@ use candid::{CandidType, Encode, Principal};
 use canvault_factory_api::{
     CreateVaultRequest, DeleteVaultResponse, DeploymentInfo, FactoryConfig, FactoryError,
     FactoryInit, FactoryStatus, FleetUpgradeStatus, Quotas, RunFleetBatchRequest, SkipReason,
-    Stage, StartFleetUpgradeRequest, SubnetChoice, VaultInfo, VaultKind, VaultUpgrade,
-    VaultUpgradeState, VersionInfo,
+    Stage, StartFleetUpgradeRequest, SubnetChoice, VaultInfo, VaultUpgrade, VaultUpgradeState,
+    VersionInfo,
 };
 use canvault_protocol::vault_api::{RestoreJobState, SnapshotState, VaultInit};
 use canvault_scenarios::app::AppScenario;
 use canvault_scenarios::{principal, wasm};
-use factory_support::{FACTORY_WASM, INITIAL, REQUIRED, Setup, VAULT_WASM, with_custom_section};
+use factory_support::{FACTORY_WASM, REQUIRED, Setup, VAULT_WASM, with_custom_section};
 use flate2::read::GzDecoder;
 use ic_harness::RejectCode;
 use ic_harness::cmc_types::CMC_PRINCIPAL;
@@ -201,18 +201,7 @@ fn a_factory_of_the_previous_release_keeps_its_state_and_keeps_working_after_the
         .0
         .expect("an app vault")
         .vault;
-    let personal_request = CreateVaultRequest {
-        kind: VaultKind::Personal { user, app: s.app },
-        owners: vec![],
-        writers: vec![],
-        readers: vec![],
-        retention: None,
-        subnet: SubnetChoice::Default {
-            avoid: Some(s.subnets[0]),
-        },
-        initial_cycles: INITIAL,
-        managed_upgrades: false,
-    };
+    let personal_request = s.personal_request(user);
     let personal = s
         .create(&personal_request, REQUIRED)
         .0

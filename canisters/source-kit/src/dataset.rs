@@ -141,23 +141,26 @@ impl<M: Memory> Kit<M> {
         if let Some((seq, _)) = queued_job {
             // The newer content replaces the queued job.
             self.datasets.insert(id, record);
-            self.dataset_queue_index
-                .insert(seq, (id, bytes.len() as u64));
-            self.dataset_queue.insert(
-                seq,
-                DatasetJob {
-                    dataset_id: id,
-                    bytes: bytes.into(),
-                },
-            );
+            self.put_job(seq, id, bytes);
             return Ok(id);
         }
         record.0.queued += 1;
         self.datasets.insert(id, record);
+        self.append_job(id, bytes);
+        Ok(id)
+    }
+
+    /// Queues a job for data set `id` after every queued one.
+    fn append_job(&mut self, id: u64, bytes: Vec<u8>) {
         let seq = self
             .dataset_queue_index
             .last_key_value()
             .map_or(1, |(k, _)| k + 1);
+        self.put_job(seq, id, bytes);
+    }
+
+    /// Writes the job at `seq` (the queue and its index agree on every entry).
+    fn put_job(&mut self, seq: u64, id: u64, bytes: Vec<u8>) {
         self.dataset_queue_index
             .insert(seq, (id, bytes.len() as u64));
         self.dataset_queue.insert(
@@ -167,7 +170,6 @@ impl<M: Memory> Kit<M> {
                 bytes: bytes.into(),
             },
         );
-        Ok(id)
     }
 
     /// The record of data set `name`.
@@ -288,18 +290,7 @@ impl<M: Memory> Kit<M> {
             self.dataset_stage.read(0, &mut bytes);
             record.0.queued += 1;
             self.datasets.insert(id, record);
-            let seq = self
-                .dataset_queue_index
-                .last_key_value()
-                .map_or(1, |(k, _)| k + 1);
-            self.dataset_queue_index.insert(seq, (id, b.image_size));
-            self.dataset_queue.insert(
-                seq,
-                DatasetJob {
-                    dataset_id: id,
-                    bytes: bytes.into(),
-                },
-            );
+            self.append_job(id, bytes);
         }
         Some(Preempted {
             vault_snapshot: begun,

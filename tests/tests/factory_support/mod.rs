@@ -321,6 +321,26 @@ impl Setup {
         }
     }
 
+    /// A personal vault for `user` of the app, asked for by the app (the user alone
+    /// owns and controls it), placed by default away from the app's subnet.
+    pub fn personal_request(&self, user: Principal) -> CreateVaultRequest {
+        CreateVaultRequest {
+            kind: VaultKind::Personal {
+                user,
+                app: self.app,
+            },
+            owners: vec![],
+            writers: vec![],
+            readers: vec![],
+            retention: None,
+            subnet: SubnetChoice::Default {
+                avoid: Some(self.subnets[0]),
+            },
+            initial_cycles: INITIAL,
+            managed_upgrades: false,
+        }
+    }
+
     /// Ticks until `pred` holds, while the message `msg` is still pending.
     pub fn tick_until(&mut self, msg: MessageId, what: &str, pred: impl Fn(&mut Self) -> bool) {
         for _ in 0..1_000 {
