@@ -89,9 +89,9 @@ impl CallContext {
 pub(crate) struct Callback {
     pub context: u64,
     pub callee: Principal,
-    pub on_reply: (u32, u32),
-    pub on_reject: (u32, u32),
-    pub on_cleanup: Option<(u32, u32)>,
+    pub on_reply: (u64, u64),
+    pub on_reject: (u64, u64),
+    pub on_cleanup: Option<(u64, u64)>,
     /// Deadline of a bounded-wait call (0 for unbounded).
     pub deadline: u64,
     /// The deadline passed and a SYS_UNKNOWN reject is queued: a real response is dropped.
@@ -169,6 +169,8 @@ pub(crate) struct Canister {
     /// Global timer; 0 is inactive.
     pub timer: u64,
     pub freezing_threshold: u64,
+    /// Who besides the controllers may read the snapshots.
+    pub snapshot_visibility: crate::harness::visibility::SnapshotVisibility,
     pub code: Option<InstalledCode>,
     pub stable: StableMemory,
     pub certified_data: Vec<u8>,
@@ -216,6 +218,7 @@ impl Canister {
             version: 0,
             timer: 0,
             freezing_threshold: 2_592_000,
+            snapshot_visibility: Default::default(),
             code: None,
             stable: StableMemory::new(),
             certified_data: Vec::new(),

@@ -19,10 +19,10 @@ pub(crate) enum Entry {
     Export(String),
     /// A callback closure from the module's function table.
     Callback {
-        /// Table index of a `(i32) -> ()` function.
-        fun: u32,
+        /// Table index of a `(I) -> ()` function (`I` = i32 for wasm32, i64 for memory64).
+        fun: u64,
         /// Its environment argument.
-        env: u32,
+        env: u64,
     },
 }
 
@@ -91,7 +91,10 @@ impl InstalledCode {
     /// Instantiates `compiled` in a fresh store. Runs no canister code (the start
     /// function was turned into the `canister_start` export).
     pub(crate) fn instantiate(compiled: CompiledModule) -> Result<Self, String> {
-        let mut store = Store::new(runtime::engine(), CanisterState::default());
+        let mut state = CanisterState::default();
+        state.heap_limit.max_bytes = compiled.prepared.max_heap_bytes();
+        let mut store = Store::new(runtime::engine(), state);
+        store.limiter(|s| &mut s.heap_limit);
         store.set_fuel(u64::MAX).map_err(|e| e.to_string())?;
         let instance = compiled
             .linker
@@ -152,27 +155,7 @@ impl InstalledCode {
         heap: &[u8],
         globals: &[Val],
     ) -> Result<Self, String> {
-        let mut code = Self::instantiate(compiled)?;
-        if !heap.len().is_multiple_of(65_536) {
-            return Err(format!(
-                "the wasm memory size {} is not a multiple of the 64 KiB page size",
-                heap.len()
-            ));
-        }
-        let current = code.memory.data_size(&code.store);
-        if heap.len() < current {
-            return Err(format!(
-                "the wasm memory of {} bytes is smaller than the module's initial memory of {current} bytes",
-                heap.len()
-            ));
-        }
-        let extra_pages = ((heap.len() - current) / 65_536) as u64;
-        if extra_pages > 0 {
-            code.memory
-                .grow(&mut code.store, extra_pages)
-                .map_err(|e| format!("cannot grow the wasm memory to {} bytes: {e}", heap.len()))?;
-        }
-        code.memory.data_mut(&mut code.store)[..heap.len()].copy_from_slice(heap);
+        let mut code = Self::with_heap(compiled, heap)?;
         if globals.len() != code.globals.len() {
             return Err(format!(
                 "the snapshot has {} globals, the module exports {} mutable globals",
@@ -186,6 +169,50 @@ impl InstalledCode {
                 .map_err(|e| format!("global {i} does not match the module: {e}"))?;
         }
         Ok(code)
+    }
+
+    /// A fresh instance of `compiled` whose heap is `heap` (the whole of it, data segments
+    /// included, replaces the module's initial memory) and whose globals are the module's
+    /// initial ones: an upgrade with `wasm_memory_persistence = keep`, as the replica's
+    /// `MemorySource::Preserve` does it, and the heap half of a snapshot load. The heap must
+    /// be whole wasm pages, at least the module's initial memory and at most the maximum
+    /// heap of the module's memory width.
+    pub(crate) fn with_heap(compiled: CompiledModule, heap: &[u8]) -> Result<Self, String> {
+        let max = compiled.prepared.max_heap_bytes();
+        if heap.len() as u64 > max {
+            return Err(format!(
+                "the Wasm memory ({} bytes) exceeds the maximum Wasm memory ({max} bytes) allowed for the Wasm execution mode of the canister module",
+                heap.len()
+            ));
+        }
+        let mut code = Self::instantiate(compiled)?;
+        if !heap.len().is_multiple_of(65_536) {
+            return Err(format!(
+                "the wasm memory size {} is not a multiple of the 64 KiB page size",
+                heap.len()
+            ));
+        }
+        let current = code.memory.data_size(&code.store);
+        if heap.len() < current {
+            return Err(format!(
+                "the Wasm memory ({} bytes) is smaller than the minimum Wasm memory ({current} bytes) declared by the canister module",
+                heap.len()
+            ));
+        }
+        let extra_pages = ((heap.len() - current) / 65_536) as u64;
+        if extra_pages > 0 {
+            code.memory
+                .grow(&mut code.store, extra_pages)
+                .map_err(|e| format!("cannot grow the wasm memory to {} bytes: {e}", heap.len()))?;
+        }
+        code.memory.data_mut(&mut code.store)[..heap.len()].copy_from_slice(heap);
+        Ok(code)
+    }
+
+    /// Puts back a heap and globals saved with [`Self::heap_copy`] and
+    /// [`Self::global_values`] (an upgrade that ran `pre_upgrade` for keeps, then failed).
+    pub(crate) fn reset_to(&mut self, heap: &[u8], globals: &[Val]) {
+        self.restore(heap, globals);
     }
 
     /// Runs `entry` with `state` as its System API view. `persist` false discards every
@@ -258,7 +285,7 @@ impl InstalledCode {
                     .instance
                     .get_table(&mut self.store, "table")
                     .ok_or_else(|| ExecTrap::Wasm("the module has no function table".into()))?;
-                let func = match table.get(&mut self.store, u64::from(*fun)) {
+                let func = match table.get(&mut self.store, *fun) {
                     Some(Ref::Func(Some(f))) => f,
                     Some(_) => {
                         return Err(ExecTrap::Wasm(format!(
@@ -271,10 +298,15 @@ impl InstalledCode {
                         )));
                     }
                 };
-                let typed = func
-                    .typed::<u32, ()>(&self.store)
-                    .map_err(|_| ExecTrap::Wasm(format!("callback {fun} has the wrong type")))?;
-                typed.call(&mut self.store, *env)
+                let wrong_type = |_| ExecTrap::Wasm(format!("callback {fun} has the wrong type"));
+                if self.compiled.prepared.memory64 {
+                    let typed = func.typed::<u64, ()>(&self.store).map_err(wrong_type)?;
+                    typed.call(&mut self.store, *env)
+                } else {
+                    // A wasm32 module only ever passes 32-bit environments.
+                    let typed = func.typed::<u32, ()>(&self.store).map_err(wrong_type)?;
+                    typed.call(&mut self.store, *env as u32)
+                }
             }
         };
         outcome.map_err(classify)

@@ -40,3 +40,18 @@ pub const CANISTER_GUARANTEED_CALLBACK_QUOTA: usize = 50;
 /// `STOP_CANISTER_TIMEOUT_DURATION`: a `stop_canister` call still waiting after 5 minutes
 /// is rejected (SYS_TRANSIENT, IC0206); the canister stays Stopping.
 pub const STOP_CANISTER_TIMEOUT_SECONDS: u64 = 5 * 60;
+
+// Wasm heap (main memory) limits, from dfinity/ic `ic_types` (`rs/types/types/src/lib.rs`),
+// applied by the replica's `Hypervisor::validate_wasm_memory`
+// (`rs/execution_environment/src/hypervisor.rs`) and by its instrumentation, which caps the
+// module's memory maximum at the limit for its execution mode.
+
+/// `MAX_WASM_MEMORY_IN_BYTES`: the largest heap of a wasm32 canister (4 GiB, all a 32-bit
+/// address space can reach).
+pub const MAX_WASM32_HEAP_BYTES: u64 = 4 << 30;
+/// `MAX_WASM64_MEMORY_IN_BYTES`: the largest heap of a memory64 canister. 18 GiB today:
+/// the replica's wasm64 large-heap test (`touching_full_wasm64_heap_over_three_messages_succeeds`
+/// in `rs/execution_environment`) asserts it equals three per-message heap-access limits of
+/// 6 GiB; it was 6 GiB when wasm64 shipped. A canister's `wasm_memory_limit` setting
+/// (default 3 GiB) is not modelled: the harness lets a heap grow to this hard limit.
+pub const MAX_WASM64_HEAP_BYTES: u64 = 18 << 30;

@@ -154,6 +154,30 @@ pub struct PreparedModule {
     /// Size in bytes of the custom sections (names and contents, without section headers),
     /// for canister_status memory metrics.
     pub custom_sections_bytes: u64,
+    /// Memory 0 is a 64-bit memory (memory64): `ic0` is imported with i64 addresses and the
+    /// heap may grow to [`crate::limits::MAX_WASM64_HEAP_BYTES`].
+    pub memory64: bool,
+    /// The module has the custom section `icp:private enhanced-orthogonal-persistence` (or
+    /// its `icp:public` form): it declares enhanced orthogonal persistence, and upgrades
+    /// of it must say what happens to the heap (`wasm_memory_persistence`).
+    pub enhanced_orthogonal_persistence: bool,
+}
+
+/// Name of the custom section (after its `icp:private ` / `icp:public ` prefix) that
+/// declares enhanced orthogonal persistence (the replica's
+/// `ENHANCED_ORTHOGONAL_PERSISTENCE_SECTION`).
+pub const ENHANCED_ORTHOGONAL_PERSISTENCE_SECTION: &str = "enhanced-orthogonal-persistence";
+
+impl PreparedModule {
+    /// The largest heap the replica allows for this module's memory width.
+    #[must_use]
+    pub fn max_heap_bytes(&self) -> u64 {
+        if self.memory64 {
+            crate::limits::MAX_WASM64_HEAP_BYTES
+        } else {
+            crate::limits::MAX_WASM32_HEAP_BYTES
+        }
+    }
 }
 
 /// Gunzips when the input starts with 1f 8b 08, validates and rewrites.
@@ -189,6 +213,8 @@ pub fn prepare(bytes: &[u8]) -> Result<PreparedModule, ModuleError> {
         has_start: scan.start.is_some(),
         mutable_global_exports: rewrite.mutable_global_exports,
         custom_sections_bytes: scan.custom_sections_bytes,
+        memory64: scan.types.as_ref().memory_at(0).memory64,
+        enhanced_orthogonal_persistence: scan.enhanced_orthogonal_persistence,
     })
 }
 
@@ -244,6 +270,7 @@ struct Scan<'a> {
     exports: Vec<Export<'a>>,
     start: Option<u32>,
     custom_sections_bytes: u64,
+    enhanced_orthogonal_persistence: bool,
     types: Types,
 }
 
@@ -259,6 +286,7 @@ fn scan(wasm: &[u8]) -> Result<Scan<'_>, ModuleError> {
     let mut has_export_section = false;
     let mut start = None;
     let mut custom_sections_bytes = 0u64;
+    let mut enhanced_orthogonal_persistence = false;
     let mut functions = Vec::new();
     let mut types = None;
     for payload in parser.parse_all(wasm) {
@@ -317,6 +345,12 @@ fn scan(wasm: &[u8]) -> Result<Scan<'_>, ModuleError> {
             }
             Payload::CustomSection(reader) => {
                 custom_sections_bytes += reader.range().len() as u64;
+                let name = reader.name();
+                let metadata = name
+                    .strip_prefix("icp:private ")
+                    .or_else(|| name.strip_prefix("icp:public "));
+                enhanced_orthogonal_persistence |=
+                    metadata == Some(ENHANCED_ORTHOGONAL_PERSISTENCE_SECTION);
             }
             _ => {}
         }
@@ -345,6 +379,7 @@ fn scan(wasm: &[u8]) -> Result<Scan<'_>, ModuleError> {
         exports,
         start,
         custom_sections_bytes,
+        enhanced_orthogonal_persistence,
         types,
     })
 }

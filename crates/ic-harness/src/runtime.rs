@@ -11,6 +11,20 @@ use wasmtime::{Config, Engine, ExternType, Linker, Module};
 use crate::module::{self, ModuleError, PreparedModule};
 use crate::system_api::{self, CanisterState, HostTrap};
 
+/// The System API functions the spec offers only when `I = i32` (64-bit cycle amounts and
+/// the deprecated 32-bit stable memory): a memory64 module importing one is refused.
+const WASM32_ONLY: [&str; 9] = [
+    "msg_cycles_available",
+    "msg_cycles_refunded",
+    "msg_cycles_accept",
+    "canister_cycle_balance",
+    "call_cycles_add",
+    "stable_size",
+    "stable_grow",
+    "stable_write",
+    "stable_read",
+];
+
 /// A module ready to instantiate in any store of the shared engine.
 #[derive(Clone)]
 pub(crate) struct CompiledModule {
@@ -21,7 +35,10 @@ pub(crate) struct CompiledModule {
 
 struct Runtime {
     engine: Engine,
-    base_linker: Linker<CanisterState>,
+    /// `ic0` with 32-bit addresses (the spec's `I = i32`), for modules with a 32-bit memory.
+    linker32: Linker<CanisterState>,
+    /// `ic0` with 64-bit addresses (`I = i64`), for memory64 modules.
+    linker64: Linker<CanisterState>,
     cache: Mutex<HashMap<[u8; 32], CompiledModule>>,
 }
 
@@ -31,12 +48,16 @@ fn runtime() -> &'static Runtime {
         let mut config = Config::new();
         config.consume_fuel(true);
         config.cranelift_nan_canonicalization(true);
+        config.wasm_memory64(true);
         let engine = Engine::new(&config).expect("wasmtime engine configuration is valid");
-        let mut base_linker = Linker::new(&engine);
-        system_api::register(&mut base_linker).expect("ic0 imports register once");
+        let mut linker32 = Linker::new(&engine);
+        system_api::register::<u32>(&mut linker32).expect("ic0 imports register once");
+        let mut linker64 = Linker::new(&engine);
+        system_api::register::<u64>(&mut linker64).expect("ic0 imports register once");
         Runtime {
             engine,
-            base_linker,
+            linker32,
+            linker64,
             cache: Mutex::new(HashMap::new()),
         }
     })
@@ -58,18 +79,36 @@ pub(crate) fn compile(bytes: &[u8]) -> Result<CompiledModule, ModuleError> {
     let prepared = module::prepare(bytes)?;
     let compiled_module = Module::new(&rt.engine, &prepared.wasm)
         .map_err(|e| ModuleError::Invalid(format!("wasmtime rejected the module: {e}")))?;
-    let mut linker = rt.base_linker.clone();
+    let mut linker = if prepared.memory64 {
+        rt.linker64.clone()
+    } else {
+        rt.linker32.clone()
+    };
     let mut probe = wasmtime::Store::new(&rt.engine, CanisterState::default());
     for import in compiled_module.imports() {
         let name = import.name().to_string();
-        if linker.get_by_import(&mut probe, &import).is_some() {
-            continue;
-        }
         let ExternType::Func(ty) = import.ty() else {
             return Err(ModuleError::Invalid(format!(
                 "import ic0.{name} is not a function"
             )));
         };
+        if prepared.memory64 && WASM32_ONLY.contains(&name.as_str()) {
+            return Err(ModuleError::Invalid(format!(
+                "Module imports function \"{name}\" from \"ic0\" that is not exported by the runtime (it exists only for 32-bit memories)"
+            )));
+        }
+        if let Some(wasmtime::Extern::Func(defined)) = linker.get_by_import(&mut probe, &import) {
+            // The replica's validation refuses a known System API function imported with
+            // another signature (e.g. 32-bit addresses in a memory64 module).
+            let expected = defined.ty(&probe);
+            if !wasmtime::FuncType::eq(&expected, &ty) {
+                let width = if prepared.memory64 { "64" } else { "32" };
+                return Err(ModuleError::Invalid(format!(
+                    "Module imports function \"{name}\" from \"ic0\" that has an incorrect signature for a {width}-bit memory: expected {expected}, got {ty}"
+                )));
+            }
+            continue;
+        }
         let message = format!("ic0.{name} is not supported by ic-harness");
         linker
             .func_new("ic0", &name, ty, move |_, _, _| {

@@ -103,7 +103,24 @@ impl Harness {
         arg: Vec<u8>,
         sender: Option<Principal>,
     ) -> Result<(), Reject> {
-        let mode = CanisterInstallMode::Upgrade(Some(UpgradeFlags::default()));
+        self.upgrade_canister_with_flags(canister, wasm, arg, sender, UpgradeFlags::default())
+    }
+
+    /// Upgrades with explicit flags: `skip_pre_upgrade`, and `wasm_memory_persistence`
+    /// (`keep` carries the heap over, for modules with enhanced orthogonal persistence).
+    ///
+    /// # Errors
+    /// The management canister's reject (including IC0504 for a missing or invalid
+    /// `wasm_memory_persistence`); the canister is then unchanged.
+    pub fn upgrade_canister_with_flags(
+        &mut self,
+        canister: CanisterId,
+        wasm: Vec<u8>,
+        arg: Vec<u8>,
+        sender: Option<Principal>,
+        flags: UpgradeFlags,
+    ) -> Result<(), Reject> {
+        let mode = CanisterInstallMode::Upgrade(Some(flags));
         self.install_mode(canister, mode, wasm, arg, sender)
     }
 

@@ -366,8 +366,8 @@ impl Harness {
         &mut self,
         receiver: CanisterId,
         cb: &Callback,
-        fun: u32,
-        env: u32,
+        fun: u64,
+        env: u64,
         caller: Principal,
     ) -> u64 {
         let canister = &self.canisters[&receiver];

@@ -7,7 +7,7 @@
 use candid::{Decode, Encode, Principal};
 use ic_management_canister_types::{
     CanisterIdRecord, CanisterInstallMode, CanisterSettings, CreateCanisterArgs,
-    InstallChunkedCodeArgs, InstallCodeArgs, UpdateSettingsArgs, WasmMemoryPersistence,
+    InstallChunkedCodeArgs, InstallCodeArgs, UpdateSettingsArgs,
 };
 
 use super::{Harness, Request};
@@ -136,7 +136,17 @@ impl Harness {
             ),
             "update_settings" => refund_all(
                 decode::<UpdateSettingsArgs>("update_settings", arg)
-                    .and_then(|a| self.update_settings(sender, a.canister_id, a.settings))
+                    .and_then(|a| {
+                        let visibility = super::visibility::requested(arg, false)?;
+                        self.update_settings(sender, a.canister_id, a.settings)?;
+                        if let Some(v) = visibility {
+                            self.canisters
+                                .get_mut(&a.canister_id)
+                                .expect("updated")
+                                .snapshot_visibility = v;
+                        }
+                        Ok(())
+                    })
                     .map(|()| encode(&())),
             ),
             "canister_status" => refund_all(
@@ -219,6 +229,7 @@ impl Harness {
         cycles: u128,
     ) -> Result<Vec<u8>, Reject> {
         let args: CreateCanisterArgs = decode("create_canister", arg)?;
+        let visibility = super::visibility::requested(arg, true)?;
         let fee = self.fees.canister_creation;
         if cycles < fee {
             return Err(reject(
@@ -236,6 +247,12 @@ impl Harness {
         }
         if let Some(settings) = args.settings {
             self.apply_settings(id, &settings);
+        }
+        if let Some(v) = visibility {
+            self.canisters
+                .get_mut(&id)
+                .expect("created")
+                .snapshot_visibility = v;
         }
         Ok(encode(&CanisterIdRecord { canister_id: id }))
     }
@@ -333,20 +350,13 @@ impl Harness {
                     ));
                 }
                 let flags = flags.unwrap_or_default();
-                if flags.wasm_memory_persistence == Some(WasmMemoryPersistence::Keep) {
-                    return Err(reject(
-                        RejectCode::CanisterError,
-                        format!(
-                            "Error from Canister {id}: wasm_memory_persistence = keep is only for enhanced orthogonal persistence modules."
-                        ),
-                    ));
-                }
                 self.upgrade(
                     id,
                     compiled,
                     args.arg,
                     sender,
                     flags.skip_pre_upgrade == Some(true),
+                    flags.wasm_memory_persistence,
                 )
             }
         }
@@ -354,7 +364,7 @@ impl Harness {
 
     /// Runs `export` of `lc.code`, if the module has it, within the install budget left.
     /// The caller holds the stable-memory transaction of the whole install or upgrade.
-    fn lifecycle_step(
+    pub(super) fn lifecycle_step(
         &mut self,
         id: CanisterId,
         lc: &mut Lifecycle<'_>,
@@ -405,75 +415,9 @@ impl Harness {
         Ok(())
     }
 
-    /// pre_upgrade on the old instance, then `(start)` and post_upgrade on a new one, as
-    /// one transaction over stable memory.
-    fn upgrade(
-        &mut self,
-        id: CanisterId,
-        compiled: CompiledModule,
-        arg: Vec<u8>,
-        sender: Principal,
-        skip_pre: bool,
-    ) -> Result<(), Reject> {
-        let c = self.canisters.get_mut(&id).expect("exists");
-        let mut old = c.code.take().expect("checked has code");
-        let mut stable = std::mem::take(&mut c.stable);
-        stable.begin();
-        let budget = self.config.limits.install;
-        let result = (|| {
-            let mut lc = Lifecycle {
-                code: &mut old,
-                stable: &mut stable,
-                caller: sender,
-                budget,
-            };
-            if !skip_pre {
-                // Not persisted: the old heap must survive if the upgrade fails later.
-                self.lifecycle_step(
-                    id,
-                    &mut lc,
-                    ("canister_pre_upgrade", ApiContext::PreUpgrade),
-                    Vec::new(),
-                    false,
-                )?;
-            }
-            let budget = lc.budget;
-            let mut code = instantiate(id, compiled)?;
-            let mut lc = Lifecycle {
-                code: &mut code,
-                stable: &mut stable,
-                caller: sender,
-                budget,
-            };
-            self.lifecycle_step(id, &mut lc, START, Vec::new(), true)?;
-            let post = self.lifecycle_step(
-                id,
-                &mut lc,
-                ("canister_post_upgrade", ApiContext::Init),
-                arg,
-                true,
-            )?;
-            Ok((code, post))
-        })();
-        match result {
-            Ok((code, post)) => {
-                stable.commit();
-                self.commit_install(id, code, stable, post);
-                Ok(())
-            }
-            Err(r) => {
-                stable.rollback();
-                let c = self.canisters.get_mut(&id).expect("exists");
-                c.code = Some(old);
-                c.stable = stable;
-                Err(r)
-            }
-        }
-    }
-
     /// Makes a successful install or upgrade visible: new code and stable memory, the
     /// timer only as init/post_upgrade set it, the version bumped.
-    fn commit_install(
+    pub(super) fn commit_install(
         &mut self,
         id: CanisterId,
         code: InstalledCode,
@@ -590,17 +534,20 @@ impl Harness {
 
 /// The install or upgrade in progress: the instance being run, the stable memory under
 /// its transaction, the requester and the instructions left of the install budget.
-struct Lifecycle<'a> {
-    code: &'a mut InstalledCode,
-    stable: &'a mut StableMemory,
-    caller: Principal,
-    budget: u64,
+pub(super) struct Lifecycle<'a> {
+    pub(super) code: &'a mut InstalledCode,
+    pub(super) stable: &'a mut StableMemory,
+    pub(super) caller: Principal,
+    pub(super) budget: u64,
 }
 
 /// The wasm start function, run before init and post_upgrade.
-const START: (&str, ApiContext) = ("canister_start", ApiContext::Start);
+pub(super) const START: (&str, ApiContext) = ("canister_start", ApiContext::Start);
 
-fn instantiate(id: CanisterId, compiled: CompiledModule) -> Result<InstalledCode, Reject> {
+pub(super) fn instantiate(
+    id: CanisterId,
+    compiled: CompiledModule,
+) -> Result<InstalledCode, Reject> {
     InstalledCode::instantiate(compiled).map_err(|e| {
         reject(
             RejectCode::CanisterError,

@@ -14,6 +14,8 @@ mod scheduler;
 pub(crate) mod snapshots;
 mod status;
 mod system_faults;
+mod upgrade;
+pub(crate) mod visibility;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;

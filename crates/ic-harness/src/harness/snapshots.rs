@@ -8,9 +8,13 @@
 //!   running out of cycles);
 //! - at most [`MAX_SNAPSHOTS`] per canister; a full canister can only take or upload with
 //!   `replace_snapshot`, which deletes the replaced one after the new one exists;
-//! - every method is for controllers only (snapshot visibility is the default,
-//!   `controllers`); `load` needs control of both the target and the snapshot's owner,
-//!   and both on the same subnet;
+//! - list and read (metadata, data) are for controllers and for the callers the canister's
+//!   `snapshot_visibility` admits (see `visibility.rs`); take, load, delete and upload are
+//!   for controllers only; `load` needs control of both the target and the snapshot's
+//!   owner, and both on the same subnet;
+//! - every method accepts a sender on another subnet (the replica's
+//!   `allow_remote_subnet_sender` in `ic00_permissions.rs`): a management call is routed
+//!   to the subnet of the canister it names;
 //! - a read returns at most [`MAX_SLICE_BYTES`] and never past the end of its blob; an
 //!   upload writes only into a snapshot made by `upload_canister_snapshot_metadata`, and
 //!   only within the sizes that metadata declared;
@@ -42,8 +46,10 @@ use crate::runtime;
 use crate::stable_memory::{MAX_STABLE_PAGES, StableMemory, WASM_PAGE_BYTES};
 use crate::types::{CanisterId, Reject, RejectCode};
 
-/// Largest wasm heap a snapshot may declare (4 GiB, the wasm32 limit).
-const MAX_WASM_MEMORY_BYTES: u64 = 4 << 30;
+/// Largest wasm heap an uploaded snapshot may declare: the larger of the wasm32 and wasm64
+/// heap limits (the module, hence the mode, is only known at load, which checks the heap
+/// against the module's own limit).
+const MAX_WASM_MEMORY_BYTES: u64 = crate::limits::MAX_WASM64_HEAP_BYTES;
 
 /// Where a snapshot came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -361,7 +367,7 @@ impl Harness {
     }
 
     fn list_snapshots(&self, sender: Principal, id: CanisterId) -> Result<Vec<Snapshot>, Reject> {
-        let c = self.controlled(sender, id, "list_canister_snapshots")?;
+        let c = self.snapshot_reader(sender, id, "list_canister_snapshots")?;
         Ok(c.snapshots
             .iter()
             .map(|(local, s)| Snapshot {
@@ -395,7 +401,7 @@ impl Harness {
         snapshot_id: &[u8],
         method: &str,
     ) -> Result<&CanisterSnapshot, Reject> {
-        self.controlled(sender, id, method)?;
+        self.snapshot_reader(sender, id, method)?;
         let local = self.own_snapshot(id, snapshot_id)?;
         Ok(&self.canisters[&id].snapshots[&local])
     }

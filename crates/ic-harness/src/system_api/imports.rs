@@ -1,17 +1,21 @@
 //! The `ic0` host functions, registered on a wasmtime `Linker`.
 //!
-//! Signatures are the wasm32 ones: `usize` is `u32`, 64-bit values are `u64`, cycles are
-//! 16-byte little-endian `u128` written to the heap. Each function checks its context
+//! Every function is registered once per address width ([`Ptr`]): the spec's `I` (heap
+//! addresses, lengths, callback table indices and environments) is `u32` for wasm32 modules
+//! and `u64` for memory64 modules; the other parameters (`i32` codes, `i64` times, cycles
+//! halves and stable-memory offsets) are the same in both. Cycles are 16-byte little-endian
+//! `u128` written to the heap. Each function checks its context
 //! first ([`Allowed`]), then its bounds, and traps with a message naming itself.
 
 use candid::Principal;
 use wasmtime::{Caller, Linker};
 
 use super::{
-    Allowed, ApiContext as Ctx, CanisterState, ExecState, HostTrap, PendingCall, Response,
+    Allowed, ApiContext as Ctx, CanisterState, ExecState, HostTrap, PendingCall, Ptr, Response,
 };
-use crate::limits::{MAX_CALL_TIMEOUT_SECONDS, MAX_PRINCIPAL_BYTES, MAX_QUEUE_PER_PAIR};
-use crate::stable_memory::MAX_STABLE_PAGES;
+use crate::limits::MAX_PRINCIPAL_BYTES;
+
+mod calls;
 
 type C<'a> = Caller<'a, CanisterState>;
 type R<T> = wasmtime::Result<T>;
@@ -131,26 +135,27 @@ fn heap_range(heap_len: usize, ptr: u64, size: u64, name: &str) -> R<std::ops::R
     }
 }
 
-fn read_heap(c: &mut C<'_>, ptr: u32, size: u32, name: &str) -> R<Vec<u8>> {
-    charge(c, u64::from(size))?;
+fn read_heap(c: &mut C<'_>, ptr: impl Ptr, size: impl Ptr, name: &str) -> R<Vec<u8>> {
+    charge(c, size.get())?;
     let mem = memory(c)?;
     let heap = mem.data(&*c);
-    let range = heap_range(heap.len(), u64::from(ptr), u64::from(size), name)?;
+    let range = heap_range(heap.len(), ptr.get(), size.get(), name)?;
     Ok(heap[range].to_vec())
 }
 
-fn write_heap(c: &mut C<'_>, dst: u32, bytes: &[u8], name: &str) -> R<()> {
+fn write_heap(c: &mut C<'_>, dst: impl Ptr, bytes: &[u8], name: &str) -> R<()> {
     let mem = memory(c)?;
     let heap = mem.data_mut(&mut *c);
-    let range = heap_range(heap.len(), u64::from(dst), bytes.len() as u64, name)?;
+    let range = heap_range(heap.len(), dst.get(), bytes.len() as u64, name)?;
     heap[range].copy_from_slice(bytes);
     Ok(())
 }
 
 /// The `*_copy(dst, offset, size)` pattern: copies `src[offset..offset+size]` to the heap.
-fn copy_out(c: &mut C<'_>, src: &[u8], dst: u32, offset: u32, size: u32, name: &str) -> R<()> {
-    charge(c, u64::from(size))?;
-    let end = u64::from(offset) + u64::from(size);
+fn copy_out<P: Ptr>(c: &mut C<'_>, src: &[u8], dst: P, offset: P, size: P, name: &str) -> R<()> {
+    charge(c, size.get())?;
+    let (offset, size) = (offset.get(), size.get());
+    let end = offset.saturating_add(size);
     if end > src.len() as u64 {
         return violation(format!(
             "ic0.{name}: offset {offset} + size {size} exceeds the {} available bytes",
@@ -160,7 +165,7 @@ fn copy_out(c: &mut C<'_>, src: &[u8], dst: u32, offset: u32, size: u32, name: &
     write_heap(c, dst, &src[offset as usize..end as usize], name)
 }
 
-fn write_u128(c: &mut C<'_>, dst: u32, value: u128, name: &str) -> R<()> {
+fn write_u128(c: &mut C<'_>, dst: impl Ptr, value: u128, name: &str) -> R<()> {
     write_heap(c, dst, &value.to_le_bytes(), name)
 }
 
@@ -186,26 +191,26 @@ fn pending<'a>(state: &'a mut ExecState, name: &str) -> R<&'a mut PendingCall> {
 }
 
 /// Registers every supported `ic0` function on `linker`.
-pub(crate) fn register(linker: &mut Linker<CanisterState>) -> R<()> {
-    register_message(linker)?;
-    register_cycles(linker)?;
-    register_canister(linker)?;
-    register_calls(linker)?;
-    register_stable(linker)?;
-    register_misc(linker)?;
+pub(crate) fn register<P: Ptr>(linker: &mut Linker<CanisterState>) -> R<()> {
+    register_message::<P>(linker)?;
+    register_cycles::<P>(linker)?;
+    register_canister::<P>(linker)?;
+    calls::register_calls::<P>(linker)?;
+    calls::register_stable(linker)?;
+    register_misc::<P>(linker)?;
     Ok(())
 }
 
 macro_rules! blob_accessors {
     ($linker:ident, $size:literal, $copy:literal, $allowed:expr, |$s:ident| $blob:expr) => {
-        $linker.func_wrap("ic0", $size, |mut c: C<'_>| -> R<u32> {
+        $linker.func_wrap("ic0", $size, |mut c: C<'_>| -> R<P> {
             let $s = exec(&mut c, $size, $allowed)?;
-            Ok($blob.len() as u32)
+            Ok(P::of_len($blob.len()))
         })?;
         $linker.func_wrap(
             "ic0",
             $copy,
-            |mut c: C<'_>, dst: u32, off: u32, size: u32| -> R<()> {
+            |mut c: C<'_>, dst: P, off: P, size: P| -> R<()> {
                 let $s = exec(&mut c, $copy, $allowed)?;
                 let blob: Vec<u8> = $blob.to_vec();
                 copy_out(&mut c, &blob, dst, off, size, $copy)
@@ -214,7 +219,7 @@ macro_rules! blob_accessors {
     };
 }
 
-fn register_message(linker: &mut Linker<CanisterState>) -> R<()> {
+fn register_message<P: Ptr>(linker: &mut Linker<CanisterState>) -> R<()> {
     blob_accessors!(linker, "msg_arg_data_size", "msg_arg_data_copy", ARG, |s| s
         .arg);
     blob_accessors!(
@@ -255,14 +260,14 @@ fn register_message(linker: &mut Linker<CanisterState>) -> R<()> {
         let s = exec(&mut c, "msg_reject_code", REJECT_CODE)?;
         Ok(s.reject.as_ref().map_or(0, |(code, _)| code.as_u32()))
     })?;
-    linker.func_wrap("ic0", "msg_reject_msg_size", |mut c: C<'_>| -> R<u32> {
+    linker.func_wrap("ic0", "msg_reject_msg_size", |mut c: C<'_>| -> R<P> {
         let s = exec(&mut c, "msg_reject_msg_size", REJECT_MSG)?;
-        Ok(s.reject.as_ref().map_or(0, |(_, m)| m.len() as u32))
+        Ok(P::of_len(s.reject.as_ref().map_or(0, |(_, m)| m.len())))
     })?;
     linker.func_wrap(
         "ic0",
         "msg_reject_msg_copy",
-        |mut c: C<'_>, dst: u32, off: u32, size: u32| -> R<()> {
+        |mut c: C<'_>, dst: P, off: P, size: P| -> R<()> {
             let s = exec(&mut c, "msg_reject_msg_copy", REJECT_MSG)?;
             let msg = s
                 .reject
@@ -278,7 +283,7 @@ fn register_message(linker: &mut Linker<CanisterState>) -> R<()> {
     linker.func_wrap(
         "ic0",
         "msg_reply_data_append",
-        |mut c: C<'_>, src: u32, size: u32| -> R<()> {
+        |mut c: C<'_>, src: P, size: P| -> R<()> {
             exec(&mut c, "msg_reply_data_append", RESPOND)?;
             let bytes = read_heap(&mut c, src, size, "msg_reply_data_append")?;
             let s = exec(&mut c, "msg_reply_data_append", RESPOND)?;
@@ -303,7 +308,7 @@ fn register_message(linker: &mut Linker<CanisterState>) -> R<()> {
     linker.func_wrap(
         "ic0",
         "msg_reject",
-        |mut c: C<'_>, src: u32, size: u32| -> R<()> {
+        |mut c: C<'_>, src: P, size: P| -> R<()> {
             exec(&mut c, "msg_reject", RESPOND)?;
             let bytes = read_heap(&mut c, src, size, "msg_reject")?;
             let s = exec(&mut c, "msg_reject", RESPOND)?;
@@ -341,11 +346,11 @@ fn ensure_can_respond(s: &ExecState, name: &str) -> R<()> {
     }
 }
 
-fn register_cycles(linker: &mut Linker<CanisterState>) -> R<()> {
+fn register_cycles<P: Ptr>(linker: &mut Linker<CanisterState>) -> R<()> {
     linker.func_wrap(
         "ic0",
         "msg_cycles_available128",
-        |mut c: C<'_>, dst: u32| -> R<()> {
+        |mut c: C<'_>, dst: P| -> R<()> {
             let v = exec(&mut c, "msg_cycles_available128", CYCLES_IN)?.cycles_available;
             write_u128(&mut c, dst, v, "msg_cycles_available128")
         },
@@ -353,7 +358,7 @@ fn register_cycles(linker: &mut Linker<CanisterState>) -> R<()> {
     linker.func_wrap(
         "ic0",
         "msg_cycles_refunded128",
-        |mut c: C<'_>, dst: u32| -> R<()> {
+        |mut c: C<'_>, dst: P| -> R<()> {
             let v = exec(&mut c, "msg_cycles_refunded128", REFUNDED)?.cycles_refunded;
             write_u128(&mut c, dst, v, "msg_cycles_refunded128")
         },
@@ -361,7 +366,7 @@ fn register_cycles(linker: &mut Linker<CanisterState>) -> R<()> {
     linker.func_wrap(
         "ic0",
         "msg_cycles_accept128",
-        |mut c: C<'_>, high: u64, low: u64, dst: u32| -> R<()> {
+        |mut c: C<'_>, high: u64, low: u64, dst: P| -> R<()> {
             let s = exec(&mut c, "msg_cycles_accept128", CYCLES_IN)?;
             let taken = amount(high, low).min(s.cycles_available);
             s.cycles_available -= taken;
@@ -373,7 +378,7 @@ fn register_cycles(linker: &mut Linker<CanisterState>) -> R<()> {
     linker.func_wrap(
         "ic0",
         "cycles_burn128",
-        |mut c: C<'_>, high: u64, low: u64, dst: u32| -> R<()> {
+        |mut c: C<'_>, high: u64, low: u64, dst: P| -> R<()> {
             let s = exec(&mut c, "cycles_burn128", BURN)?;
             let burned = amount(high, low).min(s.liquid_balance());
             s.balance -= burned;
@@ -384,7 +389,7 @@ fn register_cycles(linker: &mut Linker<CanisterState>) -> R<()> {
     linker.func_wrap(
         "ic0",
         "canister_cycle_balance128",
-        |mut c: C<'_>, dst: u32| -> R<()> {
+        |mut c: C<'_>, dst: P| -> R<()> {
             let v = exec(&mut c, "canister_cycle_balance128", Allowed::STAR)?.balance;
             write_u128(&mut c, dst, v, "canister_cycle_balance128")
         },
@@ -392,7 +397,7 @@ fn register_cycles(linker: &mut Linker<CanisterState>) -> R<()> {
     linker.func_wrap(
         "ic0",
         "canister_liquid_cycle_balance128",
-        |mut c: C<'_>, dst: u32| -> R<()> {
+        |mut c: C<'_>, dst: P| -> R<()> {
             let v =
                 exec(&mut c, "canister_liquid_cycle_balance128", Allowed::STAR)?.liquid_balance();
             write_u128(&mut c, dst, v, "canister_liquid_cycle_balance128")
@@ -401,7 +406,7 @@ fn register_cycles(linker: &mut Linker<CanisterState>) -> R<()> {
     linker.func_wrap(
         "ic0",
         "cost_call",
-        |mut c: C<'_>, name_len: u64, payload_len: u64, dst: u32| -> R<()> {
+        |mut c: C<'_>, name_len: u64, payload_len: u64, dst: P| -> R<()> {
             let s = exec(&mut c, "cost_call", Allowed::ANY)?;
             let cost = s.fees.cost_call(name_len, payload_len);
             write_u128(&mut c, dst, cost, "cost_call")
@@ -410,7 +415,7 @@ fn register_cycles(linker: &mut Linker<CanisterState>) -> R<()> {
     linker.func_wrap(
         "ic0",
         "cost_create_canister",
-        |mut c: C<'_>, dst: u32| -> R<()> {
+        |mut c: C<'_>, dst: P| -> R<()> {
             let cost = exec(&mut c, "cost_create_canister", Allowed::ANY)?
                 .fees
                 .canister_creation;
@@ -420,7 +425,7 @@ fn register_cycles(linker: &mut Linker<CanisterState>) -> R<()> {
     Ok(())
 }
 
-fn register_canister(linker: &mut Linker<CanisterState>) -> R<()> {
+fn register_canister<P: Ptr>(linker: &mut Linker<CanisterState>) -> R<()> {
     blob_accessors!(
         linker,
         "canister_self_size",
@@ -477,7 +482,7 @@ fn register_canister(linker: &mut Linker<CanisterState>) -> R<()> {
     linker.func_wrap(
         "ic0",
         "is_controller",
-        |mut c: C<'_>, src: u32, size: u32| -> R<u32> {
+        |mut c: C<'_>, src: P, size: P| -> R<u32> {
             exec(&mut c, "is_controller", Allowed::ANY)?;
             let bytes = read_heap(&mut c, src, size, "is_controller")?;
             let p = principal(&bytes, "is_controller")?;
@@ -495,9 +500,9 @@ fn register_canister(linker: &mut Linker<CanisterState>) -> R<()> {
     linker.func_wrap(
         "ic0",
         "certified_data_set",
-        |mut c: C<'_>, src: u32, size: u32| -> R<()> {
+        |mut c: C<'_>, src: P, size: P| -> R<()> {
             exec(&mut c, "certified_data_set", TIMER_AND_BURN)?;
-            if size > 32 {
+            if size.get() > 32 {
                 return violation(format!("ic0.certified_data_set: {size} bytes exceeds 32"));
             }
             let bytes = read_heap(&mut c, src, size, "certified_data_set")?;
@@ -533,195 +538,18 @@ fn register_canister(linker: &mut Linker<CanisterState>) -> R<()> {
             &[] as &[u8]
         }
     );
-    linker.func_wrap("ic0", "env_var_count", |mut c: C<'_>| -> R<u32> {
+    linker.func_wrap("ic0", "env_var_count", |mut c: C<'_>| -> R<P> {
         exec(&mut c, "env_var_count", Allowed::STAR)?;
-        Ok(0)
+        Ok(P::of_len(0))
     })?;
     Ok(())
 }
 
-fn register_calls(linker: &mut Linker<CanisterState>) -> R<()> {
-    linker.func_wrap(
-        "ic0",
-        "call_new",
-        |mut c: C<'_>,
-         callee_src: u32,
-         callee_size: u32,
-         name_src: u32,
-         name_size: u32,
-         reply_fun: u32,
-         reply_env: u32,
-         reject_fun: u32,
-         reject_env: u32|
-         -> R<()> {
-            exec(&mut c, "call_new", CALL)?;
-            let callee = read_heap(&mut c, callee_src, callee_size, "call_new")?;
-            let callee = principal(&callee, "call_new")?;
-            let name = read_heap(&mut c, name_src, name_size, "call_new")?;
-            let Ok(method) = String::from_utf8(name) else {
-                return violation("ic0.call_new: the method name is not valid UTF-8".into());
-            };
-            let s = exec(&mut c, "call_new", CALL)?;
-            if let Some(discarded) = s.pending_call.take() {
-                s.balance += discarded.cycles;
-            }
-            s.pending_call = Some(PendingCall {
-                callee,
-                method,
-                on_reply: (reply_fun, reply_env),
-                on_reject: (reject_fun, reject_env),
-                on_cleanup: None,
-                payload: Vec::new(),
-                cycles: 0,
-                timeout_seconds: None,
-            });
-            Ok(())
-        },
-    )?;
-    linker.func_wrap(
-        "ic0",
-        "call_on_cleanup",
-        |mut c: C<'_>, fun: u32, env: u32| -> R<()> {
-            let s = exec(&mut c, "call_on_cleanup", CALL)?;
-            let p = pending(s, "call_on_cleanup")?;
-            if p.on_cleanup.is_some() {
-                return violation("ic0.call_on_cleanup called twice for one call".into());
-            }
-            p.on_cleanup = Some((fun, env));
-            Ok(())
-        },
-    )?;
-    linker.func_wrap("ic0", "call_data_append", |mut c: C<'_>, src: u32, size: u32| -> R<()> {
-        pending(exec(&mut c, "call_data_append", CALL)?, "call_data_append")?;
-        let bytes = read_heap(&mut c, src, size, "call_data_append")?;
-        let s = exec(&mut c, "call_data_append", CALL)?;
-        let callee = pending(s, "call_data_append")?.callee;
-        let limit = s.max_request_bytes(&callee);
-        let p = pending(s, "call_data_append")?;
-        if p.payload.len() + bytes.len() > limit {
-            return violation(format!(
-                "ic0.call_data_append: the payload to {callee} exceeds the {limit}-byte request limit"
-            ));
-        }
-        p.payload.extend_from_slice(&bytes);
-        Ok(())
-    })?;
-    linker.func_wrap(
-        "ic0",
-        "call_with_best_effort_response",
-        |mut c: C<'_>, timeout: u32| -> R<()> {
-            let s = exec(&mut c, "call_with_best_effort_response", CALL)?;
-            let p = pending(s, "call_with_best_effort_response")?;
-            if p.timeout_seconds.is_some() {
-                return violation(
-                    "ic0.call_with_best_effort_response called twice for one call".into(),
-                );
-            }
-            p.timeout_seconds = Some(timeout.min(MAX_CALL_TIMEOUT_SECONDS));
-            Ok(())
-        },
-    )?;
-    linker.func_wrap(
-        "ic0",
-        "call_cycles_add128",
-        |mut c: C<'_>, high: u64, low: u64| -> R<()> {
-            let s = exec(&mut c, "call_cycles_add128", CALL_CYCLES)?;
-            let add = amount(high, low);
-            if add > s.liquid_balance() {
-                return violation(format!(
-                    "ic0.call_cycles_add128: {add} cycles exceed the liquid balance of {}",
-                    s.liquid_balance()
-                ));
-            }
-            pending(s, "call_cycles_add128")?;
-            s.balance -= add;
-            pending(s, "call_cycles_add128")?.cycles += add;
-            Ok(())
-        },
-    )?;
-    linker.func_wrap("ic0", "call_perform", |mut c: C<'_>| -> R<u32> {
-        let s = exec(&mut c, "call_perform", CALL)?;
-        let Some(call) = s.pending_call.take() else {
-            return violation("ic0.call_perform called with no call under construction".into());
-        };
-        // SYS_TRANSIENT, with the attached cycles back and nothing sent, when no callback
-        // is available (subnet pool and canister quota exhausted), the pair's queue is
-        // full, or the call's cost would dip into the freezing reserve.
-        if s.calls.len() >= s.available_callbacks {
-            s.balance += call.cycles;
-            return Ok(2);
-        }
-        let queued = s.outstanding_calls.get(&call.callee).copied().unwrap_or(0)
-            + s.calls.iter().filter(|p| p.callee == call.callee).count();
-        let cost = s
-            .fees
-            .cost_call(call.method.len() as u64, call.payload.len() as u64);
-        if queued >= MAX_QUEUE_PER_PAIR || s.liquid_balance() < cost {
-            s.balance += call.cycles;
-            return Ok(2);
-        }
-        s.balance -= cost;
-        s.calls.push(call);
-        Ok(0)
-    })?;
-    Ok(())
-}
-
-fn register_stable(linker: &mut Linker<CanisterState>) -> R<()> {
-    linker.func_wrap("ic0", "stable64_size", |mut c: C<'_>| -> R<u64> {
-        exec(&mut c, "stable64_size", Allowed::ANY)?;
-        Ok(c.data().stable.size_pages())
-    })?;
-    linker.func_wrap(
-        "ic0",
-        "stable64_grow",
-        |mut c: C<'_>, pages: u64| -> R<u64> {
-            exec(&mut c, "stable64_grow", Allowed::ANY)?;
-            charge(&mut c, 0)?;
-            Ok(c.data_mut()
-                .stable
-                .grow(pages, MAX_STABLE_PAGES)
-                .unwrap_or(u64::MAX))
-        },
-    )?;
-    linker.func_wrap(
-        "ic0",
-        "stable64_write",
-        |mut c: C<'_>, offset: u64, src: u64, size: u64| -> R<()> {
-            exec(&mut c, "stable64_write", Allowed::ANY)?;
-            charge(&mut c, size)?;
-            let mem = memory(&c)?;
-            let (heap, state) = mem.data_and_store_mut(&mut c);
-            let range = heap_range(heap.len(), src, size, "stable64_write")?;
-            state
-                .stable
-                .write(offset, &heap[range])
-                .or_else(|e| violation(format!("ic0.stable64_write: {e}")))
-        },
-    )?;
-    linker.func_wrap(
-        "ic0",
-        "stable64_read",
-        |mut c: C<'_>, dst: u64, offset: u64, size: u64| -> R<()> {
-            exec(&mut c, "stable64_read", Allowed::ANY)?;
-            charge(&mut c, size)?;
-            let mem = memory(&c)?;
-            let (heap, state) = mem.data_and_store_mut(&mut c);
-            let range = heap_range(heap.len(), dst, size, "stable64_read")?;
-            state
-                .stable
-                .read(offset, &mut heap[range])
-                .or_else(|e| violation(format!("ic0.stable64_read: {e}")))
-        },
-    )?;
-    Ok(())
-}
-
-fn register_misc(linker: &mut Linker<CanisterState>) -> R<()> {
+fn register_misc<P: Ptr>(linker: &mut Linker<CanisterState>) -> R<()> {
     linker.func_wrap(
         "ic0",
         "debug_print",
-        |mut c: C<'_>, src: u32, size: u32| -> R<()> {
+        |mut c: C<'_>, src: P, size: P| -> R<()> {
             exec(&mut c, "debug_print", Allowed::ANY)?;
             let bytes = read_heap(&mut c, src, size, "debug_print")?;
             let line = String::from_utf8_lossy(&bytes).into_owned();
@@ -738,16 +566,12 @@ fn register_misc(linker: &mut Linker<CanisterState>) -> R<()> {
             Ok(())
         },
     )?;
-    linker.func_wrap(
-        "ic0",
-        "trap",
-        |mut c: C<'_>, src: u32, size: u32| -> R<()> {
-            exec(&mut c, "trap", Allowed::ANY)?;
-            let bytes = read_heap(&mut c, src, size, "trap")?;
-            trap(HostTrap::Explicit(
-                String::from_utf8_lossy(&bytes).into_owned(),
-            ))
-        },
-    )?;
+    linker.func_wrap("ic0", "trap", |mut c: C<'_>, src: P, size: P| -> R<()> {
+        exec(&mut c, "trap", Allowed::ANY)?;
+        let bytes = read_heap(&mut c, src, size, "trap")?;
+        trap(HostTrap::Explicit(
+            String::from_utf8_lossy(&bytes).into_owned(),
+        ))
+    })?;
     Ok(())
 }

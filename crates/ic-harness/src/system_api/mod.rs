@@ -20,6 +20,35 @@ use crate::types::{RejectCode, SubnetId};
 
 pub(crate) use imports::register;
 
+/// The spec's `I`: the type of heap addresses, lengths, callback table indices and callback
+/// environments in `ic0` signatures. `u32` (wasm `i32`) for a module whose memory is 32-bit,
+/// `u64` (wasm `i64`) for a memory64 module.
+pub trait Ptr: wasmtime::WasmTy + Copy + Send + Sync + std::fmt::Display + 'static {
+    /// The value, widened.
+    fn get(self) -> u64;
+    /// A length as this width. Lengths the harness hands out (arguments, principals,
+    /// reject messages) are far below 4 GiB, so the wasm32 conversion never truncates.
+    fn of_len(len: usize) -> Self;
+}
+
+impl Ptr for u32 {
+    fn get(self) -> u64 {
+        u64::from(self)
+    }
+    fn of_len(len: usize) -> Self {
+        u32::try_from(len).unwrap_or(u32::MAX)
+    }
+}
+
+impl Ptr for u64 {
+    fn get(self) -> u64 {
+        self
+    }
+    fn of_len(len: usize) -> Self {
+        len as u64
+    }
+}
+
 /// Where the System API is being called from (the spec's context letters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApiContext {
@@ -130,12 +159,12 @@ pub struct PendingCall {
     pub callee: Principal,
     /// The method name.
     pub method: String,
-    /// Reply callback: (table index, env).
-    pub on_reply: (u32, u32),
+    /// Reply callback: (table index, env), as wide as the module's addresses.
+    pub on_reply: (u64, u64),
     /// Reject callback: (table index, env).
-    pub on_reject: (u32, u32),
+    pub on_reject: (u64, u64),
     /// Cleanup callback, if registered.
-    pub on_cleanup: Option<(u32, u32)>,
+    pub on_cleanup: Option<(u64, u64)>,
     /// The payload built so far.
     pub payload: Vec<u8>,
     /// Cycles attached (already taken from the balance).
@@ -240,6 +269,45 @@ pub struct CanisterState {
     pub memory: Option<wasmtime::Memory>,
     /// `debug_print` output of the current execution (kept even on trap).
     pub logs: Vec<String>,
+    /// Caps the wasm heap at the replica's maximum for the module's memory width.
+    pub heap_limit: HeapLimit,
+}
+
+/// A wasmtime resource limiter that refuses to grow the heap past `max_bytes`
+/// (`memory.grow` then returns -1, as on the replica; an initial memory above it fails
+/// instantiation). Tables are not limited here (the module validation bounds them).
+#[derive(Debug, Clone, Copy)]
+pub struct HeapLimit {
+    /// Largest heap in bytes.
+    pub max_bytes: u64,
+}
+
+impl Default for HeapLimit {
+    fn default() -> Self {
+        Self {
+            max_bytes: crate::limits::MAX_WASM32_HEAP_BYTES,
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for HeapLimit {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired as u64 <= self.max_bytes)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(true)
+    }
 }
 
 impl ExecState {
