@@ -16,7 +16,9 @@ pub fn required_role(method: &str) -> Option<Role> {
         "list_snapshots" | "list_snapshot_page" | "get_snapshot" | "get_manifest" | "get_chunk"
         | "open_download" | "status" => Role::Reader,
         "delete_snapshot" | "set_retention" | "apply_retention" | "update_roles" | "list_roles"
-        | "start_restore" | "restore_status" | "list_restores" => Role::Owner,
+        | "start_restore" | "restore_status" | "list_restores" | "backup_canister"
+        | "canister_backup_status" | "restore_canister" | "canister_restore_status"
+        | "list_canister_jobs" => Role::Owner,
         _ => return None,
     })
 }

@@ -4,10 +4,13 @@
 //!   (deflate or raw) addressed by the SHA-256 of the frame, and verified;
 //! - [`merkle`]: the image root, a Merkle tree over chunk digests bound to the geometry;
 //! - [`vault_api`] and [`kit_api`]: the candid types of both canister interfaces;
+//! - [`canister_image`]: whole-canister images (native snapshots laid out as images) and
+//!   the candid types of the vault's canister-copy jobs;
 //! - [`decode`]: the candid decoding quotas the canisters apply to what they receive.
 //!
 //! Pure Rust: no ic-cdk, builds for wasm32 and for the host.
 
+pub mod canister_image;
 pub mod chunk;
 pub mod decode;
 mod hash;
