@@ -75,11 +75,9 @@ impl Scenario {
     }
 
     fn digest(&mut self, canister: CanisterId) -> Digest {
-        let (d,): (Digest,) = self
-            .ic
+        self.ic
             .query_candid(canister, self.owner, "digest", ())
-            .expect("digest");
-        d
+            .expect("digest")
     }
 
     fn get(&mut self, canister: CanisterId, key: u64) -> Option<ByteBuf> {

@@ -401,3 +401,39 @@ fn a_refused_start_or_delete_is_retried_so_the_app_ends_running_and_clean() {
         assert!(ic.snapshots.is_empty() && ic.running[&app()], "{method}");
     }
 }
+
+#[test]
+fn retention_keeps_whole_canister_snapshots_and_kit_images_as_separate_groups() {
+    use canvault_protocol::vault_api::RetentionPolicy;
+    let mut v = vault();
+    let mut ic = ic();
+    let writer = crate::backup::tests::writer(0);
+    // The app is also a kit source: its kit images and whole copies share a source.
+    let image = ic.state.remove(&app()).expect("app");
+    ic.state.insert(writer.principal, image);
+    ic.running.insert(writer.principal, true);
+    let img = crate::backup::tests::image(2, 3);
+    let kits: Vec<u64> = (1..=2)
+        .map(|n| crate::backup::tests::backup(&mut v, writer, &img, n))
+        .collect();
+    let mut wholes = Vec::new();
+    for _ in 0..2 {
+        let req = CanisterBackupRequest {
+            canister: writer.principal,
+            consistency: Consistency::Running,
+            label: None,
+        };
+        let id = v.backup_canister(req, owner().principal, 0).expect("job").id;
+        assert_eq!(drive(&mut v, &mut ic, id), CanisterJobState::Done);
+        wholes.push(v.canister_job(id, true).expect("job").snapshot_id.expect("id"));
+    }
+    v.set_retention(RetentionPolicy {
+        keep_last: 1,
+        keep_daily: 0,
+        keep_weekly: 0,
+    });
+    let pass = v.apply_retention(1, &unlimited);
+    assert_eq!(pass.deleted, vec![kits[0], wholes[0]]);
+    let left: Vec<u64> = v.list_snapshots(None).iter().map(|i| i.id).collect();
+    assert_eq!(left, vec![kits[1], wholes[1]]);
+}

@@ -1,0 +1,194 @@
+//! Whole-canister backups under faults, on real wasm: a reject of the vault's next
+//! management call at each step of the job (permanent and transient), and a vault
+//! upgrade in the middle of the copy. Whatever fails, the app ends running, with no
+//! snapshot left behind, and the job either completes or fails cleanly.
+
+use std::time::Duration;
+
+use candid::Principal;
+use canvault_protocol::canister_image::{
+    CanisterBackupRequest, CanisterJob, CanisterJobState, Consistency,
+};
+use canvault_protocol::vault_api::{SnapshotState, VaultInit};
+use canvault_scenarios::vault::{VAULT_WASM, VaultClient};
+use canvault_scenarios::{install, principal, wasm};
+use ic_harness::{CanisterId, Harness, RejectCode};
+use ic_management_canister_types::{CanisterSettings, CanisterStatusType};
+
+struct Scenario {
+    ic: Harness,
+    owner: Principal,
+    vault: VaultClient,
+    app: CanisterId,
+}
+
+impl Scenario {
+    fn new() -> Self {
+        let mut ic = canvault_scenarios::harness(2);
+        let owner = principal("owner");
+        let init = VaultInit {
+            owners: vec![owner],
+            ..Default::default()
+        };
+        let vault = VaultClient::install(&mut ic, 1, &init, owner);
+        let app = install(&mut ic, 0, "heap_app", candid::encode_args(()).expect("arg"), owner);
+        let settings = CanisterSettings {
+            controllers: Some(vec![owner, vault.id]),
+            ..Default::default()
+        };
+        ic.update_canister_settings(app, Some(owner), settings)
+            .expect("controllers");
+        let () = ic
+            .update_candid(app, owner, "fill", (1u64, 40u32, 65_536u32))
+            .expect("fill");
+        Self {
+            ic,
+            owner,
+            vault,
+            app,
+        }
+    }
+
+    fn start_backup(&mut self) -> u64 {
+        let req = CanisterBackupRequest {
+            canister: self.app,
+            consistency: Consistency::StopTakeStart,
+            label: None,
+        };
+        let job: CanisterJob = self
+            .vault
+            .call(&mut self.ic, self.owner, "backup_canister", (req,))
+            .expect("backup_canister");
+        job.id
+    }
+
+    fn job(&mut self, id: u64) -> CanisterJob {
+        self.vault
+            .read(&mut self.ic, self.owner, "canister_backup_status", (id,))
+            .expect("status")
+    }
+
+    /// Ticks until `pred` holds for the job (or it ended).
+    fn until(&mut self, id: u64, pred: impl Fn(&CanisterJobState) -> bool) -> CanisterJob {
+        for _ in 0..5_000 {
+            let job = self.job(id);
+            if pred(&job.state) || is_over(&job.state) {
+                return job;
+            }
+            self.ic.tick();
+        }
+        panic!("job {id} never reached the state");
+    }
+
+    /// Ticks (and moves time on for backoffs) until the job ends.
+    fn finish(&mut self, id: u64) -> CanisterJob {
+        for _ in 0..5_000 {
+            let job = self.job(id);
+            if is_over(&job.state) {
+                return job;
+            }
+            self.ic.advance_time(Duration::from_secs(2));
+            self.ic.tick();
+        }
+        panic!("job {id} did not end");
+    }
+
+    fn assert_app_clean(&mut self, what: &str) {
+        let status = self
+            .ic
+            .canister_status(self.app, Some(self.owner))
+            .expect("status")
+            .status;
+        assert_eq!(status, CanisterStatusType::Running, "{what}: app left stopped");
+        let snapshots = self
+            .ic
+            .list_canister_snapshots(self.app, Some(self.owner))
+            .expect("list");
+        assert!(snapshots.is_empty(), "{what}: app-side snapshot leaked");
+    }
+}
+
+fn is_over(state: &CanisterJobState) -> bool {
+    matches!(
+        state,
+        CanisterJobState::Done | CanisterJobState::Failed { .. }
+    )
+}
+
+/// Names of the points the faults hit, and the state that precedes each call.
+fn points() -> Vec<(&'static str, fn(&CanisterJobState) -> bool)> {
+    vec![
+        ("stop", |s| matches!(s, CanisterJobState::Stopping)),
+        ("take", |s| matches!(s, CanisterJobState::Taking)),
+        ("start after take", |s| {
+            matches!(s, CanisterJobState::ReadingMetadata)
+        }),
+        ("read data", |s| {
+            matches!(s, CanisterJobState::Copying { next_index } if *next_index > 0)
+        }),
+        ("delete the app snapshot", |s| {
+            matches!(s, CanisterJobState::CleaningUp)
+        }),
+    ]
+}
+
+#[test]
+fn canister_copy_a_refused_call_at_each_step_ends_clean() {
+    for (what, at) in points() {
+        let mut s = Scenario::new();
+        let id = s.start_backup();
+        s.until(id, at);
+        s.ic
+            .inject_rejects(s.vault.id, Principal::management_canister(), 1, RejectCode::CanisterReject);
+        let job = s.finish(id);
+        s.assert_app_clean(what);
+        // Starting and deleting are retried whatever the reject: those jobs complete.
+        let completes = matches!(what, "start after take" | "delete the app snapshot");
+        assert_eq!(
+            matches!(job.state, CanisterJobState::Done),
+            completes,
+            "{what}: {job:?}"
+        );
+        if let (false, Some(snap)) = (completes, job.snapshot_id) {
+            let info = s.vault.snapshot(&mut s.ic, s.owner, snap).expect("info");
+            assert!(matches!(info.state, SnapshotState::Failed { .. }), "{what}");
+        }
+    }
+}
+
+#[test]
+fn canister_copy_transient_rejects_at_each_step_are_retried() {
+    for (what, at) in points() {
+        let mut s = Scenario::new();
+        let id = s.start_backup();
+        s.until(id, at);
+        s.ic
+            .inject_rejects(s.vault.id, Principal::management_canister(), 3, RejectCode::SysTransient);
+        let job = s.finish(id);
+        assert_eq!(job.state, CanisterJobState::Done, "{what}: {job:?}");
+        assert!(job.retries >= 1, "{what}");
+        s.assert_app_clean(what);
+    }
+}
+
+#[test]
+fn canister_copy_resumes_after_a_vault_upgrade_mid_copy() {
+    let mut s = Scenario::new();
+    let id = s.start_backup();
+    let job = s.until(id, |st| {
+        matches!(st, CanisterJobState::Copying { next_index } if *next_index > 0)
+    });
+    assert!(!is_over(&job.state));
+    let arg = candid::encode_one(None::<VaultInit>).expect("arg");
+    s.ic
+        .upgrade_canister(s.vault.id, wasm(VAULT_WASM), arg, Some(s.owner))
+        .expect("upgrade");
+    let job = s.finish(id);
+    assert_eq!(job.state, CanisterJobState::Done, "{job:?}");
+    s.assert_app_clean("upgrade");
+    let info = s
+        .vault
+        .snapshot(&mut s.ic, s.owner, job.snapshot_id.expect("id"))
+        .expect("info");
+    assert_eq!(info.state, SnapshotState::Complete);
+}
