@@ -253,10 +253,11 @@ impl<M: Memory> Vault<M> {
                     };
                     match self.commit_snapshot(owner(&r), &req, now_ns, budget) {
                         Ok(_) => {
+                            // The cleanup calls start in a message of their own.
                             r.job.state = CanisterJobState::CleaningUp;
                             r.updated_at_ns = now_ns;
                             self.canister_jobs.map.insert(id, r);
-                            continue;
+                            return Plan::Later(Duration::ZERO);
                         }
                         Err(VaultError::InUse(_)) => return Plan::Later(Duration::ZERO),
                         Err(e) => {
