@@ -31,7 +31,13 @@ impl Scenario {
             ..Default::default()
         };
         let vault = VaultClient::install(&mut ic, 1, &init, owner);
-        let app = install(&mut ic, 0, "heap_app", candid::encode_args(()).expect("arg"), owner);
+        let app = install(
+            &mut ic,
+            0,
+            "heap_app",
+            candid::encode_args(()).expect("arg"),
+            owner,
+        );
         let settings = CanisterSettings {
             controllers: Some(vec![owner, vault.id]),
             ..Default::default()
@@ -99,7 +105,11 @@ impl Scenario {
             .canister_status(self.app, Some(self.owner))
             .expect("status")
             .status;
-        assert_eq!(status, CanisterStatusType::Running, "{what}: app left stopped");
+        assert_eq!(
+            status,
+            CanisterStatusType::Running,
+            "{what}: app left stopped"
+        );
         let snapshots = self
             .ic
             .list_canister_snapshots(self.app, Some(self.owner))
@@ -123,9 +133,10 @@ fn points() -> Vec<(&'static str, fn(&CanisterJobState) -> bool)> {
         ("start after take", |s| {
             matches!(s, CanisterJobState::ReadingMetadata)
         }),
-        ("read data", |s| {
-            matches!(s, CanisterJobState::Copying { next_index } if *next_index > 0)
-        }),
+        (
+            "read data",
+            |s| matches!(s, CanisterJobState::Copying { next_index } if *next_index > 0),
+        ),
         ("delete the app snapshot", |s| {
             matches!(s, CanisterJobState::CleaningUp)
         }),
@@ -138,8 +149,12 @@ fn canister_copy_a_refused_call_at_each_step_ends_clean() {
         let mut s = Scenario::new();
         let id = s.start_backup();
         s.until(id, at);
-        s.ic
-            .inject_rejects(s.vault.id, Principal::management_canister(), 1, RejectCode::CanisterReject);
+        s.ic.inject_rejects(
+            s.vault.id,
+            Principal::management_canister(),
+            1,
+            RejectCode::CanisterReject,
+        );
         let job = s.finish(id);
         s.assert_app_clean(what);
         // Starting and deleting are retried whatever the reject: those jobs complete.
@@ -162,8 +177,12 @@ fn canister_copy_transient_rejects_at_each_step_are_retried() {
         let mut s = Scenario::new();
         let id = s.start_backup();
         s.until(id, at);
-        s.ic
-            .inject_rejects(s.vault.id, Principal::management_canister(), 3, RejectCode::SysTransient);
+        s.ic.inject_rejects(
+            s.vault.id,
+            Principal::management_canister(),
+            3,
+            RejectCode::SysTransient,
+        );
         let job = s.finish(id);
         assert_eq!(job.state, CanisterJobState::Done, "{what}: {job:?}");
         assert!(job.retries >= 1, "{what}");
@@ -175,13 +194,13 @@ fn canister_copy_transient_rejects_at_each_step_are_retried() {
 fn canister_copy_resumes_after_a_vault_upgrade_mid_copy() {
     let mut s = Scenario::new();
     let id = s.start_backup();
-    let job = s.until(id, |st| {
-        matches!(st, CanisterJobState::Copying { next_index } if *next_index > 0)
-    });
+    let job = s.until(
+        id,
+        |st| matches!(st, CanisterJobState::Copying { next_index } if *next_index > 0),
+    );
     assert!(!is_over(&job.state));
     let arg = candid::encode_one(None::<VaultInit>).expect("arg");
-    s.ic
-        .upgrade_canister(s.vault.id, wasm(VAULT_WASM), arg, Some(s.owner))
+    s.ic.upgrade_canister(s.vault.id, wasm(VAULT_WASM), arg, Some(s.owner))
         .expect("upgrade");
     let job = s.finish(id);
     assert_eq!(job.state, CanisterJobState::Done, "{job:?}");
@@ -191,4 +210,108 @@ fn canister_copy_resumes_after_a_vault_upgrade_mid_copy() {
         .snapshot(&mut s.ic, s.owner, job.snapshot_id.expect("id"))
         .expect("info");
     assert_eq!(info.state, SnapshotState::Complete);
+}
+
+/// A complete whole-canister snapshot of the app, and a second heap app on subnet 0
+/// with other state, controlled by the vault: the restore target.
+fn snapshot_and_target(s: &mut Scenario) -> (u64, CanisterId) {
+    let id = s.start_backup();
+    let job = s.finish(id);
+    assert_eq!(job.state, CanisterJobState::Done, "{job:?}");
+    let target = install(
+        &mut s.ic,
+        0,
+        "heap_app",
+        candid::encode_args(()).expect("arg"),
+        s.owner,
+    );
+    let settings = CanisterSettings {
+        controllers: Some(vec![s.owner, s.vault.id]),
+        ..Default::default()
+    };
+    s.ic.update_canister_settings(target, Some(s.owner), settings)
+        .expect("controllers");
+    let () =
+        s.ic.update_candid(target, s.owner, "fill", (9u64, 3u32, 1_000u32))
+            .expect("fill");
+    (job.snapshot_id.expect("snapshot"), target)
+}
+
+type Digest = (u64, u64, serde_bytes::ByteBuf);
+
+#[test]
+fn canister_copy_a_refused_restore_before_the_load_leaves_the_target_unchanged() {
+    let points: Vec<(&str, fn(&CanisterJobState) -> bool)> = vec![
+        ("upload metadata", |st| {
+            matches!(st, CanisterJobState::UploadingMetadata)
+        }),
+        (
+            "upload data",
+            |st| matches!(st, CanisterJobState::Uploading { next_index } if *next_index > 0),
+        ),
+        ("stop the target", |st| {
+            matches!(st, CanisterJobState::Stopping)
+        }),
+    ];
+    for (what, at) in points {
+        let mut s = Scenario::new();
+        let (snapshot, target) = snapshot_and_target(&mut s);
+        let before: Digest =
+            s.ic.query_candid(target, s.owner, "digest", ())
+                .expect("digest");
+        let req = canvault_protocol::canister_image::RestoreCanisterRequest {
+            snapshot_id: snapshot,
+            target,
+        };
+        let job: CanisterJob = s
+            .vault
+            .call(&mut s.ic, s.owner, "restore_canister", (req,))
+            .expect("restore_canister");
+        let status = |s: &mut Scenario| -> CanisterJob {
+            s.vault
+                .read(&mut s.ic, s.owner, "canister_restore_status", (job.id,))
+                .expect("status")
+        };
+        for _ in 0..5_000 {
+            let st = status(&mut s).state;
+            if at(&st) || is_over(&st) {
+                break;
+            }
+            s.ic.tick();
+        }
+        s.ic.inject_rejects(
+            s.vault.id,
+            Principal::management_canister(),
+            1,
+            RejectCode::CanisterReject,
+        );
+        let mut end = status(&mut s);
+        for _ in 0..5_000 {
+            if is_over(&end.state) {
+                break;
+            }
+            s.ic.advance_time(Duration::from_secs(2));
+            s.ic.tick();
+            end = status(&mut s);
+        }
+        assert!(
+            matches!(end.state, CanisterJobState::Failed { .. }),
+            "{what}: {end:?}"
+        );
+        let after: Digest =
+            s.ic.query_candid(target, s.owner, "digest", ())
+                .expect("digest");
+        assert_eq!(after, before, "{what}: the target changed");
+        let status =
+            s.ic.canister_status(target, Some(s.owner))
+                .expect("status")
+                .status;
+        assert_eq!(status, CanisterStatusType::Running, "{what}");
+        assert!(
+            s.ic.list_canister_snapshots(target, Some(s.owner))
+                .expect("list")
+                .is_empty(),
+            "{what}: a snapshot left on the target"
+        );
+    }
 }

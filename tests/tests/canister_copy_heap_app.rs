@@ -42,7 +42,13 @@ impl Scenario {
             },
             owner,
         );
-        let app = install(&mut ic, 0, HEAP_APP, candid::encode_args(()).expect("arg"), owner);
+        let app = install(
+            &mut ic,
+            0,
+            HEAP_APP,
+            candid::encode_args(()).expect("arg"),
+            owner,
+        );
         let mut s = Self {
             ic,
             owner,
@@ -69,7 +75,12 @@ impl Scenario {
             let entries = (mib - seed * 16).min(16) * 16;
             let () = self
                 .ic
-                .update_candid(canister, self.owner, "fill", (u64::from(seed), entries, 65_536u32))
+                .update_candid(
+                    canister,
+                    self.owner,
+                    "fill",
+                    (u64::from(seed), entries, 65_536u32),
+                )
                 .expect("fill");
         }
     }
@@ -148,8 +159,7 @@ fn backup_and_fork(mib: u32) {
     assert_eq!(job.state, CanisterJobState::Done, "{job:?}");
     assert_eq!(s.status(s.app), CanisterStatusType::Running);
     assert!(
-        s.ic
-            .list_canister_snapshots(s.app, Some(s.owner))
+        s.ic.list_canister_snapshots(s.app, Some(s.owner))
             .expect("list")
             .is_empty(),
         "the app keeps its snapshot budget"
@@ -193,10 +203,9 @@ fn backup_and_fork(mib: u32) {
         "the restore leaves no snapshot on the target"
     );
     // The fork runs on: it takes updates like the original did.
-    let () = s
-        .ic
-        .update_candid(fork, s.owner, "put", (7u64, ByteBuf::from(vec![1, 2, 3])))
-        .expect("put");
+    let () =
+        s.ic.update_candid(fork, s.owner, "put", (7u64, ByteBuf::from(vec![1, 2, 3])))
+            .expect("put");
     assert_eq!(s.get(fork, 7), Some(ByteBuf::from(vec![1, 2, 3])));
 }
 

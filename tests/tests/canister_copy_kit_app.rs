@@ -80,9 +80,8 @@ fn canister_copy_kit_app_backed_up_both_ways_lists_and_restores_both() {
 
     // The kit image restores into a fresh kit app...
     let subnets = s.ic.topology().app_subnets;
-    let kit_target = s
-        .ic
-        .create_canister_on_subnet(Some(s.admin), None, subnets[2]);
+    let kit_target =
+        s.ic.create_canister_on_subnet(Some(s.admin), None, subnets[2]);
     s.ic.install_canister(
         kit_target,
         wasm("canvault_example_app"),

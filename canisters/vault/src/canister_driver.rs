@@ -12,9 +12,8 @@ use ic_cdk::api::time;
 use ic_cdk::call::{Call, CallFailed};
 use ic_management_canister_types::{
     CanisterIdRecord, DeleteCanisterSnapshotArgs, LoadCanisterSnapshotArgs,
-    ReadCanisterSnapshotDataArgs, ReadCanisterSnapshotDataResult,
-    ReadCanisterSnapshotMetadataArgs, Snapshot, TakeCanisterSnapshotArgs,
-    UploadCanisterSnapshotMetadataResult,
+    ReadCanisterSnapshotDataArgs, ReadCanisterSnapshotDataResult, ReadCanisterSnapshotMetadataArgs,
+    Snapshot, TakeCanisterSnapshotArgs, UploadCanisterSnapshotMetadataResult,
 };
 use serde::de::DeserializeOwned;
 use serde_bytes::ByteBuf;
@@ -169,7 +168,9 @@ async fn call_step(step: Step) -> Outcome {
             match raw_management("delete_canister_snapshot", args).await {
                 Ok(_) => Outcome::Acked,
                 // Already gone (deleted by an earlier attempt whose reply was lost).
-                Err(Failure::Permanent(m)) if m.contains(&format!("code {DESTINATION_INVALID})")) => {
+                Err(Failure::Permanent(m))
+                    if m.contains(&format!("code {DESTINATION_INVALID})")) =>
+                {
                     Outcome::Acked
                 }
                 Err(f) => Outcome::Failed(f),
@@ -185,12 +186,11 @@ async fn create(
     known: Option<Vec<ByteBuf>>,
     make: impl Future<Output = Result<Vec<u8>, Failure>>,
 ) -> Outcome {
-    let listed = match management::<_, Vec<Snapshot>>("list_canister_snapshots", record(canister))
-        .await
-    {
-        Ok(list) => list,
-        Err(f) => return Outcome::Failed(f),
-    };
+    let listed =
+        match management::<_, Vec<Snapshot>>("list_canister_snapshots", record(canister)).await {
+            Ok(list) => list,
+            Err(f) => return Outcome::Failed(f),
+        };
     let listed: Vec<ByteBuf> = listed.into_iter().map(|s| ByteBuf::from(s.id)).collect();
     if let Some(known) = &known
         && let Some(new) = listed.iter().find(|id| !known.contains(id))

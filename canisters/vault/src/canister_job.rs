@@ -139,7 +139,11 @@ impl<M: Memory> Vault<M> {
         creator: Principal,
         now_ns: u64,
     ) -> Result<CanisterJob, VaultError> {
-        if req.label.as_ref().is_some_and(|l| l.len() > MAX_LABEL_BYTES) {
+        if req
+            .label
+            .as_ref()
+            .is_some_and(|l| l.len() > MAX_LABEL_BYTES)
+        {
             return Err(invalid(format!(
                 "label longer than {MAX_LABEL_BYTES} bytes"
             )));

@@ -277,7 +277,12 @@ impl<M: Memory> Vault<M> {
 
     /// The reads of up to `parallel` image chunks from `next` on, stopping before the
     /// header chunk.
-    fn read_kinds(&self, r: &CanisterJobRecord, next: u64, parallel: usize) -> Vec<SnapshotDataKind> {
+    fn read_kinds(
+        &self,
+        r: &CanisterJobRecord,
+        next: u64,
+        parallel: usize,
+    ) -> Vec<SnapshotDataKind> {
         let layout = r.layout.as_ref().expect("reading a laid-out image");
         let hashes = r
             .metadata
@@ -412,11 +417,17 @@ impl<M: Memory> Vault<M> {
             }
             Some(Phase::DeleteNative) if cleaning => {
                 r.native = None;
-                note(&mut r, format!("could not delete a native snapshot: {reason}"));
+                note(
+                    &mut r,
+                    format!("could not delete a native snapshot: {reason}"),
+                );
             }
             Some(Phase::DeleteCheck) if cleaning => {
                 r.check = None;
-                note(&mut r, format!("could not delete a native snapshot: {reason}"));
+                note(
+                    &mut r,
+                    format!("could not delete a native snapshot: {reason}"),
+                );
             }
             _ => {
                 r.failure = Some(reason);

@@ -133,7 +133,10 @@ impl<M: Memory> Vault<M> {
                 Ok(p)
             }
             (Phase::Upload(next), Outcome::Uploaded(results)) => {
-                let header = r.layout.as_ref().map_or(0, CanisterImageLayout::header_index);
+                let header = r
+                    .layout
+                    .as_ref()
+                    .map_or(0, CanisterImageLayout::header_index);
                 let mut p = progress(0);
                 for result in results {
                     if let Err(f) = result {
@@ -170,9 +173,10 @@ impl<M: Memory> Vault<M> {
         // the reject (up to MAX_RETRIES in a row): giving up leaves the app stopped or
         // its snapshot budget spent.
         let failure = match (phase, failure) {
-            (Phase::Start | Phase::DeleteNative | Phase::DeleteCheck, Some(Failure::Permanent(m))) => {
-                Some(Failure::Retry(m))
-            }
+            (
+                Phase::Start | Phase::DeleteNative | Phase::DeleteCheck,
+                Some(Failure::Permanent(m)),
+            ) => Some(Failure::Retry(m)),
             (_, f) => f,
         };
         r.updated_at_ns = now_ns;
@@ -236,10 +240,7 @@ impl<M: Memory> Vault<M> {
         let begun = self
             .begin_snapshot(caller, begin, None, now_ns, &|| true)
             .map_err(|e| Failure::Permanent(format!("begin_snapshot: {e}")))?;
-        let mut record = self
-            .catalogue
-            .get(begun.snapshot_id)
-            .expect("just begun");
+        let mut record = self.catalogue.get(begun.snapshot_id).expect("just begun");
         record.info.kind = Some(SnapshotKind::WholeCanister(layout.clone()));
         self.catalogue.save(record);
         r.job.snapshot_id = Some(begun.snapshot_id);
@@ -364,9 +365,15 @@ fn verify_metadata(r: &CanisterJobRecord, bytes: &[u8]) -> Result<(), Failure> {
         h
     };
     let mut differs = Vec::new();
-    if (stored.wasm_module_size, stored.wasm_memory_size, stored.stable_memory_size)
-        != (loaded.wasm_module_size, loaded.wasm_memory_size, loaded.stable_memory_size)
-    {
+    if (
+        stored.wasm_module_size,
+        stored.wasm_memory_size,
+        stored.stable_memory_size,
+    ) != (
+        loaded.wasm_module_size,
+        loaded.wasm_memory_size,
+        loaded.stable_memory_size,
+    ) {
         differs.push("sizes");
     }
     if enc(&stored.globals) != enc(&loaded.globals) {

@@ -37,6 +37,8 @@ struct Ic {
     faults: BTreeMap<&'static str, (u32, Failure)>,
     /// Replies to lose (the call acts, the vault sees a retryable failure).
     lose: BTreeMap<&'static str, u32>,
+    /// A load flips one heap byte (a platform that loads something else).
+    corrupt_load: bool,
 }
 
 impl Ic {
@@ -144,9 +146,7 @@ impl Ic {
                     wasm_chunk_store: s
                         .chunks
                         .iter()
-                        .map(|c| ChunkHash {
-                            hash: Hash::of(c),
-                        })
+                        .map(|c| ChunkHash { hash: Hash::of(c) })
                         .collect(),
                     canister_version: 3,
                     certified_data: s.certified.clone(),
@@ -155,7 +155,9 @@ impl Ic {
                 };
                 Outcome::Metadata(ByteBuf::from(candid::encode_one(m).expect("encode")))
             }
-            Step::Read { snapshot, kinds, .. } => {
+            Step::Read {
+                snapshot, kinds, ..
+            } => {
                 let mut out = Vec::new();
                 for kind in kinds {
                     if let Some(f) = self.fault("read") {
@@ -204,7 +206,10 @@ impl Ic {
                     .collect(),
             ),
             Step::Load { canister, snapshot } => {
-                let (_, s) = self.snapshots[snapshot.as_slice()].clone();
+                let (_, mut s) = self.snapshots[snapshot.as_slice()].clone();
+                if self.corrupt_load {
+                    s.heap[MIB + 1] ^= 1;
+                }
                 self.state.insert(canister, s);
                 Outcome::Acked
             }
@@ -355,7 +360,10 @@ fn retryable_failures_and_a_lost_take_reply_still_end_with_one_copy() {
     }
     let id = backup(&mut v, Consistency::StopTakeStart);
     assert_eq!(drive(&mut v, &mut ic, id), CanisterJobState::Done);
-    assert!(ic.snapshots.is_empty(), "the lost take's snapshot was adopted");
+    assert!(
+        ic.snapshots.is_empty(),
+        "the lost take's snapshot was adopted"
+    );
     assert!(ic.running[&app()]);
     assert!(v.canister_job(id, true).expect("job").retries >= 10);
 }
@@ -397,7 +405,11 @@ fn a_refused_start_or_delete_is_retried_so_the_app_ends_running_and_clean() {
         ic.faults
             .insert(method, (3, Failure::Permanent(format!("{method} refused"))));
         let id = backup(&mut v, Consistency::StopTakeStart);
-        assert_eq!(drive(&mut v, &mut ic, id), CanisterJobState::Done, "{method}");
+        assert_eq!(
+            drive(&mut v, &mut ic, id),
+            CanisterJobState::Done,
+            "{method}"
+        );
         assert!(ic.snapshots.is_empty() && ic.running[&app()], "{method}");
     }
 }
@@ -423,9 +435,17 @@ fn retention_keeps_whole_canister_snapshots_and_kit_images_as_separate_groups() 
             consistency: Consistency::Running,
             label: None,
         };
-        let id = v.backup_canister(req, owner().principal, 0).expect("job").id;
+        let id = v
+            .backup_canister(req, owner().principal, 0)
+            .expect("job")
+            .id;
         assert_eq!(drive(&mut v, &mut ic, id), CanisterJobState::Done);
-        wholes.push(v.canister_job(id, true).expect("job").snapshot_id.expect("id"));
+        wholes.push(
+            v.canister_job(id, true)
+                .expect("job")
+                .snapshot_id
+                .expect("id"),
+        );
     }
     v.set_retention(RetentionPolicy {
         keep_last: 1,
@@ -436,4 +456,32 @@ fn retention_keeps_whole_canister_snapshots_and_kit_images_as_separate_groups() 
     assert_eq!(pass.deleted, vec![kits[0], wholes[0]]);
     let left: Vec<u64> = v.list_snapshots(None).iter().map(|i| i.id).collect();
     assert_eq!(left, vec![kits[1], wholes[1]]);
+}
+
+#[test]
+fn a_restore_whose_loaded_state_differs_fails_its_verification() {
+    let mut v = vault();
+    let mut ic = ic();
+    let id = backup(&mut v, Consistency::Running);
+    drive(&mut v, &mut ic, id);
+    let snapshot_id = v
+        .canister_job(id, true)
+        .expect("job")
+        .snapshot_id
+        .expect("id");
+    ic.corrupt_load = true;
+    let req = RestoreCanisterRequest {
+        snapshot_id,
+        target: fork(),
+    };
+    let restore = v
+        .restore_canister(req, owner().principal, 2)
+        .expect("job")
+        .id;
+    let state = drive(&mut v, &mut ic, restore);
+    assert!(
+        matches!(&state, CanisterJobState::Failed { reason } if reason.contains("verification")),
+        "{state:?}"
+    );
+    assert!(ic.snapshots.is_empty() && ic.running[&fork()]);
 }
