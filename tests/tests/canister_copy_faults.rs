@@ -118,6 +118,9 @@ impl Scenario {
     }
 }
 
+/// A named point of a job: true in the state that precedes the call to hit.
+type Point = (&'static str, fn(&CanisterJobState) -> bool);
+
 fn is_over(state: &CanisterJobState) -> bool {
     matches!(
         state,
@@ -126,7 +129,7 @@ fn is_over(state: &CanisterJobState) -> bool {
 }
 
 /// Names of the points the faults hit, and the state that precedes each call.
-fn points() -> Vec<(&'static str, fn(&CanisterJobState) -> bool)> {
+fn points() -> Vec<Point> {
     vec![
         ("stop", |s| matches!(s, CanisterJobState::Stopping)),
         ("take", |s| matches!(s, CanisterJobState::Taking)),
@@ -241,7 +244,7 @@ type Digest = (u64, u64, serde_bytes::ByteBuf);
 
 #[test]
 fn canister_copy_a_refused_restore_before_the_load_leaves_the_target_unchanged() {
-    let points: Vec<(&str, fn(&CanisterJobState) -> bool)> = vec![
+    let points: Vec<Point> = vec![
         ("upload metadata", |st| {
             matches!(st, CanisterJobState::UploadingMetadata)
         }),

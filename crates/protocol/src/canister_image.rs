@@ -368,7 +368,7 @@ mod tests {
         let chunk = h.to_chunk().expect("fits");
         assert_eq!(chunk.len(), CANISTER_IMAGE_CHUNK_SIZE as usize);
         assert_eq!(CanisterImageHeader::from_chunk(&chunk), Ok(h));
-        assert!(CanisterImageHeader::from_chunk(&vec![0; 64]).is_err());
+        assert!(CanisterImageHeader::from_chunk(&[0; 64]).is_err());
         let mut truncated = chunk.clone();
         truncated[5..9].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(CanisterImageHeader::from_chunk(&truncated).is_err());
