@@ -4,7 +4,7 @@
 //! calls are made by `canister_driver`, and this module never touches the system API.
 //!
 //! ```text
-//! backup:  [Stopping] -> Taking -> (start) -> ReadingMetadata -> Copying{i}.. -> Committing -> CleaningUp -> Done
+//! backup:  [Stopping] -> Taking -> (start) -> ReadingMetadata (ReadOwnerSnapshot starts here) -> Copying{i}.. -> Committing -> CleaningUp -> Done
 //! restore: UploadingMetadata -> Uploading{i}.. -> Stopping -> Loading (load, take a check snapshot)
 //!          -> (start) -> Verifying{i}.. -> CleaningUp -> Done
 //! any step: retryable failure -> same step after backoff (1 s doubling, cap 60 s);
@@ -29,7 +29,8 @@ use std::time::Duration;
 use candid::{CandidType, Principal};
 use canvault_protocol::canister_image::{
     CANISTER_IMAGE_CHUNK_SIZE, CanisterBackupRequest, CanisterImageHeader, CanisterImageLayout,
-    CanisterJob, CanisterJobKind, CanisterJobState, Consistency, RestoreCanisterRequest,
+    CanisterJob, CanisterJobKind, CanisterJobState, Consistency, MAX_NATIVE_SNAPSHOT_ID_BYTES,
+    RestoreCanisterRequest,
 };
 use canvault_protocol::vault_api::{SnapshotId, SnapshotKind, SnapshotState, VaultError};
 use ic_stable_structures::{Memory, StableBTreeMap};
@@ -56,8 +57,10 @@ pub struct CanisterJobRecord {
     pub creator: Principal,
     /// The job may have stopped the canister it acts on and not started it yet.
     pub stopped: bool,
-    /// Backup: the app-side snapshot taken; restore: the snapshot uploaded into the target.
+    /// Backup: the app-side snapshot read; restore: the snapshot uploaded into the target.
     pub native: Option<ByteBuf>,
+    /// `native` is the owner's (`ReadOwnerSnapshot`): read, never deleted.
+    pub keep_native: bool,
     /// Restore: the snapshot of the target taken after the load, read back to verify.
     pub check: Option<ByteBuf>,
     /// Snapshots the canister had before the job's pending creation (take or upload).
@@ -148,11 +151,27 @@ impl<M: Memory> Vault<M> {
                 "label longer than {MAX_LABEL_BYTES} bytes"
             )));
         }
-        let state = match req.consistency {
-            Consistency::StopTakeStart => CanisterJobState::Stopping,
-            Consistency::Running => CanisterJobState::Taking,
+        let (state, owners) = match &req.consistency {
+            Consistency::StopTakeStart => (CanisterJobState::Stopping, None),
+            Consistency::Running => (CanisterJobState::Taking, None),
+            Consistency::ReadOwnerSnapshot { snapshot_id } => {
+                if snapshot_id.len() > MAX_NATIVE_SNAPSHOT_ID_BYTES {
+                    return Err(invalid(format!(
+                        "a native snapshot id is at most {MAX_NATIVE_SNAPSHOT_ID_BYTES} bytes"
+                    )));
+                }
+                (CanisterJobState::ReadingMetadata, Some(snapshot_id.clone()))
+            }
         };
-        self.new_canister_job(CanisterJobKind::Backup(req), state, None, creator, now_ns)
+        let job =
+            self.new_canister_job(CanisterJobKind::Backup(req), state, None, creator, now_ns)?;
+        if owners.is_some() {
+            let mut record = self.canister_jobs.map.get(&job.id).expect("just created");
+            record.native = owners;
+            record.keep_native = true;
+            self.canister_jobs.map.insert(job.id, record);
+        }
+        Ok(job)
     }
 
     /// Starts loading a complete whole-canister snapshot into `req.target`.
@@ -245,6 +264,7 @@ impl<M: Memory> Vault<M> {
                 creator,
                 stopped: false,
                 native: None,
+                keep_native: false,
                 check: None,
                 known: None,
                 metadata: None,

@@ -221,15 +221,26 @@ impl CanisterImageHeader {
     }
 }
 
-/// How consistent the copy of a running canister is.
-#[derive(CandidType, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+/// Where the copied native snapshot comes from, and how consistent it is.
+#[derive(CandidType, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub enum Consistency {
-    /// Stop the canister, take the snapshot, start it again: no message is half-way
-    /// through (open call contexts are closed), at the cost of a short downtime.
+    /// The vault (a controller) stops the canister, takes the snapshot, starts it
+    /// again: no message is half-way through (open call contexts are closed), at the
+    /// cost of a short downtime.
     StopTakeStart,
-    /// Take the snapshot while it runs: no downtime; calls it awaits are in flight.
+    /// The vault (a controller) takes the snapshot while it runs: no downtime; calls it
+    /// awaits are in flight.
     Running,
+    /// The owner took the snapshot; the vault only reads it, as a controller or as an
+    /// allowed viewer (`snapshot_visibility`), and leaves it in place.
+    ReadOwnerSnapshot {
+        /// The native snapshot's id.
+        snapshot_id: ByteBuf,
+    },
 }
+
+/// Longest native snapshot id accepted (a principal and a local id).
+pub const MAX_NATIVE_SNAPSHOT_ID_BYTES: usize = 64;
 
 /// `backup_canister`: copy a canister the vault controls into the catalogue.
 #[derive(CandidType, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

@@ -141,7 +141,7 @@ pub(super) fn phase(r: &CanisterJobRecord) -> Option<Phase> {
 fn cleanup(r: &CanisterJobRecord) -> Phase {
     if r.stopped {
         Phase::Start
-    } else if r.native.is_some() {
+    } else if r.native.is_some() && !r.keep_native {
         Phase::DeleteNative
     } else if r.check.is_some() {
         Phase::DeleteCheck

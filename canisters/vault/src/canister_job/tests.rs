@@ -485,3 +485,35 @@ fn a_restore_whose_loaded_state_differs_fails_its_verification() {
     );
     assert!(ic.snapshots.is_empty() && ic.running[&fork()]);
 }
+
+#[test]
+fn reading_the_owners_snapshot_never_stops_the_app_nor_deletes_the_snapshot() {
+    let mut v = vault();
+    let mut ic = ic();
+    let image = ic.state[&app()].clone();
+    let theirs = ic.new_snapshot(app(), image);
+    let req = CanisterBackupRequest {
+        canister: app(),
+        consistency: Consistency::ReadOwnerSnapshot {
+            snapshot_id: theirs.clone(),
+        },
+        label: None,
+    };
+    let id = v
+        .backup_canister(req, owner().principal, 0)
+        .expect("job")
+        .id;
+    ic.faults
+        .insert("stop", (1, Failure::Permanent("no stop".into())));
+    assert_eq!(drive(&mut v, &mut ic, id), CanisterJobState::Done);
+    assert_eq!(ic.list(app()), vec![theirs], "the owner's snapshot stays");
+    assert_eq!(ic.faults["stop"].0, 1, "never stopped");
+    let too_long = CanisterBackupRequest {
+        canister: fork(),
+        consistency: Consistency::ReadOwnerSnapshot {
+            snapshot_id: ByteBuf::from(vec![0; 65]),
+        },
+        label: None,
+    };
+    assert!(v.backup_canister(too_long, owner().principal, 0).is_err());
+}
