@@ -318,3 +318,58 @@ fn canister_copy_a_refused_restore_before_the_load_leaves_the_target_unchanged()
         );
     }
 }
+
+#[test]
+fn canister_copy_a_restore_resumes_after_a_vault_upgrade_mid_upload() {
+    let mut s = Scenario::new();
+    let before: Digest =
+        s.ic.query_candid(s.app, s.owner, "digest", ())
+            .expect("digest");
+    let (snapshot, target) = snapshot_and_target(&mut s);
+    let req = canvault_protocol::canister_image::RestoreCanisterRequest {
+        snapshot_id: snapshot,
+        target,
+    };
+    let job: CanisterJob = s
+        .vault
+        .call(&mut s.ic, s.owner, "restore_canister", (req,))
+        .expect("restore_canister");
+    let status = |s: &mut Scenario| -> CanisterJob {
+        s.vault
+            .read(&mut s.ic, s.owner, "canister_restore_status", (job.id,))
+            .expect("status")
+    };
+    for _ in 0..5_000 {
+        if matches!(status(&mut s).state, CanisterJobState::Uploading { next_index } if next_index > 0)
+        {
+            break;
+        }
+        s.ic.tick();
+    }
+    let mid = status(&mut s);
+    assert!(
+        matches!(mid.state, CanisterJobState::Uploading { .. }),
+        "{mid:?}"
+    );
+    let arg = candid::encode_one(None::<VaultInit>).expect("arg");
+    s.ic.upgrade_canister(s.vault.id, wasm(VAULT_WASM), arg, Some(s.owner))
+        .expect("upgrade");
+    let mut end = status(&mut s);
+    for _ in 0..5_000 {
+        if is_over(&end.state) {
+            break;
+        }
+        s.ic.tick();
+        end = status(&mut s);
+    }
+    assert_eq!(end.state, CanisterJobState::Done, "{end:?}");
+    let after: Digest =
+        s.ic.query_candid(target, s.owner, "digest", ())
+            .expect("digest");
+    assert_eq!(after, before, "the target holds the app's state");
+    assert!(
+        s.ic.list_canister_snapshots(target, Some(s.owner))
+            .expect("list")
+            .is_empty()
+    );
+}
