@@ -14,7 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use canvault_protocol::chunk::{chunk_count, chunk_len, valid_chunk_size, verify_frame, zero_hash};
 use canvault_protocol::vault_api::{
     BeginSnapshotRequest, BeginSnapshotResponse, ChunkBody, ChunkPut, CommitSnapshotRequest,
-    PutChunksRequest, PutChunksResponse, SnapshotId, SnapshotInfo, SnapshotState, VaultError,
+    PutChunksRequest, PutChunksResponse, SnapshotId, SnapshotInfo, SnapshotKind, SnapshotState,
+    VaultError,
 };
 use canvault_protocol::{Codec, Hash256};
 use ic_stable_structures::Memory;
@@ -173,6 +174,7 @@ impl<M: Memory> Vault<M> {
                 new_bytes: 0,
                 label: req.label,
                 dataset,
+                kind: Some(SnapshotKind::KitImage),
             },
             creator: caller.principal,
             nonce: req.nonce,

@@ -21,7 +21,7 @@
 use std::borrow::Cow;
 
 use candid::{CandidType, Principal};
-use canvault_protocol::vault_api::{SnapshotId, SnapshotInfo};
+use canvault_protocol::vault_api::{SnapshotId, SnapshotInfo, SnapshotKind};
 use canvault_protocol::{Codec, Hash256};
 use ic_stable_structures::storable::Bound;
 use ic_stable_structures::{Memory, StableBTreeMap, StableCell, Storable};
@@ -54,6 +54,13 @@ pub struct SnapshotRecord {
 }
 
 candid_storable!(SnapshotRecord);
+
+/// A record as the API shows it: records written before whole-canister snapshots
+/// existed have no kind, and are kit images.
+fn with_kind(mut record: SnapshotRecord) -> SnapshotRecord {
+    record.info.kind.get_or_insert(SnapshotKind::KitImage);
+    record
+}
 
 /// One index of a snapshot's chunk table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,17 +171,19 @@ impl<M: Memory> Catalogue<M> {
 
     /// The record of `id`.
     pub fn get(&self, id: SnapshotId) -> Option<SnapshotRecord> {
-        self.snapshots.get(&id)
+        self.snapshots.get(&id).map(with_kind)
     }
 
     /// Every record, in id order.
     pub fn records(&self) -> impl Iterator<Item = SnapshotRecord> + '_ {
-        self.snapshots.values()
+        self.snapshots.values().map(with_kind)
     }
 
     /// Records from id `from` on, in id order.
     pub fn records_from(&self, from: SnapshotId) -> impl Iterator<Item = SnapshotRecord> + '_ {
-        self.snapshots.range(from..).map(|e| e.into_pair().1)
+        self.snapshots
+            .range(from..)
+            .map(|e| with_kind(e.into_pair().1))
     }
 
     /// The snapshot `creator` began with `nonce`.

@@ -15,8 +15,19 @@ pub fn required_role(method: &str) -> Option<Role> {
         "begin_snapshot" | "put_chunks" | "commit_snapshot" | "abort_snapshot" => Role::Writer,
         "list_snapshots" | "list_snapshot_page" | "get_snapshot" | "get_manifest" | "get_chunk"
         | "open_download" | "status" => Role::Reader,
-        "delete_snapshot" | "set_retention" | "apply_retention" | "update_roles" | "list_roles"
-        | "start_restore" | "restore_status" | "list_restores" => Role::Owner,
+        "delete_snapshot"
+        | "set_retention"
+        | "apply_retention"
+        | "update_roles"
+        | "list_roles"
+        | "start_restore"
+        | "restore_status"
+        | "list_restores"
+        | "backup_canister"
+        | "canister_backup_status"
+        | "restore_canister"
+        | "canister_restore_status"
+        | "list_canister_jobs" => Role::Owner,
         _ => return None,
     })
 }

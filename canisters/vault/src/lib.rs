@@ -11,6 +11,8 @@
 //! - [`download`]: catalogue reads, manifests, chunks, download leases;
 //! - [`restore_job`]: restore jobs and their state machine, driven by timers in
 //!   [`restore_driver`];
+//! - [`canister_job`]: whole-canister backups and restores through native snapshots,
+//!   driven by timers in [`canister_driver`];
 //! - [`store`] and [`blocks`]: the chunk store; [`catalogue`]: snapshots and chunk
 //!   tables; [`retention`]: the pure retention policy; [`roles`].
 //!
@@ -19,6 +21,8 @@
 
 pub mod backup;
 pub mod blocks;
+pub mod canister_driver;
+pub mod canister_job;
 pub mod catalogue;
 pub mod download;
 pub mod ingress;
@@ -43,6 +47,9 @@ use std::time::Duration;
 
 use candid::Principal;
 use canvault_protocol::Hash256;
+use canvault_protocol::canister_image::{
+    CanisterBackupRequest, CanisterJob, RestoreCanisterRequest,
+};
 use canvault_protocol::vault_api::{
     BeginSnapshotRequest, BeginSnapshotResponse, CommitSnapshotRequest, ListSnapshotsRequest,
     ManifestPage, PutChunksRequest, PutChunksResponse, RestoreJob, RetentionPolicy, Role,
@@ -263,6 +270,41 @@ fn restore_status(id: u64) -> Result<RestoreJob, VaultError> {
 #[query]
 fn list_restores() -> Result<Vec<RestoreJob>, VaultError> {
     as_role(Role::Owner, |v, _| Ok(v.list_restores()))
+}
+
+#[update(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(update, rename = "backup_canister")]
+fn backup_canister(req: CanisterBackupRequest) -> Result<CanisterJob, VaultError> {
+    let self_id = ic_cdk::api::canister_self();
+    let job = as_role(Role::Owner, |v, _| v.backup_canister(req, self_id, time()))?;
+    canister_driver::schedule(job.id, Duration::ZERO);
+    Ok(job)
+}
+
+#[query(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(query, rename = "canister_backup_status")]
+fn canister_backup_status(id: u64) -> Result<CanisterJob, VaultError> {
+    as_role(Role::Owner, |v, _| v.canister_job(id, true))
+}
+
+#[update(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(update, rename = "restore_canister")]
+fn restore_canister(req: RestoreCanisterRequest) -> Result<CanisterJob, VaultError> {
+    let self_id = ic_cdk::api::canister_self();
+    let job = as_role(Role::Owner, |v, _| v.restore_canister(req, self_id, time()))?;
+    canister_driver::schedule(job.id, Duration::ZERO);
+    Ok(job)
+}
+
+#[query(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(query, rename = "canister_restore_status")]
+fn canister_restore_status(id: u64) -> Result<CanisterJob, VaultError> {
+    as_role(Role::Owner, |v, _| v.canister_job(id, false))
+}
+
+#[query]
+fn list_canister_jobs() -> Result<Vec<CanisterJob>, VaultError> {
+    as_role(Role::Owner, |v, _| Ok(v.list_canister_jobs()))
 }
 
 #[query]

@@ -24,6 +24,7 @@
 //! | 15 | `StableCell<Counters>` gauges, index cursor      | `catalogue`       |
 //! | 16 | `StableBTreeMap<Principal, u32>` open per source | `catalogue`       |
 //! | 17 | `StableBTreeMap<(Principal, [u8; 32]), u64>` per-source references | `catalogue` |
+//! | 18 | `StableBTreeMap<u64, CanisterJobRecord>` canister jobs | `canister_job` |
 //!
 //! Ids 11 to 17 were added by the hardening of issue #10. A vault upgraded from an older
 //! module finds them empty. For 11 to 14 that is their correct initial state (nothing
@@ -72,6 +73,10 @@ pub const COUNTERS: MemoryId = MemoryId::new(15);
 pub const OPEN_BY_SOURCE: MemoryId = MemoryId::new(16);
 /// Table entries per (source, chunk hash).
 pub const SOURCE_REFS: MemoryId = MemoryId::new(17);
+
+/// Canister jobs (whole-canister backups and restores). Added by issue #11: a vault
+/// upgraded from an older module finds it empty, its correct initial state.
+pub const CANISTER_JOBS: MemoryId = MemoryId::new(18);
 
 /// The memory type every structure of the vault is built on.
 pub type Vm<M> = VirtualMemory<M>;

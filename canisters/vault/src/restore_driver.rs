@@ -55,9 +55,11 @@ pub fn arm_timers() {
         COLLECT_ARMED.set(false);
         schedule_collect();
         resume_jobs();
+        crate::canister_driver::resume_jobs();
     });
     schedule_collect();
     resume_jobs();
+    crate::canister_driver::resume_jobs();
 }
 
 /// Re-activates the canister's global timer if it is off. The IC deactivates it when

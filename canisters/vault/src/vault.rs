@@ -11,12 +11,13 @@ use std::collections::BTreeSet;
 
 use candid::{CandidType, Principal};
 use canvault_protocol::vault_api::{
-    RetentionPolicy, Role, RoleChange, SnapshotId, SnapshotState, VaultError, VaultInit,
-    VaultStatus,
+    RetentionPolicy, Role, RoleChange, SnapshotId, SnapshotKind, SnapshotState, VaultError,
+    VaultInit, VaultStatus,
 };
 use ic_stable_structures::{Memory, StableBTreeMap, StableCell};
 use serde::Deserialize;
 
+use crate::canister_job::CanisterJobs;
 use crate::catalogue::{Budget, Catalogue};
 use crate::memory::{self, Memories, Vm};
 use crate::restore_job::Jobs;
@@ -24,6 +25,10 @@ use crate::retention::{self, Candidate, Kind};
 use crate::roles::{Caller, Roles};
 use crate::storable::candid_storable;
 use crate::store::ChunkStore;
+
+/// The retention group of whole-canister snapshots (a data-set name no kit sends: data
+/// set names are text, and this one starts with a NUL).
+const WHOLE_CANISTER_GROUP: &str = "\u{0}whole-canister";
 
 /// The vault code's version string, reported by `status`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -70,6 +75,7 @@ pub struct Vault<M: Memory> {
     /// When each lease's window began (ns): see `download::MAX_PIN_NS`.
     pub(crate) lease_starts: StableBTreeMap<SnapshotId, u64, Vm<M>>,
     pub(crate) jobs: Jobs<Vm<M>>,
+    pub(crate) canister_jobs: CanisterJobs<Vm<M>>,
 }
 
 impl<M: Memory> Vault<M> {
@@ -89,6 +95,7 @@ impl<M: Memory> Vault<M> {
             leases: StableBTreeMap::init(m.get(memory::LEASES)),
             lease_starts: StableBTreeMap::init(m.get(memory::LEASE_STARTS)),
             jobs: Jobs::init(m.get(memory::JOBS)),
+            canister_jobs: CanisterJobs::init(m.get(memory::CANISTER_JOBS)),
         }
     }
 
@@ -163,6 +170,7 @@ impl<M: Memory> Vault<M> {
             .get(id)
             .ok_or(VaultError::SnapshotNotFound(id))?;
         if self.jobs.active_snapshots().contains(&id)
+            || self.canister_jobs.active_snapshots().contains(&id)
             || self.catalogue.inherit_parents().contains(&id)
         {
             return Err(VaultError::InUse(id));
@@ -193,6 +201,7 @@ impl<M: Memory> Vault<M> {
     /// unexpired download lease, or being copied into a child.
     pub fn pinned(&self, now_ns: u64) -> BTreeSet<SnapshotId> {
         let mut pinned = self.jobs.active_snapshots();
+        pinned.extend(self.canister_jobs.active_snapshots());
         pinned.extend(
             self.leases
                 .iter()
@@ -216,7 +225,12 @@ impl<M: Memory> Vault<M> {
             .map(|r| Candidate {
                 id: r.info.id,
                 source: r.info.source,
-                dataset: r.info.dataset,
+                // Whole-canister snapshots are their own group: they never evict a
+                // source's kit images, nor the other way round.
+                dataset: match r.info.kind {
+                    Some(SnapshotKind::WholeCanister(_)) => Some(WHOLE_CANISTER_GROUP.to_string()),
+                    _ => r.info.dataset,
+                },
                 kind: match r.info.state {
                     SnapshotState::InProgress => Kind::InProgress,
                     SnapshotState::Complete => Kind::Complete,

@@ -11,6 +11,7 @@ use candid::{CandidType, Principal};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
+pub use crate::canister_image::SnapshotKind;
 use crate::{Codec, Hash256};
 
 /// A snapshot's id within one vault (assigned in increasing order).
@@ -108,6 +109,9 @@ pub struct SnapshotInfo {
     /// The app-defined data set it backs up (`None`: the source's own image). Retention
     /// works per (source, data set).
     pub dataset: Option<String>,
+    /// A kit image or a whole canister. Vaults always answer it; it is absent only from
+    /// records written before whole-canister backups existed (read them as kit images).
+    pub kind: Option<SnapshotKind>,
 }
 
 /// A page of the catalogue (`list_snapshot_page`).

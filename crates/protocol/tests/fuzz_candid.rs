@@ -425,6 +425,7 @@ fn sample_info() -> SnapshotInfo {
         new_bytes: 12_345,
         label: Some("nightly".into()),
         dataset: Some("alice".into()),
+        kind: Some(canvault_protocol::vault_api::SnapshotKind::KitImage),
     }
 }
 

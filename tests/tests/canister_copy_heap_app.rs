@@ -1,0 +1,242 @@
+//! Whole-canister backup and fork of a canister that knows nothing of canvault: the
+//! heap-only app (tests/heap-app: a `RefCell<BTreeMap>`, no stable memory, no kit) on
+//! subnet A is copied by a vault on subnet B through native snapshots, deleted, and
+//! forked onto a fresh canister on subnet C; its heap state and answers are identical.
+//!
+//! The 1 GiB variant is ignored in CI; run it with
+//! `cargo test -p canvault-scenarios --test canister_copy_heap_app -- --ignored`.
+
+use candid::Principal;
+use canvault_protocol::canister_image::{
+    CanisterBackupRequest, CanisterJob, CanisterJobState, Consistency, RestoreCanisterRequest,
+};
+use canvault_protocol::vault_api::{SnapshotKind, SnapshotState, VaultInit};
+use canvault_scenarios::vault::VaultClient;
+use canvault_scenarios::{install, principal};
+use ic_harness::{CanisterId, Harness};
+use ic_management_canister_types::{CanisterSettings, CanisterStatusType};
+use serde_bytes::ByteBuf;
+
+const HEAP_APP: &str = "heap_app";
+
+/// Subnet A (app), B (vault), C (fork).
+struct Scenario {
+    ic: Harness,
+    owner: Principal,
+    vault: VaultClient,
+    app: CanisterId,
+}
+
+type Digest = (u64, u64, ByteBuf);
+
+impl Scenario {
+    fn new() -> Self {
+        let mut ic = canvault_scenarios::harness(3);
+        let owner = principal("owner");
+        let vault = VaultClient::install(
+            &mut ic,
+            1,
+            &VaultInit {
+                owners: vec![owner],
+                ..Default::default()
+            },
+            owner,
+        );
+        let app = install(
+            &mut ic,
+            0,
+            HEAP_APP,
+            candid::encode_args(()).expect("arg"),
+            owner,
+        );
+        let mut s = Self {
+            ic,
+            owner,
+            vault,
+            app,
+        };
+        s.add_controller(app, vault.id);
+        s
+    }
+
+    fn add_controller(&mut self, canister: CanisterId, extra: Principal) {
+        let settings = CanisterSettings {
+            controllers: Some(vec![self.owner, extra]),
+            ..Default::default()
+        };
+        self.ic
+            .update_canister_settings(canister, Some(self.owner), settings)
+            .expect("controllers");
+    }
+
+    /// Fills the app's heap with `mib` MiB in updates of at most 16 MiB.
+    fn fill(&mut self, canister: CanisterId, mib: u32) {
+        for seed in 0..mib.div_ceil(16) {
+            let entries = (mib - seed * 16).min(16) * 16;
+            let () = self
+                .ic
+                .update_candid(
+                    canister,
+                    self.owner,
+                    "fill",
+                    (u64::from(seed), entries, 65_536u32),
+                )
+                .expect("fill");
+        }
+    }
+
+    fn digest(&mut self, canister: CanisterId) -> Digest {
+        self.ic
+            .query_candid(canister, self.owner, "digest", ())
+            .expect("digest")
+    }
+
+    fn get(&mut self, canister: CanisterId, key: u64) -> Option<ByteBuf> {
+        let (v,): (Option<ByteBuf>,) = self
+            .ic
+            .query_candid(canister, self.owner, "get", (key,))
+            .expect("get");
+        v
+    }
+
+    fn backup(&mut self, consistency: Consistency) -> CanisterJob {
+        let req = CanisterBackupRequest {
+            canister: self.app,
+            consistency,
+            label: Some("whole".into()),
+        };
+        self.vault
+            .call(&mut self.ic, self.owner, "backup_canister", (req,))
+            .expect("backup_canister")
+    }
+
+    fn restore(&mut self, snapshot_id: u64, target: CanisterId) -> CanisterJob {
+        let req = RestoreCanisterRequest {
+            snapshot_id,
+            target,
+        };
+        self.vault
+            .call(&mut self.ic, self.owner, "restore_canister", (req,))
+            .expect("restore_canister")
+    }
+
+    /// Ticks until job `id` is done or failed.
+    fn wait(&mut self, id: u64, status: &str) -> CanisterJob {
+        for _ in 0..20_000 {
+            let job: CanisterJob = self
+                .vault
+                .read(&mut self.ic, self.owner, status, (id,))
+                .expect("status");
+            if matches!(
+                job.state,
+                CanisterJobState::Done | CanisterJobState::Failed { .. }
+            ) {
+                return job;
+            }
+            self.ic.tick();
+        }
+        panic!("job {id} did not end");
+    }
+
+    fn status(&mut self, canister: CanisterId) -> CanisterStatusType {
+        self.ic
+            .canister_status(canister, Some(self.owner))
+            .expect("status")
+            .status
+    }
+}
+
+fn backup_and_fork(mib: u32) {
+    let mut s = Scenario::new();
+    s.fill(s.app, mib);
+    let before = s.digest(s.app);
+    assert_eq!(before.1, u64::from(mib) << 20);
+    let sample = s.get(s.app, 5);
+    assert!(sample.is_some());
+
+    let job = s.backup(Consistency::StopTakeStart);
+    let job = s.wait(job.id, "canister_backup_status");
+    assert_eq!(job.state, CanisterJobState::Done, "{job:?}");
+    assert_eq!(s.status(s.app), CanisterStatusType::Running);
+    assert!(
+        s.ic.list_canister_snapshots(s.app, Some(s.owner))
+            .expect("list")
+            .is_empty(),
+        "the app keeps its snapshot budget"
+    );
+    let snapshot = job.snapshot_id.expect("a catalogue snapshot");
+    let info = s
+        .vault
+        .snapshot(&mut s.ic, s.owner, snapshot)
+        .expect("info");
+    assert_eq!(info.state, SnapshotState::Complete);
+    assert_eq!(info.source, s.app);
+    let Some(SnapshotKind::WholeCanister(layout)) = info.kind else {
+        panic!("kind {:?}", info.kind)
+    };
+    assert_eq!(layout.stable_memory_bytes, 0, "a heap-only app");
+    assert!(layout.wasm_memory_bytes >= u64::from(mib) << 20);
+
+    // The app is gone; a fresh canister on subnet C, controlled by the vault, gets the fork.
+    let app = s.app;
+    s.ic.stop_canister(app, Some(s.owner)).expect("stop");
+    s.ic.delete_canister(app, Some(s.owner)).expect("delete");
+    let subnet_c = s.ic.topology().app_subnets[2];
+    let fork = s.ic.create_canister_on_subnet(
+        Some(s.owner),
+        Some(CanisterSettings {
+            controllers: Some(vec![s.owner, s.vault.id]),
+            ..Default::default()
+        }),
+        subnet_c,
+    );
+    let job = s.restore(snapshot, fork);
+    let job = s.wait(job.id, "canister_restore_status");
+    assert_eq!(job.state, CanisterJobState::Done, "{job:?}");
+    assert_eq!(s.status(fork), CanisterStatusType::Running);
+    assert_eq!(s.digest(fork), before, "heap state identical");
+    assert_eq!(s.get(fork, 5), sample, "query answers identical");
+    assert!(
+        s.ic.list_canister_snapshots(fork, Some(s.owner))
+            .expect("list")
+            .is_empty(),
+        "the restore leaves no snapshot on the target"
+    );
+    // The fork runs on: it takes updates like the original did.
+    let () =
+        s.ic.update_candid(fork, s.owner, "put", (7u64, ByteBuf::from(vec![1, 2, 3])))
+            .expect("put");
+    assert_eq!(s.get(fork, 7), Some(ByteBuf::from(vec![1, 2, 3])));
+}
+
+#[test]
+fn canister_copy_heap_app_backed_up_deleted_and_forked_onto_another_subnet() {
+    backup_and_fork(4);
+}
+
+#[test]
+#[ignore = "1 GiB of heap: minutes; run with -- --ignored"]
+fn canister_copy_heap_app_one_gib() {
+    backup_and_fork(1024);
+}
+
+#[test]
+fn canister_copy_a_second_backup_of_the_same_heap_stores_almost_nothing() {
+    let mut s = Scenario::new();
+    s.fill(s.app, 3);
+    let first = s.backup(Consistency::Running);
+    let first = s.wait(first.id, "canister_backup_status");
+    assert_eq!(first.state, CanisterJobState::Done, "{first:?}");
+    let second = s.backup(Consistency::Running);
+    let second = s.wait(second.id, "canister_backup_status");
+    assert_eq!(second.state, CanisterJobState::Done, "{second:?}");
+    let info = s
+        .vault
+        .snapshot(&mut s.ic, s.owner, second.snapshot_id.expect("id"))
+        .expect("info");
+    assert!(
+        info.new_bytes < 200_000,
+        "unchanged heap pages dedup: {} new bytes",
+        info.new_bytes
+    );
+}
