@@ -52,6 +52,7 @@ fn info(image: &[u8]) -> SnapshotInfo {
         new_bytes: 0,
         label: Some("nightly".into()),
         dataset: None,
+        kind: None,
     }
 }
 
