@@ -85,10 +85,22 @@ impl Scenario {
         }
     }
 
+    /// Entries, value bytes and the digest of every page of 64 entries (each query
+    /// stays under the query instruction limit, whatever the heap's size).
     fn digest(&mut self, canister: CanisterId) -> Digest {
-        self.ic
-            .query_candid(canister, self.owner, "digest", ())
-            .expect("digest")
+        let (mut entries, mut bytes, mut pages) = (0, 0, Vec::new());
+        let mut from = Some(0u64);
+        while let Some(start) = from {
+            let (n, b, d, next): (u64, u64, ByteBuf, Option<u64>) = self
+                .ic
+                .query_candid(canister, self.owner, "digest_page", (start, 64u32))
+                .expect("digest_page");
+            entries += n;
+            bytes += b;
+            pages.extend_from_slice(&d);
+            from = next;
+        }
+        (entries, bytes, ByteBuf::from(pages))
     }
 
     fn get(&mut self, canister: CanisterId, key: u64) -> Option<ByteBuf> {
