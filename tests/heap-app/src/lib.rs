@@ -9,6 +9,7 @@
 //!   fill : (nat64, nat32, nat32) -> ();   // seed, entries, bytes per entry
 //!   get : (nat64) -> (opt blob) query;
 //!   digest : () -> (nat64, nat64, blob) query; // entries, value bytes, SHA-256 of every (key, value)
+//!   digest_page : (nat64, nat32) -> (nat64, nat64, blob, opt nat64) query; // the same from a key, at most n entries; next key
 //!   writes : () -> (nat64) query;          // updates applied since install
 //! }
 //! ```
@@ -80,6 +81,26 @@ fn digest() -> (u64, u64, ByteBuf) {
             bytes += v.len() as u64;
         }
         (m.len() as u64, bytes, ByteBuf::from(h.finalize().to_vec()))
+    })
+}
+
+/// `digest` of at most `limit` entries from key `from` on, and the next key: a heap of
+/// a GiB is digested page by page, within the query instruction limit.
+#[query]
+fn digest_page(from: u64, limit: u32) -> (u64, u64, ByteBuf, Option<u64>) {
+    MAP.with_borrow(|m| {
+        let mut h = Sha256::new();
+        let (mut entries, mut bytes) = (0u64, 0u64);
+        let mut range = m.range(from..);
+        for (k, v) in range.by_ref().take(limit as usize) {
+            h.update(k.to_le_bytes());
+            h.update((v.len() as u64).to_le_bytes());
+            h.update(v);
+            entries += 1;
+            bytes += v.len() as u64;
+        }
+        let next = range.next().map(|(k, _)| *k);
+        (entries, bytes, ByteBuf::from(h.finalize().to_vec()), next)
     })
 }
 
