@@ -68,6 +68,24 @@ impl Scenario {
         job.id
     }
 
+    fn start_restore(&mut self, snapshot: u64, target: CanisterId) -> u64 {
+        let req = canvault_protocol::canister_image::RestoreCanisterRequest {
+            snapshot_id: snapshot,
+            target,
+        };
+        let job: CanisterJob = self
+            .vault
+            .call(&mut self.ic, self.owner, "restore_canister", (req,))
+            .expect("restore_canister");
+        job.id
+    }
+
+    fn restore_job(&mut self, id: u64) -> CanisterJob {
+        self.vault
+            .read(&mut self.ic, self.owner, "canister_restore_status", (id,))
+            .expect("status")
+    }
+
     fn job(&mut self, id: u64) -> CanisterJob {
         self.vault
             .read(&mut self.ic, self.owner, "canister_backup_status", (id,))
@@ -262,19 +280,8 @@ fn canister_copy_a_refused_restore_before_the_load_leaves_the_target_unchanged()
         let before: Digest =
             s.ic.query_candid(target, s.owner, "digest", ())
                 .expect("digest");
-        let req = canvault_protocol::canister_image::RestoreCanisterRequest {
-            snapshot_id: snapshot,
-            target,
-        };
-        let job: CanisterJob = s
-            .vault
-            .call(&mut s.ic, s.owner, "restore_canister", (req,))
-            .expect("restore_canister");
-        let status = |s: &mut Scenario| -> CanisterJob {
-            s.vault
-                .read(&mut s.ic, s.owner, "canister_restore_status", (job.id,))
-                .expect("status")
-        };
+        let job = s.start_restore(snapshot, target);
+        let status = |s: &mut Scenario| s.restore_job(job);
         for _ in 0..5_000 {
             let st = status(&mut s).state;
             if at(&st) || is_over(&st) {
@@ -326,19 +333,8 @@ fn canister_copy_a_restore_resumes_after_a_vault_upgrade_mid_upload() {
         s.ic.query_candid(s.app, s.owner, "digest", ())
             .expect("digest");
     let (snapshot, target) = snapshot_and_target(&mut s);
-    let req = canvault_protocol::canister_image::RestoreCanisterRequest {
-        snapshot_id: snapshot,
-        target,
-    };
-    let job: CanisterJob = s
-        .vault
-        .call(&mut s.ic, s.owner, "restore_canister", (req,))
-        .expect("restore_canister");
-    let status = |s: &mut Scenario| -> CanisterJob {
-        s.vault
-            .read(&mut s.ic, s.owner, "canister_restore_status", (job.id,))
-            .expect("status")
-    };
+    let job = s.start_restore(snapshot, target);
+    let status = |s: &mut Scenario| s.restore_job(job);
     for _ in 0..5_000 {
         if matches!(status(&mut s).state, CanisterJobState::Uploading { next_index } if next_index > 0)
         {
