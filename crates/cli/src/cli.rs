@@ -44,6 +44,9 @@ pub enum Command {
     /// Start a backup of an app canister now, or show its backup status.
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// Let a vault back up a canister that does not embed the kit (heap, Motoko...):
+    /// shows what the vault will be allowed to do, and grants it with --yes.
+    Protect(ProtectArgs),
     /// Restore a snapshot into an app canister that embeds the canvault kit (you must be a
     /// controller of the target and an owner of the vault).
     Restore(RestoreArgs),
@@ -249,6 +252,61 @@ pub enum BackupCommand {
     },
     /// Show the app's backup and restore status.
     Status(AppArg),
+    /// Copy a whole canister (module, heap, stable memory, chunk store) into the vault
+    /// through a native snapshot; it need not embed the kit (see `canvault protect`).
+    Canister(BackupCanisterArgs),
+}
+
+/// How a whole-canister backup gets its native snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConsistencyArg {
+    /// Stop the canister, snapshot it, start it: a consistent image, a short downtime.
+    Stop,
+    /// Snapshot it while it runs: no downtime; calls it awaits are in flight.
+    Running,
+}
+
+/// `canvault backup canister`.
+#[derive(Args, Debug, Clone)]
+pub struct BackupCanisterArgs {
+    /// The canister to copy.
+    pub canister: Principal,
+    /// The vault (a controller of the canister, or an allowed snapshot viewer with --snapshot).
+    #[command(flatten)]
+    pub vault: VaultArg,
+    /// How to take the native snapshot (the vault must be a controller).
+    #[arg(long, value_enum, default_value = "stop")]
+    pub consistency: ConsistencyArg,
+    /// Copy this native snapshot you took yourself (hex id, as `icp canister snapshot
+    /// list` shows it); the vault only reads it and leaves it in place.
+    #[arg(long)]
+    pub snapshot: Option<String>,
+    /// A label for the vault's catalogue.
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Return once the backup started.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Give up waiting after this many seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub timeout: u64,
+}
+
+/// `canvault protect`.
+#[derive(Args, Debug, Clone)]
+pub struct ProtectArgs {
+    /// The canister to protect (you must be its controller).
+    pub canister: Principal,
+    /// The vault that will back it up.
+    #[command(flatten)]
+    pub vault: VaultArg,
+    /// Least privilege: do not make the vault a controller, only let it read the
+    /// snapshots you take (`snapshot_visibility`).
+    #[arg(long)]
+    pub viewer: bool,
+    /// Apply the change (without it, only show what would change).
+    #[arg(long)]
+    pub yes: bool,
 }
 
 /// `canvault restore`.
@@ -259,7 +317,9 @@ pub struct RestoreArgs {
     /// The vault.
     #[command(flatten)]
     pub vault: VaultArg,
-    /// The target canister: the same app, or a fresh canister running the app's module.
+    /// The target canister: for a kit image, the same app or a fresh canister running the
+    /// app's module; for a whole-canister snapshot, any canister the vault controls (its
+    /// module, memories and metadata are replaced).
     #[arg(long)]
     pub to: Principal,
     /// Return once the restore started.

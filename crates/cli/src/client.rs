@@ -4,11 +4,17 @@
 use candid::utils::{ArgumentDecoder, ArgumentEncoder};
 use candid::{CandidType, Principal};
 use canvault_protocol::Hash256;
+use canvault_protocol::canister_image::{
+    CanisterBackupRequest, CanisterJob, RestoreCanisterRequest,
+};
 use canvault_protocol::kit_api::{ArmRestoreRequest, KitConfig, KitError, KitStatus};
 use canvault_protocol::vault_api::{
     BeginSnapshotRequest, BeginSnapshotResponse, CommitSnapshotRequest, ManifestEntry,
     ManifestPage, PutChunksRequest, PutChunksResponse, RestoreJob, SnapshotId, SnapshotInfo,
     StartRestoreRequest, StoredChunk, VaultError, VaultStatus,
+};
+use ic_management_canister_types::{
+    CanisterIdRecord, CanisterSettings, CanisterStatusResult, UpdateSettingsArgs,
 };
 use serde::de::DeserializeOwned;
 
@@ -22,6 +28,8 @@ const MANIFEST_PAGE: u32 = 10_000;
 enum Kind {
     Query,
     Update,
+    /// An update to the management canister about the canister the call names.
+    Management,
 }
 
 /// Encodes `args`, calls, and decodes the reply as `R`.
@@ -47,6 +55,7 @@ where
     let reply = match kind {
         Kind::Query => t.query(canister, method, arg),
         Kind::Update => t.update(canister, method, arg),
+        Kind::Management => t.management_update(canister, method, arg),
     }
     .map_err(|e| CliError::from_transport(e, canister, method, t.caller(), &t.network()))?;
     candid::decode_args(&reply).map_err(|e| bad(e.to_string()))
@@ -192,6 +201,58 @@ impl<'t> VaultClient<'t> {
     pub fn restore_status(&self, job: u64) -> CliResult<RestoreJob> {
         self.call(Kind::Query, "restore_status", (job,), "report the restore")
     }
+
+    /// Starts copying a canister the vault controls (or may read) into the catalogue.
+    ///
+    /// # Errors
+    /// As [`VaultClient::status`].
+    pub fn backup_canister(&self, req: CanisterBackupRequest) -> CliResult<CanisterJob> {
+        self.call(
+            Kind::Update,
+            "backup_canister",
+            (req,),
+            "back the canister up",
+        )
+    }
+
+    /// A whole-canister backup's progress.
+    ///
+    /// # Errors
+    /// As [`VaultClient::status`].
+    pub fn canister_backup_status(&self, job: u64) -> CliResult<CanisterJob> {
+        self.call(
+            Kind::Query,
+            "canister_backup_status",
+            (job,),
+            "report the canister backup",
+        )
+    }
+
+    /// Starts loading a whole-canister snapshot into a canister the vault controls.
+    ///
+    /// # Errors
+    /// As [`VaultClient::status`].
+    pub fn restore_canister(&self, req: RestoreCanisterRequest) -> CliResult<CanisterJob> {
+        self.call(
+            Kind::Update,
+            "restore_canister",
+            (req,),
+            "restore the canister",
+        )
+    }
+
+    /// A whole-canister restore's progress.
+    ///
+    /// # Errors
+    /// As [`VaultClient::status`].
+    pub fn canister_restore_status(&self, job: u64) -> CliResult<CanisterJob> {
+        self.call(
+            Kind::Query,
+            "canister_restore_status",
+            (job,),
+            "report the canister restore",
+        )
+    }
 }
 
 /// The canvault kit endpoints of an app canister.
@@ -286,4 +347,99 @@ where
     let kind = if update { Kind::Update } else { Kind::Query };
     let (r,): (T,) = call(t, canister, kind, method, args, what)?;
     Ok(r)
+}
+
+/// The management canister, about one canister (the caller must be its controller).
+pub struct ManagementClient<'t> {
+    t: &'t dyn Transport,
+    /// The canister acted on.
+    pub id: Principal,
+}
+
+/// `update_settings` of the snapshot readers alone (interface spec 0.57.0; the
+/// ic-management-canister-types records in use predate the field).
+#[derive(CandidType)]
+struct SnapshotVisibilityArgs {
+    canister_id: Principal,
+    settings: SnapshotVisibilitySettings,
+}
+
+#[derive(CandidType)]
+struct SnapshotVisibilitySettings {
+    snapshot_visibility: Option<SnapshotVisibility>,
+}
+
+#[derive(CandidType, serde::Serialize)]
+enum SnapshotVisibility {
+    #[serde(rename = "allowed_viewers")]
+    AllowedViewers(Vec<Principal>),
+}
+
+impl<'t> ManagementClient<'t> {
+    /// The management canister about `id`, through `t`.
+    #[must_use]
+    pub fn new(t: &'t dyn Transport, id: Principal) -> Self {
+        Self { t, id }
+    }
+
+    /// `canister_status`.
+    ///
+    /// # Errors
+    /// Not a controller, no such canister, network.
+    pub fn status(&self) -> CliResult<CanisterStatusResult> {
+        let (r,): (CanisterStatusResult,) = call(
+            self.t,
+            self.id,
+            Kind::Management,
+            "canister_status",
+            (CanisterIdRecord {
+                canister_id: self.id,
+            },),
+            "management canister",
+        )?;
+        Ok(r)
+    }
+
+    /// Replaces the controllers.
+    ///
+    /// # Errors
+    /// As [`ManagementClient::status`]; too many controllers.
+    pub fn set_controllers(&self, controllers: Vec<Principal>) -> CliResult<()> {
+        let settings = CanisterSettings {
+            controllers: Some(controllers),
+            ..CanisterSettings::default()
+        };
+        call(
+            self.t,
+            self.id,
+            Kind::Management,
+            "update_settings",
+            (UpdateSettingsArgs {
+                canister_id: self.id,
+                settings,
+                sender_canister_version: None,
+            },),
+            "management canister",
+        )
+    }
+
+    /// Lets `viewers` (besides the controllers) read the canister's snapshots.
+    ///
+    /// # Errors
+    /// As [`ManagementClient::status`]; more than 10 viewers.
+    pub fn set_snapshot_viewers(&self, viewers: Vec<Principal>) -> CliResult<()> {
+        call(
+            self.t,
+            self.id,
+            Kind::Management,
+            "update_settings",
+            (SnapshotVisibilityArgs {
+                canister_id: self.id,
+                settings: SnapshotVisibilitySettings {
+                    snapshot_visibility: Some(SnapshotVisibility::AllowedViewers(viewers)),
+                },
+            },),
+            "management canister",
+        )
+    }
 }

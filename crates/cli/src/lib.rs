@@ -15,6 +15,7 @@ pub mod download;
 pub mod error;
 pub mod file_format;
 pub mod native;
+pub mod native_canister;
 pub mod progress;
 pub mod transport;
 pub mod upload;

@@ -6,23 +6,28 @@
 //! DIR/
 //!   metadata.json       ReadCanisterSnapshotMetadataResult as JSON (ic-management-canister-types)
 //!   stable_memory.bin   stable memory, byte for byte
-//!   wasm_module.bin     the module        ┐ written by the platform tools only:
-//!   wasm_memory.bin     the heap          │ canvault does not back these up, so an
-//!   wasm_chunk_store/   uploaded chunks   ┘ export leaves them out (sizes 0 in metadata.json)
+//!   wasm_module.bin     the module        ┐ whole-canister snapshots only
+//!   wasm_memory.bin     the heap          │ (see `native_canister`): a kit image
+//!   wasm_chunk_store/   uploaded chunks   ┘ leaves them out (sizes 0 in metadata.json)
 //!   canvault.json       canvault's own header (source, vault, snapshot, root): provenance
 //! ```
 //!
-//! What is carried: the stable memory. A canvault image is the app's memory as the app
-//! sees it; `--layout raw` (default) writes it as `stable_memory.bin` directly (for apps
-//! that do not embed the kit, and for tools that inspect stable memory), `--layout kit`
-//! wraps it in the kit's own stable-memory layout, as the stable memory of a canister
-//! that embeds the kit looks. What is not carried: the wasm module, the heap, globals,
-//! the timer, certified data and the chunk store; a native snapshot loaded with
-//! `load_canister_snapshot` needs them, so upload an export only after merging it with
-//! a native snapshot of the same app (replace its `stable_memory.bin`).
+//! A whole-canister snapshot (copied by the vault from a native snapshot) exports to the
+//! complete directory, ready for `icp canister snapshot upload`, and a complete
+//! directory imports back to the same image (`native_canister`).
+//!
+//! A kit image is the app's memory as the app sees it; `--layout raw` (default) writes
+//! it as `stable_memory.bin` directly (for apps that do not embed the kit, and for tools
+//! that inspect stable memory), `--layout kit` wraps it in the kit's own stable-memory
+//! layout, as the stable memory of a canister that embeds the kit looks. What is not
+//! carried: the wasm module, the heap, globals, the timer, certified data and the chunk
+//! store; a native snapshot loaded with `load_canister_snapshot` needs them, so upload a
+//! kit export only after merging it with a native snapshot of the same app (replace its
+//! `stable_memory.bin`).
 //!
 //! Import reads `stable_memory.bin` (with `--layout kit`, the app image inside the kit's
-//! layout) and writes a canvault snapshot file, ready for `snapshot upload`.
+//! layout), or the whole directory when `metadata.json` names a module, and writes a
+//! canvault snapshot file, ready for `snapshot upload`.
 
 use std::cell::RefCell;
 use std::fs::File;
@@ -39,6 +44,7 @@ use ic_stable_structures::VectorMemory;
 
 use crate::error::{CliError, CliResult};
 use crate::file_format::{ChunkRecord, SnapshotMeta, SnapshotWriter};
+use crate::native_canister;
 use crate::progress::ProgressMode;
 use crate::verify;
 
@@ -61,6 +67,8 @@ pub struct NativeReport {
     pub meta: SnapshotMeta,
     /// Bytes of `stable_memory.bin`.
     pub stable_memory_bytes: u64,
+    /// A whole canister (module, heap, stable memory, chunk store), not a kit image.
+    pub whole_canister: bool,
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> CliResult<()> {
@@ -222,6 +230,15 @@ pub fn export(
         image.extend_from_slice(bytes);
         Ok(())
     })?;
+    if let Some(header) = native_canister::header_of(&image, report.meta.chunk_size) {
+        let stable_memory_bytes =
+            native_canister::export(&image, &header, &report.meta, file, dir)?;
+        return Ok(NativeReport {
+            meta: report.meta,
+            stable_memory_bytes,
+            whole_canister: true,
+        });
+    }
     let padded = (image.len() as u64).div_ceil(WASM_PAGE) * WASM_PAGE;
     image.resize(
         usize::try_from(padded).map_err(|_| CliError::Usage("image too large".into()))?,
@@ -253,6 +270,7 @@ pub fn export(
     Ok(NativeReport {
         meta: report.meta,
         stable_memory_bytes: stable.len() as u64,
+        whole_canister: false,
     })
 }
 
@@ -301,6 +319,14 @@ pub fn import(
             ));
         }
     };
+    if native_canister::is_whole(&metadata) {
+        let meta = native_canister::import(dir, out, source, &metadata, sidecar.as_ref())?;
+        return Ok(NativeReport {
+            meta,
+            stable_memory_bytes: metadata.stable_memory_size,
+            whole_canister: true,
+        });
+    }
     let stable_path = dir.join("stable_memory.bin");
     let mut stable = Vec::new();
     File::open(&stable_path)
@@ -354,5 +380,6 @@ pub fn import(
     Ok(NativeReport {
         meta,
         stable_memory_bytes,
+        whole_canister: false,
     })
 }

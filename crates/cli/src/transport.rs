@@ -91,6 +91,21 @@ pub trait Transport {
         arg: Vec<u8>,
     ) -> Result<Vec<u8>, TransportError>;
 
+    /// An update call to the management canister about the canister `effective`: a real
+    /// network routes it by `effective`, the in-process IC by the argument's `canister_id`.
+    ///
+    /// # Errors
+    /// The reject, or a network failure.
+    fn management_update(
+        &self,
+        effective: Principal,
+        method: &str,
+        arg: Vec<u8>,
+    ) -> Result<Vec<u8>, TransportError> {
+        let _ = effective;
+        self.update(Principal::management_canister(), method, arg)
+    }
+
     /// Lets time pass while canister timers work (between two status polls); returns
     /// how much network time passed.
     fn pause(&self) -> Duration;
@@ -256,6 +271,23 @@ impl Transport for AgentTransport {
             .block_on(
                 self.agent
                     .update(&canister, method)
+                    .with_arg(arg)
+                    .call_and_wait(),
+            )
+            .map_err(from_agent)
+    }
+
+    fn management_update(
+        &self,
+        effective: Principal,
+        method: &str,
+        arg: Vec<u8>,
+    ) -> Result<Vec<u8>, TransportError> {
+        self.runtime
+            .block_on(
+                self.agent
+                    .update(&Principal::management_canister(), method)
+                    .with_effective_canister_id(effective)
                     .with_arg(arg)
                     .call_and_wait(),
             )

@@ -25,9 +25,12 @@ use canvault_protocol::vault_api::{
 };
 use serde_bytes::ByteBuf;
 
+use canvault_protocol::canister_image::CANISTER_IMAGE_CHUNK_SIZE;
+
 use crate::client::VaultClient;
 use crate::error::{CliError, CliResult};
 use crate::file_format::{RecordBody, SnapshotReader};
+use crate::native_canister;
 use crate::progress::ProgressMode;
 use crate::verify;
 
@@ -145,8 +148,25 @@ pub fn upload(
     label: Option<String>,
     progress: ProgressMode,
 ) -> CliResult<UploadReport> {
-    let checked = verify::verify(path, progress)?;
+    // The last chunk says whether this is a whole-canister image (its header).
+    let (mut last_index, mut last_chunk) = (None, Vec::new());
+    let checked = verify::verify_with(path, progress, |record, bytes| {
+        if last_index.is_none_or(|i| record.index > i) {
+            last_index = Some(record.index);
+            last_chunk.clear();
+            last_chunk.extend_from_slice(bytes);
+        }
+        Ok(())
+    })?;
     let meta = checked.meta;
+    if meta.chunk_size == CANISTER_IMAGE_CHUNK_SIZE
+        && native_canister::header_in_last_chunk(&last_chunk, meta.image_size).is_some()
+    {
+        return Err(CliError::Usage(format!(
+            "{} is a whole-canister snapshot: a vault takes whole canisters from the canister itself (`canvault backup canister`), not from a file; load it with `canvault snapshot export` and `icp canister snapshot upload`",
+            path.display()
+        )));
+    }
     let root = meta.root_hash().map_err(|e| CliError::bad_file(path, e))?;
     let source = match source {
         Some(s) => s,

@@ -2,6 +2,7 @@
 //! against any [`Transport`], which is how the tests drive every command on the harness.
 
 pub mod backup;
+pub mod canister;
 pub mod factory;
 pub mod restore;
 pub mod snapshot;
@@ -72,6 +73,10 @@ pub fn execute(cli: &Cli, connect: Connect<'_>, out: &mut dyn Write) -> CliResul
                     timeout,
                 }) => backup::now(t, app.app, !*no_wait, *timeout, progress)?,
                 Command::Backup(BackupCommand::Status(app)) => backup::status(t, app.app)?,
+                Command::Backup(BackupCommand::Canister(args)) => {
+                    canister::backup(t, args, progress)?
+                }
+                Command::Protect(args) => canister::protect(t, args)?,
                 Command::Restore(args) => restore::run(t, args, progress)?,
                 Command::Demo(_)
                 | Command::Snapshot(

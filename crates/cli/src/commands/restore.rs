@@ -1,5 +1,8 @@
 //! `canvault restore <id> --vault V --to CANISTER`.
 //!
+//! A whole-canister snapshot is loaded by the vault into a canister it controls
+//! ([`super::canister::restore`]); a kit image is pushed into the target's kit:
+//!
 //! Two permissions meet here, on purpose: the target's controller (or kit admin) arms
 //! the restore, naming the vault, the snapshot and its root; the vault's owner starts
 //! the push. The caller must hold both, or the two halves are run by two people (arm
@@ -13,7 +16,7 @@ use canvault_protocol::vault_api::{
     RestoreJob, RestoreJobState, SnapshotState, StartRestoreRequest,
 };
 
-use super::human_bytes;
+use super::{canister, human_bytes};
 use crate::cli::RestoreArgs;
 use crate::client::{KitClient, VaultClient};
 use crate::error::{CliError, CliResult};
@@ -35,6 +38,11 @@ pub fn restore(
 ) -> CliResult<RestoreJob> {
     let v = VaultClient::new(t, vault);
     let info = v.get_snapshot(snapshot_id)?;
+    if canister::is_whole_canister(&info) {
+        return Err(CliError::Usage(format!(
+            "snapshot {snapshot_id} is a whole canister, not a kit image: `canvault restore` loads it into a canister the vault controls"
+        )));
+    }
     let root = match (&info.state, info.root) {
         (SnapshotState::Complete, Some(root)) => root,
         (state, _) => {
@@ -90,6 +98,19 @@ pub fn restore(
 /// # Errors
 /// See [`restore`].
 pub fn run(t: &dyn Transport, args: &RestoreArgs, progress: ProgressMode) -> CliResult<String> {
+    let v = VaultClient::new(t, args.vault.vault);
+    let info = v.get_snapshot(args.id)?;
+    if canister::is_whole_canister(&info) {
+        let job = canister::restore(
+            &v,
+            &info,
+            args.to,
+            !args.no_wait,
+            Duration::from_secs(args.timeout),
+            progress,
+        )?;
+        return Ok(canister::restored(&job, args.id, args.to));
+    }
     let job = restore(
         t,
         args.vault.vault,

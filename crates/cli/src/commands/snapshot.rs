@@ -29,13 +29,13 @@ pub fn render_list(vault: Principal, snapshots: &[SnapshotInfo]) -> String {
         return format!("vault {vault} holds no snapshots\n");
     }
     let mut s = format!(
-        "{:>5}  {:<11}  {:<23}  {:>10}  {:>7}  {:>10}  {:>6}  {:<27}  {}\n",
-        "id", "state", "taken", "size", "chunks", "new data", "parent", "source", "label"
+        "{:>5}  {:<11}  {:<23}  {:>10}  {:>7}  {:>10}  {:>6}  {:<14}  {:<27}  {}\n",
+        "id", "state", "taken", "size", "chunks", "new data", "parent", "kind", "source", "label"
     );
     for i in snapshots {
         let _ = writeln!(
             s,
-            "{:>5}  {:<11}  {:<23}  {:>10}  {:>7}  {:>10}  {:>6}  {:<27}  {}",
+            "{:>5}  {:<11}  {:<23}  {:>10}  {:>7}  {:>10}  {:>6}  {:<14}  {:<27}  {}",
             i.id,
             state(&i.state),
             utc(i.created_at_ns),
@@ -43,6 +43,11 @@ pub fn render_list(vault: Principal, snapshots: &[SnapshotInfo]) -> String {
             i.chunk_count,
             human_bytes(i.new_bytes),
             i.parent.map_or_else(|| "-".into(), |p| p.to_string()),
+            if super::canister::is_whole_canister(i) {
+                "whole canister"
+            } else {
+                "kit image"
+            },
             i.source.to_text(),
             i.label.as_deref().unwrap_or("")
         );
@@ -164,6 +169,14 @@ pub fn export(
     progress: ProgressMode,
 ) -> CliResult<String> {
     let r = native::export(file, dir, layout, progress)?;
+    if r.whole_canister {
+        return Ok(format!(
+            "exported the whole-canister snapshot {} to {}: metadata.json, wasm_module.bin, wasm_memory.bin, stable_memory.bin ({}), wasm_chunk_store/\n  load it into a canister with `icp canister snapshot upload` and `icp canister snapshot restore`\n",
+            file.display(),
+            dir.display(),
+            human_bytes(r.stable_memory_bytes),
+        ));
+    }
     Ok(format!(
         "exported {} to {} (metadata.json, stable_memory.bin of {}, {:?} layout)\n  carried: the stable memory; not carried: the wasm module, heap, globals and timers\n",
         file.display(),
@@ -185,6 +198,16 @@ pub fn import(
     chunk_size: Option<u32>,
 ) -> CliResult<String> {
     let r = native::import(dir, output, source, layout, chunk_size)?;
+    if r.whole_canister {
+        return Ok(format!(
+            "imported the whole native snapshot {} into {}: an image of {} for {}, root {}\n",
+            dir.display(),
+            output.display(),
+            human_bytes(r.meta.image_size),
+            r.meta.source,
+            r.meta.root,
+        ));
+    }
     Ok(format!(
         "imported {} ({} of stable memory, {:?} layout) into {}: an image of {} for {}, root {}\n  upload it with `canvault snapshot upload {} --vault <vault>`\n",
         dir.display(),

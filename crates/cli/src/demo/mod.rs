@@ -9,11 +9,15 @@
 //! 4. delete the app; restore the last snapshot into a fresh canister on subnet C
 //!    (`restore`);
 //! 5. verify the restored image byte for byte and that the app answers as before;
-//! 6. report bytes, ratios, cycles by category (also in USD), instructions, rounds and
+//! 6. a canister that does not embed the kit (a heap-only app): `protect`, copy it whole
+//!    into the vault through a native snapshot, delete it, fork it onto subnet C and
+//!    compare its answers;
+//! 7. report bytes, ratios, cycles by category (also in USD), instructions, rounds and
 //!    time.
 
 mod report;
 mod setup;
+mod whole_canister;
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -23,6 +27,7 @@ use canvault_protocol::Hash256;
 use canvault_protocol::chunk::{chunk_count, chunk_len, is_zero};
 
 pub use report::{BackupReport, DemoReport, Phase};
+pub use whole_canister::WholeCanisterReport;
 
 use crate::cli::DemoArgs;
 use crate::commands::{backup, human_bytes, restore, snapshot, vault};
@@ -212,9 +217,12 @@ pub fn run(args: &DemoArgs, progress: ProgressMode, out: &mut dyn Write) -> CliR
     // 5. Verify.
     let restored_image_identical = w.app_image(fresh) == image2;
     let app_answers_identical = w.answers(fresh)? == before;
+
+    // 6. A canister without the kit, copied whole and forked.
+    let whole = whole_canister::run(&mut w, vault_id, (args.size_mib / 4).max(1), progress, out)?;
     say(out, &vault::status(&w.t, vault_id)?)?;
 
-    // 6. Report.
+    // 7. Report.
     let roles = [
         ("factory", w.factory),
         ("wallet", w.wallet),
@@ -222,8 +230,13 @@ pub fn run(args: &DemoArgs, progress: ProgressMode, out: &mut dyn Write) -> CliR
         ("vault", vault_id),
         ("restored app", fresh),
     ];
+    let heap_roles = [
+        ("heap app (deleted)", whole.app),
+        ("heap app fork", whole.fork),
+    ];
     let canisters: Vec<_> = roles
         .iter()
+        .chain(&heap_roles)
         .map(|(role, id)| w.canister_report(role, *id))
         .collect();
     let total_cycles = canisters.iter().map(|c| c.cycles.total).sum();
@@ -239,6 +252,7 @@ pub fn run(args: &DemoArgs, progress: ProgressMode, out: &mut dyn Write) -> CliR
         restore_bytes: job.bytes_sent,
         restored_image_identical,
         app_answers_identical,
+        whole_canister: whole,
         vault_storage_ratio: if stored == 0 {
             0.0
         } else {
@@ -265,9 +279,14 @@ pub fn run(args: &DemoArgs, progress: ProgressMode, out: &mut dyn Write) -> CliR
             "the restored app differs from the original".into(),
         ));
     }
+    if !report.whole_canister.fork_answers_identical {
+        return Err(CliError::Integrity(
+            "the fork of the heap app answers differently from the original".into(),
+        ));
+    }
     say(
         out,
-        "demo complete: backed up, deleted, restored on another subnet, verified",
+        "demo complete: backed up, deleted, restored on another subnet, verified; a canister without the kit copied whole and forked, verified",
     )
 }
 

@@ -9,6 +9,8 @@ use std::fmt::Write as _;
 use ic_harness::{CanisterMetrics, CyclesBurned};
 use serde::Serialize;
 
+use super::WholeCanisterReport;
+
 use crate::commands::{human_bytes, human_cycles};
 
 /// US dollars per XDR used for the USD figures (IMF rate, see docs/operations.md).
@@ -156,6 +158,8 @@ pub struct DemoReport {
     pub restored_image_identical: bool,
     /// The restored app answers every query as the original did.
     pub app_answers_identical: bool,
+    /// The canister without the kit: whole-canister backup and fork.
+    pub whole_canister: WholeCanisterReport,
     /// Logical bytes of the two snapshots over the bytes the vault stores.
     pub vault_storage_ratio: f64,
     /// Bytes the vault stores.
@@ -221,6 +225,23 @@ impl DemoReport {
             human_bytes(self.image_bytes),
             self.vault_storage_ratio
         );
+        let w = &self.whole_canister;
+        let _ = writeln!(
+            s,
+            "  {:<12} heap app ({} of heap data): image {}, {} read in {} rounds (stop, snapshot, start, read)",
+            "whole canister",
+            human_bytes(w.heap_data_bytes),
+            human_bytes(w.image_bytes),
+            human_bytes(w.bytes_read),
+            w.backup_rounds
+        );
+        let _ = writeln!(
+            s,
+            "  {:<12} {} uploaded into an empty canister on a third subnet in {} rounds (upload, load, read back, start)",
+            "fork",
+            human_bytes(w.bytes_uploaded),
+            w.fork_rounds
+        );
         let _ = writeln!(s, "\nverification");
         let _ = writeln!(
             s,
@@ -231,6 +252,11 @@ impl DemoReport {
             s,
             "  restored app answers as before:         {}",
             ok(self.app_answers_identical)
+        );
+        let _ = writeln!(
+            s,
+            "  heap app fork answers as before:        {}",
+            ok(w.fork_answers_identical)
         );
         let _ = writeln!(
             s,

@@ -60,6 +60,9 @@ struct Modules {
     factory: Vec<u8>,
     app: Vec<u8>,
     wallet: Vec<u8>,
+    /// tests/heap-app: a canister that keeps its state on the heap and knows nothing of
+    /// canvault.
+    heap_app: Vec<u8>,
 }
 
 fn module(name: &str) -> CliResult<Vec<u8>> {
@@ -75,7 +78,8 @@ fn module(name: &str) -> CliResult<Vec<u8>> {
 /// A point in the demo, to measure a phase from.
 pub struct Clock {
     wall: Instant,
-    rounds: u64,
+    /// Rounds executed so far.
+    pub rounds: u64,
     time: u64,
     cycles: u128,
 }
@@ -118,6 +122,7 @@ impl World {
             factory: module("canvault_factory")?,
             app: module("canvault_example_app")?,
             wallet: module("canvault_cli_test_wallet")?,
+            heap_app: module("heap_app")?,
         };
         let ic = HarnessBuilder::new()
             .with_application_subnet()
@@ -192,6 +197,31 @@ impl World {
     pub fn deploy_app(&mut self, subnet: Principal) -> CliResult<Principal> {
         let wasm = self.modules.app.clone();
         self.install(subnet, wasm, Encode!().unwrap_or_default())
+    }
+
+    /// The heap-only app (no kit, no stable memory) on `subnet`.
+    ///
+    /// # Errors
+    /// The install failed.
+    pub fn deploy_heap_app(&mut self, subnet: Principal) -> CliResult<Principal> {
+        let wasm = self.modules.heap_app.clone();
+        self.install(subnet, wasm, Encode!().unwrap_or_default())
+    }
+
+    /// An empty canister on `subnet` with these controllers (a fork's target).
+    pub fn create_empty(&mut self, subnet: Principal, controllers: Vec<Principal>) -> Principal {
+        let settings = ic_management_canister_types::CanisterSettings {
+            controllers: Some(controllers),
+            ..Default::default()
+        };
+        let ic = self.ic();
+        let id = ic.borrow_mut().create_canister_on_subnet(
+            Some(self.t.caller()),
+            Some(settings),
+            subnet,
+        );
+        self.canisters.push(id);
+        id
     }
 
     /// `vault create` arguments for `app`'s vault on `subnet`.
