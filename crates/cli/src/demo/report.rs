@@ -183,7 +183,7 @@ pub struct DemoReport {
 fn backup_line(s: &mut String, name: &str, b: &BackupReport) {
     let _ = writeln!(
         s,
-        "  {name:<12} snapshot {:>2}: {:>4}/{:<4} chunks sent, {:>10} raw -> {:>10} on the wire (compression {:.2}x, dedup {:.1}x), {:.0}s of IC time",
+        "  {name:<14} snapshot {:>2}: {:>4}/{:<4} chunks sent, {:>10} raw -> {:>10} on the wire (compression {:.2}x, dedup {:.1}x), {:.0}s of IC time",
         b.snapshot_id,
         b.chunks_sent,
         b.chunks_in_image,
@@ -214,7 +214,7 @@ impl DemoReport {
         backup_line(&mut s, "incremental", &self.incremental_backup);
         let _ = writeln!(
             s,
-            "  {:<12} {} pushed into a fresh canister on a third subnet",
+            "  {:<14} {} pushed into a fresh canister on a third subnet",
             "restore",
             human_bytes(self.restore_bytes)
         );
@@ -228,7 +228,7 @@ impl DemoReport {
         let w = &self.whole_canister;
         let _ = writeln!(
             s,
-            "  {:<12} heap app ({} of heap data): image {}, {} read in {} rounds (stop, snapshot, start, read)",
+            "  {:<14} heap app ({} of heap data): image {}, {} read in {} rounds (stop, snapshot, start, read)",
             "whole canister",
             human_bytes(w.heap_data_bytes),
             human_bytes(w.image_bytes),
@@ -237,7 +237,7 @@ impl DemoReport {
         );
         let _ = writeln!(
             s,
-            "  {:<12} {} uploaded into an empty canister on a third subnet in {} rounds (upload, load, read back, start)",
+            "  {:<14} {} uploaded into an empty canister on a third subnet in {} rounds (upload, load, read back, start)",
             "fork",
             human_bytes(w.bytes_uploaded),
             w.fork_rounds
