@@ -55,7 +55,7 @@ fn store_wasm() -> Option<Vec<u8>> {
 type Answers = ((Nat, Nat, Nat), Vec<Option<Nat>>);
 
 fn answers(ic: &mut Harness, store: Principal, caller: Principal) -> Answers {
-    let (counters,): ((Nat, Nat, Nat),) = ic
+    let counters: (Nat, Nat, Nat) = ic
         .query_candid(store, caller, "counters", ())
         .expect("counters");
     let gets = (0..40u32)
