@@ -24,7 +24,10 @@ fn app_memory() -> Mem {
 }
 
 fn with_store<R>(f: impl FnOnce(&mut Store<Mem>) -> R) -> R {
-    STORE.with(|s| f(s.borrow_mut().get_or_insert_with(|| Store::open(app_memory()))))
+    STORE.with(|s| {
+        f(s.borrow_mut()
+            .get_or_insert_with(|| Store::open(app_memory())))
+    })
 }
 
 #[ic_cdk::init]
