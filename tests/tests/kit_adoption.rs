@@ -426,7 +426,7 @@ fn a_trap_in_or_after_the_adopting_upgrade_loses_nothing() {
 /// backs up. Run with:
 /// `scripts/build-wasm.sh && cargo test -p canvault-scenarios --test kit_adoption -- --ignored --nocapture`
 #[test]
-#[ignore = "1 GiB: minutes of wall time; run by hand, figures in docs/benchmarks.md"]
+#[ignore = "1 GiB: about 10 minutes (571 s on 2 shared cores); figures in docs/benchmarks.md"]
 fn one_gib_managed_app_adopts_the_kit_and_backs_up() {
     let t = Instant::now();
     let f = adopt_and_back_up(Kind::Managed, 1024);
