@@ -36,6 +36,7 @@ use canvault_protocol::chunk::chunk_len;
 use ic_stable_structures::memory_manager::{MemoryId, MemoryManager, VirtualMemory};
 use ic_stable_structures::{Memory, StableBTreeMap, StableCell};
 
+use crate::adopt::{self, AdoptError, Adoption, Layout};
 use crate::bitmap::Bitmap;
 use crate::dataset::{DatasetJob, DatasetRecord};
 use crate::integrity;
@@ -113,6 +114,51 @@ impl<M: Memory + Clone> Kit<M> {
         if !fresh {
             integrity::check_state_cell(&manager.get(STATE))?;
         }
+        Ok(Self::build(raw, &manager))
+    }
+
+    /// Opens the kit like [`Kit::load`] if `raw` is empty or the kit's layout, and
+    /// otherwise adopts it: the old bytes become the app image, byte for byte (see
+    /// `adopt.rs` for how and its invariants). Only for an explicit adopting
+    /// `post_upgrade`: [`Kit::load`] never adopts.
+    ///
+    /// # Errors
+    /// The memory is foreign and cannot be adopted; nothing was written.
+    ///
+    /// # Panics
+    /// As [`Kit::load`] on a kit layout it cannot read.
+    pub fn load_or_adopt(raw: M) -> Result<(Self, Adoption), AdoptError> {
+        Self::load_or_adopt_with(raw, adopt::MAX_ADOPTION_BYTES, adopt::BLOCK_BYTES)
+    }
+
+    /// [`Kit::load_or_adopt`] with a size limit and a move block size (tests).
+    pub(crate) fn load_or_adopt_with(
+        raw: M,
+        limit: u64,
+        block: u64,
+    ) -> Result<(Self, Adoption), AdoptError> {
+        match adopt::classify(&raw, STATE) {
+            Layout::Empty => Ok((Self::load(raw), Adoption::Fresh)),
+            Layout::Kit => Ok((Self::load(raw), Adoption::AlreadyKit)),
+            Layout::Foreign => {
+                let bytes = raw.size() * WASM_PAGE;
+                let (manager, pages) = adopt::relocate(&raw, IMAGE_A, limit, block)?;
+                let mut kit = Self::build(raw, &manager);
+                kit.update_state(|s| s.image_pages = pages);
+                let raw_bytes_after = kit.raw.size() * WASM_PAGE;
+                Ok((
+                    kit,
+                    Adoption::Adopted {
+                        bytes,
+                        raw_bytes_after,
+                    },
+                ))
+            }
+        }
+    }
+
+    /// Creates or opens every structure of the kit in `manager` (over `raw`).
+    fn build(raw: M, manager: &MemoryManager<M>) -> Self {
         let cow: StableBTreeMap<u32, Vec<u8>, Vm<M>> = StableBTreeMap::init(manager.get(COW));
         let preserved = cow.keys().collect();
         let mut state = StableCell::init(manager.get(STATE), KitState::default());
@@ -124,7 +170,7 @@ impl<M: Memory + Clone> Kit<M> {
         } else {
             (STAGED, KNOWN)
         };
-        Ok(Self {
+        Self {
             images: [manager.get(IMAGE_A), manager.get(IMAGE_B)],
             state,
             cow,
@@ -142,7 +188,7 @@ impl<M: Memory + Clone> Kit<M> {
             known_set: None,
             raw,
         }
-        .migrated())
+        .migrated()
     }
 
     /// Builds structures added since the state generation found (generation 2 had no

@@ -21,6 +21,7 @@
 //! The app's image is exactly the bytes it writes through [`AppMemory`]; the kit keeps
 //! its own state in other memories of the raw stable memory (see `kit.rs`).
 
+pub mod adopt;
 mod api;
 pub mod backup;
 pub mod bitmap;
@@ -88,8 +89,53 @@ pub fn init(hooks: Hooks) {
 }
 
 /// Call from `#[post_upgrade]`: as [`init`], and resumes a backup that was in progress.
+/// Stable memory that is not the kit's layout (an existing canister's own data) makes it
+/// trap, so the IC keeps the old module: adopting it takes [`post_upgrade_adopting`].
 pub fn post_upgrade(hooks: Hooks) {
     init(hooks);
+}
+
+/// Call from `#[post_upgrade]` instead of [`post_upgrade`] to switch an existing canister
+/// to the kit in one upgrade: whatever raw stable memory held (data written through
+/// `ic0.stable*`, or the app's own `MemoryManager` over `DefaultMemoryImpl`) becomes the
+/// kit's image byte for byte, so the app re-opens the same structures on [`memory()`]
+/// (e.g. `MemoryManager::init(canvault_kit::memory())`) and raw-stable code reads
+/// [`memory()`] at the same offsets. Call it first, before the app touches [`memory()`].
+///
+/// Explicit and idempotent: on memory that already has the kit's layout (every later
+/// upgrade with the same line) or on empty memory it is exactly [`post_upgrade`].
+/// The whole move runs inside this upgrade, which the IC commits atomically: a trap
+/// at any point leaves the old module and its stable memory untouched. Stable memory
+/// above [`adopt::MAX_ADOPTION_BYTES`] (7 GiB) is refused (trap, nothing changed).
+/// See `adopt.rs` for the invariants, cost and peak memory.
+///
+/// # Panics
+/// Traps when the memory cannot be adopted ([`adopt::AdoptError`]) or is a kit layout
+/// the kit cannot read (as [`post_upgrade`]).
+pub fn post_upgrade_adopting(hooks: Hooks) -> adopt::Adoption {
+    let outcome = KIT.with(|k| {
+        let mut k = k.borrow_mut();
+        if k.is_some() {
+            // Already opened in this execution, which only a kit layout allows.
+            return adopt::Adoption::AlreadyKit;
+        }
+        let (kit, outcome) = Kit::load_or_adopt(DefaultMemoryImpl::default())
+            .unwrap_or_else(|e| panic!("canvault kit: cannot adopt stable memory: {e}"));
+        *k = Some(kit);
+        outcome
+    });
+    if let adopt::Adoption::Adopted {
+        bytes,
+        raw_bytes_after,
+    } = outcome
+    {
+        ic_cdk::println!(
+            "canvault: adopted {bytes} bytes of stable memory as the app image ({raw_bytes_after} bytes of raw stable memory now; {} instructions)",
+            ic_cdk::api::instruction_counter()
+        );
+    }
+    post_upgrade(hooks);
+    outcome
 }
 
 /// The kit's verdict on the ingress message being inspected; call it from the app's

@@ -12,7 +12,9 @@ use crate::canister::{CanisterMetrics, Origin};
 use crate::execution::Entry;
 use crate::limits::MAX_CROSS_SUBNET_REQUEST_BYTES;
 use crate::system_api::{ApiContext, Response};
-use crate::types::{CallError, CanisterId, MessageId, Reject, RejectCode, SubnetId};
+use crate::types::{
+    CallError, CanisterId, InstructionLimits, MessageId, Reject, RejectCode, SubnetId,
+};
 
 /// Cycles a canister created through the test API starts with (as in PocketIC).
 pub const DEFAULT_CANISTER_CYCLES: u128 = 100_000_000_000_000;
@@ -592,5 +594,17 @@ impl Harness {
     #[must_use]
     pub fn rounds(&self) -> u64 {
         self.round
+    }
+
+    /// The instruction budgets in force.
+    #[must_use]
+    pub fn instruction_limits(&self) -> InstructionLimits {
+        self.config.limits
+    }
+
+    /// Changes the instruction budgets from the next execution on (a test tool, e.g. to
+    /// make one upgrade run out of instructions part-way and retry it with the IC's).
+    pub fn set_instruction_limits(&mut self, limits: InstructionLimits) {
+        self.config.limits = limits;
     }
 }
