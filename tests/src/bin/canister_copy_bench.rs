@@ -114,7 +114,7 @@ fn manual(ic: &mut Harness, owner: Principal, app: CanisterId, target: CanisterI
     let (rounds, cycles) = (ic.rounds(), cycles_of(ic, &[app, target]));
     let id = CanisterIdRecord { canister_id: app };
     let before_stop = ic.rounds();
-    unit(ic, owner, "stop_canister", id);
+    unit(ic, owner, "stop_canister", id.clone());
     let snapshot: ic_management_canister_types::Snapshot = management(
         ic,
         owner,
@@ -122,6 +122,8 @@ fn manual(ic: &mut Harness, owner: Principal, app: CanisterId, target: CanisterI
         TakeCanisterSnapshotArgs {
             canister_id: app,
             replace_snapshot: None,
+            uninstall_code: None,
+            sender_canister_version: None,
         },
     );
     unit(ic, owner, "start_canister", id);
@@ -186,7 +188,7 @@ fn manual(ic: &mut Harness, owner: Principal, app: CanisterId, target: CanisterI
             canister_id: target,
             replace_snapshot: None,
             wasm_module_size: meta.wasm_module_size,
-            globals: meta.globals.clone(),
+            globals: meta.globals.iter().flatten().cloned().collect(),
             wasm_memory_size: meta.wasm_memory_size,
             stable_memory_size: meta.stable_memory_size,
             certified_data: meta.certified_data.clone(),
