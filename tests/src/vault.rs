@@ -4,6 +4,7 @@
 use candid::utils::{ArgumentDecoder, ArgumentEncoder};
 use candid::{CandidType, Principal};
 use canvault_protocol::Hash256;
+use canvault_protocol::canister_image::{CanisterJob, CanisterJobState};
 use canvault_protocol::chunk::{self, ENTRY_OVERHEAD_BYTES, MAX_BATCH_PAYLOAD_BYTES};
 use canvault_protocol::merkle::image_root_of_bytes;
 use canvault_protocol::vault_api::{
@@ -177,6 +178,28 @@ impl VaultClient {
     /// `status`, which must succeed.
     pub fn status(&self, ic: &mut Harness, sender: Principal) -> VaultStatus {
         self.read(ic, sender, "status", ()).expect("status")
+    }
+
+    /// Ticks until the canister job `id` is done or failed, reading it with `status`
+    /// (`canister_backup_status` or `canister_restore_status`); panics after 5,000 rounds.
+    pub fn wait_canister_job(
+        &self,
+        ic: &mut Harness,
+        sender: Principal,
+        id: u64,
+        status: &str,
+    ) -> CanisterJob {
+        for _ in 0..5_000 {
+            let job: CanisterJob = self.read(ic, sender, status, (id,)).expect("status");
+            if matches!(
+                job.state,
+                CanisterJobState::Done | CanisterJobState::Failed { .. }
+            ) {
+                return job;
+            }
+            ic.tick();
+        }
+        panic!("canister job {id} did not end in 5,000 rounds");
     }
 
     /// `restore_status`, which must succeed.

@@ -8,9 +8,6 @@
 //! `moc.js` installs the package into `<target>/motoko` on first use and caches the
 //! module there; the test is skipped, with a message, only when `npm` is missing.
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use candid::{Nat, Principal};
 use canvault_protocol::canister_image::{
     CanisterBackupRequest, CanisterJob, CanisterJobState, Consistency, RestoreCanisterRequest,
@@ -21,35 +18,9 @@ use canvault_scenarios::vault::VaultClient;
 use ic_harness::Harness;
 use ic_management_canister_types::CanisterSettings;
 
-const MOTOKO_DIR: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../crates/ic-harness/test-canisters/motoko"
-);
-
 /// The compiled store canister, or `None` (with a message) when npm is not installed.
 fn store_wasm() -> Option<Vec<u8>> {
-    if Command::new("npm").arg("--version").output().is_err() {
-        eprintln!("SKIPPED: npm is not installed, so moc cannot be fetched");
-        return None;
-    }
-    let target = ic_harness::canister_wasm_dir()
-        .ancestors()
-        .nth(2)
-        .map(PathBuf::from)
-        .expect("the wasm dir is inside the target dir");
-    let out = Command::new("node")
-        .arg(format!("{MOTOKO_DIR}/moc.js"))
-        .arg(format!("{MOTOKO_DIR}/store.mo"))
-        .arg(target.join("motoko"))
-        .output()
-        .expect("node runs");
-    assert!(
-        out.status.success(),
-        "moc.js failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let path = String::from_utf8(out.stdout).expect("a utf-8 path");
-    Some(std::fs::read(path.trim()).expect("the compiled module"))
+    ic_harness::motoko::compile(std::path::Path::new(ic_harness::motoko::STORE_SOURCE))
 }
 
 type Answers = ((Nat, Nat, Nat), Vec<Option<Nat>>);
@@ -67,26 +38,6 @@ fn answers(ic: &mut Harness, store: Principal, caller: Principal) -> Answers {
         })
         .collect();
     (counters, gets)
-}
-
-fn wait(
-    ic: &mut Harness,
-    vault: VaultClient,
-    owner: Principal,
-    id: u64,
-    status: &str,
-) -> CanisterJob {
-    for _ in 0..5_000 {
-        let job: CanisterJob = vault.read(ic, owner, status, (id,)).expect("status");
-        if matches!(
-            job.state,
-            CanisterJobState::Done | CanisterJobState::Failed { .. }
-        ) {
-            return job;
-        }
-        ic.tick();
-    }
-    panic!("job {id} did not end");
 }
 
 #[test]
@@ -132,7 +83,7 @@ fn a_motoko_persistent_actor_is_backed_up_by_the_vault_and_restored_on_another_s
     let job: CanisterJob = vault
         .call(&mut ic, owner, "backup_canister", (req,))
         .expect("backup_canister");
-    let job = wait(&mut ic, vault, owner, job.id, "canister_backup_status");
+    let job = vault.wait_canister_job(&mut ic, owner, job.id, "canister_backup_status");
     assert_eq!(job.state, CanisterJobState::Done, "{job:?}");
     let snapshot = job.snapshot_id.expect("a snapshot");
     let info = vault.snapshot(&mut ic, owner, snapshot).expect("info");
@@ -154,7 +105,7 @@ fn a_motoko_persistent_actor_is_backed_up_by_the_vault_and_restored_on_another_s
     let job: CanisterJob = vault
         .call(&mut ic, owner, "restore_canister", (req,))
         .expect("restore_canister");
-    let job = wait(&mut ic, vault, owner, job.id, "canister_restore_status");
+    let job = vault.wait_canister_job(&mut ic, owner, job.id, "canister_restore_status");
     assert_eq!(job.state, CanisterJobState::Done, "{job:?}");
     assert_eq!(ic.get_subnet(fork), Some(c));
     assert_eq!(

@@ -35,26 +35,6 @@ struct UpdateSettings {
 
 type Digest = (u64, u64, ByteBuf);
 
-fn wait(
-    ic: &mut ic_harness::Harness,
-    vault: VaultClient,
-    owner: Principal,
-    id: u64,
-    status: &str,
-) -> CanisterJob {
-    for _ in 0..5_000 {
-        let job: CanisterJob = vault.read(ic, owner, status, (id,)).expect("status");
-        if matches!(
-            job.state,
-            CanisterJobState::Done | CanisterJobState::Failed { .. }
-        ) {
-            return job;
-        }
-        ic.tick();
-    }
-    panic!("job {id} did not end");
-}
-
 #[test]
 fn canister_copy_an_allowed_viewer_vault_copies_the_owners_snapshot() {
     let mut ic = canvault_scenarios::harness(3);
@@ -90,7 +70,7 @@ fn canister_copy_an_allowed_viewer_vault_copies_the_owners_snapshot() {
     let refused: CanisterJob = vault
         .call(&mut ic, owner, "backup_canister", (req(&snapshot.id),))
         .expect("job");
-    let refused = wait(&mut ic, vault, owner, refused.id, "canister_backup_status");
+    let refused = vault.wait_canister_job(&mut ic, owner, refused.id, "canister_backup_status");
     assert!(
         matches!(refused.state, CanisterJobState::Failed { .. }),
         "{refused:?}"
@@ -107,7 +87,7 @@ fn canister_copy_an_allowed_viewer_vault_copies_the_owners_snapshot() {
     let job: CanisterJob = vault
         .call(&mut ic, owner, "backup_canister", (req(&snapshot.id),))
         .expect("job");
-    let job = wait(&mut ic, vault, owner, job.id, "canister_backup_status");
+    let job = vault.wait_canister_job(&mut ic, owner, job.id, "canister_backup_status");
     assert_eq!(job.state, CanisterJobState::Done, "{job:?}");
     let left = ic.list_canister_snapshots(app, Some(owner)).expect("list");
     assert_eq!(left.len(), 1, "the owner's snapshot stays in place");
@@ -131,7 +111,7 @@ fn canister_copy_an_allowed_viewer_vault_copies_the_owners_snapshot() {
             },),
         )
         .expect("restore");
-    let restore = wait(&mut ic, vault, owner, restore.id, "canister_restore_status");
+    let restore = vault.wait_canister_job(&mut ic, owner, restore.id, "canister_restore_status");
     assert_eq!(restore.state, CanisterJobState::Done, "{restore:?}");
     let after: Digest = ic.query_candid(fork, owner, "digest", ()).expect("digest");
     assert_eq!(after, before);

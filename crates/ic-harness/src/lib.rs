@@ -29,6 +29,7 @@ pub mod fees;
 mod harness;
 pub mod limits;
 pub mod module;
+pub mod motoko;
 mod runtime;
 pub mod stable_memory;
 pub mod system_api;

@@ -9,45 +9,15 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use candid::Nat;
 use common::Setup;
 use ic_harness::{HarnessBuilder, RejectCode};
 use ic_management_canister_types::{UpgradeFlags, WasmMemoryPersistence};
 use serde_bytes::ByteBuf;
 
-const MOTOKO_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/test-canisters/motoko");
-
 /// The compiled store canister, or `None` (with a message) when npm is not installed.
 fn store_wasm() -> Option<Vec<u8>> {
-    if Command::new("npm").arg("--version").output().is_err() {
-        eprintln!(
-            "SKIPPED: npm is not installed, so the motoko package (moc) cannot be fetched; \
-             install Node.js and npm to run the Motoko scenario"
-        );
-        return None;
-    }
-    // <target>/wasm32-unknown-unknown/canister -> <target>
-    let target = ic_harness::canister_wasm_dir()
-        .ancestors()
-        .nth(2)
-        .map(PathBuf::from)
-        .expect("the wasm dir is inside the target dir");
-    let out = Command::new("node")
-        .arg(format!("{MOTOKO_DIR}/moc.js"))
-        .arg(format!("{MOTOKO_DIR}/store.mo"))
-        .arg(target.join("motoko"))
-        .output()
-        .expect("node runs (npm is installed, so is node)");
-    assert!(
-        out.status.success(),
-        "moc.js failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let path = String::from_utf8(out.stdout).expect("a utf-8 path");
-    Some(std::fs::read(path.trim()).expect("the compiled module"))
+    ic_harness::motoko::compile(std::path::Path::new(ic_harness::motoko::STORE_SOURCE))
 }
 
 fn nat(n: u64) -> Nat {

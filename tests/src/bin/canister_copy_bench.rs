@@ -65,30 +65,39 @@ fn running(ic: &mut Harness, app: CanisterId, owner: Principal) -> bool {
         .is_ok_and(|s| s.status == CanisterStatusType::Running)
 }
 
-/// Ticks until the vault's job `id` ends, counting the rounds `app` is not running.
-fn drive(
+/// Starts a vault canister job (`method(arg)`), ticks until it ends and measures it:
+/// the cycles of the vault and `canister` (the app, or the restore's target), and the
+/// rounds `canister` was not running.
+fn vault_job<A: candid::CandidType>(
     ic: &mut Harness,
     vault: VaultClient,
     owner: Principal,
-    id: u64,
+    (method, arg): (&str, A),
     status: &str,
-    app: Option<CanisterId>,
-) -> (CanisterJob, u64) {
+    canister: CanisterId,
+) -> (CanisterJob, Cost) {
+    let (rounds, cycles) = (ic.rounds(), cycles_of(ic, &[canister, vault.id]));
+    let job: CanisterJob = vault.call(ic, owner, method, (arg,)).expect(method);
     let mut down = 0;
-    loop {
-        let job: CanisterJob = vault.read(ic, owner, status, (id,)).expect("status");
+    let job = loop {
+        let job: CanisterJob = vault.read(ic, owner, status, (job.id,)).expect("status");
         match job.state {
-            CanisterJobState::Done => return (job, down),
-            CanisterJobState::Failed { reason } => panic!("job {id} failed: {reason}"),
+            CanisterJobState::Done => break job,
+            CanisterJobState::Failed { reason } => panic!("{method} failed: {reason}"),
             _ => {}
         }
         ic.tick();
-        if let Some(app) = app
-            && !running(ic, app, owner)
-        {
+        if !running(ic, canister, owner) {
             down += 1;
         }
-    }
+    };
+    let cost = Cost {
+        cycles: cycles_of(ic, &[canister, vault.id]) - cycles,
+        rounds: ic.rounds() - rounds,
+        downtime_rounds: down,
+        bytes: job.bytes,
+    };
+    (job, cost)
 }
 
 fn management<A: candid::CandidType, R: for<'de> candid::Deserialize<'de> + candid::CandidType>(
@@ -245,16 +254,20 @@ fn manual(ic: &mut Harness, owner: Principal, app: CanisterId, target: CanisterI
     }
 }
 
+/// Every entry's digest, page by page (each query stays under the query limit).
 fn digest(ic: &mut Harness, canister: CanisterId, owner: Principal) -> Vec<u8> {
-    let (n, b, d): (u64, u64, ByteBuf) = ic
-        .query_candid(canister, owner, "digest", ())
-        .expect("digest");
-    [
-        n.to_le_bytes().to_vec(),
-        b.to_le_bytes().to_vec(),
-        d.into_vec(),
-    ]
-    .concat()
+    let mut all = Vec::new();
+    let mut from = Some(0u64);
+    while let Some(start) = from {
+        let (n, b, d, next): (u64, u64, ByteBuf, Option<u64>) = ic
+            .query_candid(canister, owner, "digest_page", (start, 64u32))
+            .expect("digest_page");
+        all.extend_from_slice(&n.to_le_bytes());
+        all.extend_from_slice(&b.to_le_bytes());
+        all.extend_from_slice(&d);
+        from = next;
+    }
+    all
 }
 
 fn per_gib(value: u128, bytes: u64) -> f64 {
@@ -309,92 +322,48 @@ fn main() {
     let original = digest(&mut ic, app, owner);
 
     // The vault: backup (stop, take, start, read), fork, backup again.
-    let (rounds, cycles) = (ic.rounds(), cycles_of(&ic, &[app, vault.id]));
     let req = |consistency| CanisterBackupRequest {
         canister: app,
         consistency,
         label: None,
     };
-    let job: CanisterJob = vault
-        .call(
-            &mut ic,
-            owner,
-            "backup_canister",
-            (req(Consistency::StopTakeStart),),
-        )
-        .expect("backup_canister");
-    let (job, downtime) = drive(
+    let (job, backup) = vault_job(
         &mut ic,
         vault,
         owner,
-        job.id,
+        ("backup_canister", req(Consistency::StopTakeStart)),
         "canister_backup_status",
-        Some(app),
+        app,
     );
-    let backup = Cost {
-        cycles: cycles_of(&ic, &[app, vault.id]) - cycles,
-        rounds: ic.rounds() - rounds,
-        downtime_rounds: downtime,
-        bytes: job.bytes,
-    };
     let snapshot = job.snapshot_id.expect("a snapshot");
     let stored_once: u64 = vault.status(&mut ic, owner).chunk_bytes;
 
     let fork = ic.create_canister_on_subnet(Some(owner), Some(controlled()), subnets[2]);
-    let (rounds, cycles) = (ic.rounds(), cycles_of(&ic, &[fork, vault.id]));
-    let job: CanisterJob = vault
-        .call(
-            &mut ic,
-            owner,
-            "restore_canister",
-            (RestoreCanisterRequest {
-                snapshot_id: snapshot,
-                target: fork,
-            },),
-        )
-        .expect("restore_canister");
-    let (job, _) = drive(
+    let restore_req = RestoreCanisterRequest {
+        snapshot_id: snapshot,
+        target: fork,
+    };
+    let (_, restore) = vault_job(
         &mut ic,
         vault,
         owner,
-        job.id,
+        ("restore_canister", restore_req),
         "canister_restore_status",
-        None,
+        fork,
     );
-    let restore = Cost {
-        cycles: cycles_of(&ic, &[fork, vault.id]) - cycles,
-        rounds: ic.rounds() - rounds,
-        downtime_rounds: 0,
-        bytes: job.bytes,
-    };
     assert!(
         digest(&mut ic, fork, owner) == original,
         "the fork answers as the app"
     );
 
-    let (rounds, cycles) = (ic.rounds(), cycles_of(&ic, &[app, vault.id]));
-    let job: CanisterJob = vault
-        .call(
-            &mut ic,
-            owner,
-            "backup_canister",
-            (req(Consistency::Running),),
-        )
-        .expect("backup_canister");
-    let (job, downtime) = drive(
+    let (_, again) = vault_job(
         &mut ic,
         vault,
         owner,
-        job.id,
+        ("backup_canister", req(Consistency::Running)),
         "canister_backup_status",
-        Some(app),
+        app,
     );
-    let again = Cost {
-        cycles: cycles_of(&ic, &[app, vault.id]) - cycles,
-        rounds: ic.rounds() - rounds,
-        downtime_rounds: downtime,
-        bytes: job.bytes,
-    };
     let stored_twice: u64 = vault.status(&mut ic, owner).chunk_bytes;
 
     // The manual path, into another empty canister on subnet C.
