@@ -11,7 +11,7 @@ use candid::{CandidType, Principal};
 use ic_cdk::api::time;
 use ic_cdk::call::{Call, CallFailed};
 use ic_management_canister_types::{
-    CanisterIdRecord, DeleteCanisterSnapshotArgs, LoadCanisterSnapshotArgs,
+    CanisterIdRecord, CanisterStatusResult, DeleteCanisterSnapshotArgs, LoadCanisterSnapshotArgs,
     ReadCanisterSnapshotDataArgs, ReadCanisterSnapshotDataResult, ReadCanisterSnapshotMetadataArgs,
     Snapshot, TakeCanisterSnapshotArgs, UploadCanisterSnapshotMetadataResult,
 };
@@ -83,6 +83,12 @@ async fn run_step(id: u64) {
 async fn call_step(step: Step) -> Outcome {
     let acked = |r: Result<(), Failure>| r.map_or_else(Outcome::Failed, |()| Outcome::Acked);
     match step {
+        Step::Status(canister) => {
+            match management::<_, CanisterStatusResult>("canister_status", record(canister)).await {
+                Ok(status) => Outcome::Status(status.status),
+                Err(f) => Outcome::Failed(f),
+            }
+        }
         Step::Stop(canister) => acked(unit("stop_canister", record(canister)).await),
         Step::Start(canister) => acked(unit("start_canister", record(canister)).await),
         Step::Take { canister, known } => {
