@@ -51,7 +51,12 @@ impl Fork {
             },
             ..s.app_request(owner, owner)
         };
-        let vault = s.create(&req, REQUIRED).0.expect("a vault").vault.canister_id;
+        let vault = s
+            .create(&req, REQUIRED)
+            .0
+            .expect("a vault")
+            .vault
+            .canister_id;
         let heap = install(
             &mut s.ic,
             0,
@@ -84,11 +89,11 @@ impl Fork {
     }
 
     fn fill(&mut self, entries: u32) {
-        let () =
-            self.s
-                .ic
-                .update_candid(self.heap, self.owner, "fill", (1u64, entries, 65_536u32))
-                .expect("fill");
+        let () = self
+            .s
+            .ic
+            .update_candid(self.heap, self.owner, "fill", (1u64, entries, 65_536u32))
+            .expect("fill");
     }
 
     fn digest(&mut self, canister: CanisterId) -> Digest {
@@ -200,8 +205,14 @@ fn canister_copy_fork_onto_a_fresh_canister_the_factory_creates_on_subnet_c() {
     let fork = target.canister_id;
     assert_eq!(f.s.ic.get_subnet(fork), Some(f.s.subnets[2]), "on subnet C");
     assert_eq!(target.subnet, Some(f.s.subnets[2]));
-    assert_eq!(sorted(target.controllers.clone()), sorted(vec![f.s.app, f.vault.id]));
-    assert_eq!(f.s.controllers(fork, f.s.app), sorted(vec![f.s.app, f.vault.id]));
+    assert_eq!(
+        sorted(target.controllers.clone()),
+        sorted(vec![f.s.app, f.vault.id])
+    );
+    assert_eq!(
+        f.s.controllers(fork, f.s.app),
+        sorted(vec![f.s.app, f.vault.id])
+    );
     assert_eq!(f.s.module_hash(fork, f.s.app), None, "empty");
     let books = f.s.books(fork);
     assert_eq!(books.balance + books.burned, INITIAL);
@@ -215,11 +226,12 @@ fn canister_copy_fork_onto_a_fresh_canister_the_factory_creates_on_subnet_c() {
     let vaults: Vec<canvault_factory_api::VaultInfo> =
         f.s.query_as(f.owner, "vaults_of_owner", (f.s.app,));
     assert!(vaults.iter().all(|v| v.canister_id != fork));
-    let (r, _) = f.s.app_call::<_, Result<canvault_factory_api::CreateVaultResponse, FactoryError>>(
-        "resume_deployment",
-        &target.deployment_id,
-        0,
-    );
+    let (r, _) =
+        f.s.app_call::<_, Result<canvault_factory_api::CreateVaultResponse, FactoryError>>(
+            "resume_deployment",
+            &target.deployment_id,
+            0,
+        );
     assert!(matches!(r, Err(FactoryError::InvalidRequest(_))), "{r:?}");
 
     // The fork: the vault restores the snapshot into it.
@@ -237,7 +249,11 @@ fn canister_copy_fork_onto_a_fresh_canister_the_factory_creates_on_subnet_c() {
     assert_eq!(status.status, CanisterStatusType::Running);
     assert!(status.module_hash.is_some(), "the app's module");
     assert_eq!(f.digest(fork), before, "heap state identical");
-    assert_eq!(f.get(fork, (1 << 32) | 3), sample, "query answers identical");
+    assert_eq!(
+        f.get(fork, (1 << 32) | 3),
+        sample,
+        "query answers identical"
+    );
     assert_eq!(f.digest(f.heap), before, "the original runs on unchanged");
 }
 
@@ -273,8 +289,15 @@ fn canister_copy_fork_target_survives_a_lost_cmc_reply_and_a_rejected_creation()
         );
         let target = if lost {
             assert!(r.is_err(), "the callback trapped: no reply");
-            assert_eq!(created.len(), 2, "the vault and the target the factory lost");
-            assert_eq!((d.stage, d.pending), (Stage::Accepted, Some(Step::CreateCanister)));
+            assert_eq!(
+                created.len(),
+                2,
+                "the vault and the target the factory lost"
+            );
+            assert_eq!(
+                (d.stage, d.pending),
+                (Stage::Accepted, Some(Step::CreateCanister))
+            );
             assert_eq!(
                 resumed,
                 Err(FactoryError::OutcomeUnknown {
@@ -290,7 +313,10 @@ fn canister_copy_fork_target_survives_a_lost_cmc_reply_and_a_rejected_creation()
             // The vault's recovery endpoint refuses a fork target's deployment.
             let wrong: Result<canvault_factory_api::CreateVaultResponse, FactoryError> =
                 f.s.admin_call("recover_deployment", (recover.clone(),));
-            assert!(matches!(wrong, Err(FactoryError::InvalidRequest(_))), "{wrong:?}");
+            assert!(
+                matches!(wrong, Err(FactoryError::InvalidRequest(_))),
+                "{wrong:?}"
+            );
             let r: Result<ForkTargetResponse, FactoryError> =
                 f.s.admin_call("recover_fork_target", (recover,));
             r.expect("recovered")

@@ -265,7 +265,11 @@ fn canister_copy_a_stopped_app_and_a_stopped_target_are_left_stopped() {
     let job = s.backup(Consistency::StopTakeStart);
     let job = s.wait(job.id, "canister_backup_status");
     assert_eq!(job.state, CanisterJobState::Done, "{job:?}");
-    assert_eq!(s.status(s.app), CanisterStatusType::Stopped, "left as found");
+    assert_eq!(
+        s.status(s.app),
+        CanisterStatusType::Stopped,
+        "left as found"
+    );
     assert!(
         s.ic.list_canister_snapshots(s.app, Some(s.owner))
             .expect("list")
@@ -281,7 +285,8 @@ fn canister_copy_a_stopped_app_and_a_stopped_target_are_left_stopped() {
         }),
         s.ic.topology().app_subnets[2],
     );
-    s.ic.stop_canister(fork, Some(s.owner)).expect("stop the target");
+    s.ic.stop_canister(fork, Some(s.owner))
+        .expect("stop the target");
     let job = s.restore(snapshot, fork);
     let job = s.wait(job.id, "canister_restore_status");
     assert_eq!(job.state, CanisterJobState::Done, "{job:?}");

@@ -29,8 +29,8 @@
 
 use candid::{CandidType, Principal};
 use canvault_factory_api::{
-    CreateForkTargetRequest, CreateVaultRequest, DeploymentInfo, FactoryConfig, FactoryError, MAX_CONTROLLERS, Permission,
-    Stage, Step, StepError, SubnetChoice, VaultInfo, VaultKind,
+    CreateForkTargetRequest, CreateVaultRequest, DeploymentInfo, FactoryConfig, FactoryError,
+    MAX_CONTROLLERS, Permission, Stage, Step, StepError, SubnetChoice, VaultInfo, VaultKind,
 };
 use canvault_protocol::Hash256;
 use canvault_protocol::vault_api::VaultInit;
@@ -213,7 +213,10 @@ pub fn final_controllers(d: &DeploymentInfo, factory: Principal) -> Vec<Principa
 /// the app and the requester as the owner, so that quotas count it for the requester
 /// like an app vault. Pure.
 #[must_use]
-pub fn fork_target_request(req: &CreateForkTargetRequest, requester: Principal) -> CreateVaultRequest {
+pub fn fork_target_request(
+    req: &CreateForkTargetRequest,
+    requester: Principal,
+) -> CreateVaultRequest {
     CreateVaultRequest {
         kind: VaultKind::App { app: req.vault },
         owners: vec![requester],

@@ -14,9 +14,8 @@ use std::collections::BTreeSet;
 use candid::Principal;
 use canvault_factory_api::{
     CreateForkTargetRequest, CreateVaultRequest, CreateVaultResponse, DeleteVaultResponse,
-    DeploymentInfo, FactoryError, ForkTargetResponse,
-    FleetUpgradeStatus, RecoverDeploymentRequest, SkipReason, Stage, Step, SubnetChoice,
-    TopUpResponse, VaultInfo, VaultUpgradeState,
+    DeploymentInfo, FactoryError, FleetUpgradeStatus, ForkTargetResponse, RecoverDeploymentRequest,
+    SkipReason, Stage, Step, SubnetChoice, TopUpResponse, VaultInfo, VaultUpgradeState,
 };
 use canvault_protocol::vault_api::VaultInit;
 use cmc_types::{
@@ -195,7 +194,9 @@ impl Finished {
         match self {
             Self::Target(d) => Ok(ForkTargetResponse {
                 deployment_id: d.id,
-                canister_id: d.canister_id.expect("a closed fork target has its canister"),
+                canister_id: d
+                    .canister_id
+                    .expect("a closed fork target has its canister"),
                 subnet: d.subnet,
                 controllers: deployment::final_controllers(&d, canister_self()),
             }),

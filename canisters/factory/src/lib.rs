@@ -34,11 +34,12 @@ use std::cell::RefCell;
 
 use candid::Principal;
 use canvault_factory_api::{
-    BeginUploadRequest, CreateForkTargetRequest, CreateVaultRequest, CreateVaultResponse, DeleteVaultResponse,
-    DeploymentInfo, FactoryConfig, FactoryError, FactoryInit, FactoryStatus, FleetUpgradeStatus,
-    FleetVaultsPage, ForkTargetResponse, ListFleetVaultsRequest, RecoverDeploymentRequest, RunFleetBatchRequest,
-    SetManagedUpgradesRequest, StartFleetUpgradeRequest, TopUpRequest, TopUpResponse,
-    UploadChunkRequest, UploadProgress, VaultInfo, VersionInfo,
+    BeginUploadRequest, CreateForkTargetRequest, CreateVaultRequest, CreateVaultResponse,
+    DeleteVaultResponse, DeploymentInfo, FactoryConfig, FactoryError, FactoryInit, FactoryStatus,
+    FleetUpgradeStatus, FleetVaultsPage, ForkTargetResponse, ListFleetVaultsRequest,
+    RecoverDeploymentRequest, RunFleetBatchRequest, SetManagedUpgradesRequest,
+    StartFleetUpgradeRequest, TopUpRequest, TopUpResponse, UploadChunkRequest, UploadProgress,
+    VaultInfo, VersionInfo,
 };
 use canvault_protocol::Hash256;
 use ic_cdk::api::{canister_cycle_balance, canister_self, msg_caller, time};
@@ -231,7 +232,9 @@ fn list_deployments(start: u64, limit: u32) -> Vec<DeploymentInfo> {
 /// of `req.vault`) and the vault, for the vault's `restore_canister` to fork into.
 #[update(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
 #[::candid::candid_method(update, rename = "create_fork_target")]
-async fn create_fork_target(req: CreateForkTargetRequest) -> Result<ForkTargetResponse, FactoryError> {
+async fn create_fork_target(
+    req: CreateForkTargetRequest,
+) -> Result<ForkTargetResponse, FactoryError> {
     driver::create_fork_target(req).await
 }
 

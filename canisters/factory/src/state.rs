@@ -8,8 +8,8 @@
 
 use candid::{CandidType, Principal};
 use canvault_factory_api::{
-    CreateForkTargetRequest, CreateVaultRequest, DeploymentInfo, FactoryConfig, FactoryError, FactoryInit, FactoryStatus,
-    FleetUpgradeStatus, Permission, Stage, VaultInfo, VersionInfo,
+    CreateForkTargetRequest, CreateVaultRequest, DeploymentInfo, FactoryConfig, FactoryError,
+    FactoryInit, FactoryStatus, FleetUpgradeStatus, Permission, Stage, VaultInfo, VersionInfo,
 };
 use canvault_protocol::Hash256;
 use ic_stable_structures::{Memory, StableCell};
@@ -438,7 +438,11 @@ impl<M: Memory> Factory<M> {
     ///
     /// # Errors
     /// [`FactoryError::DeploymentNotFound`].
-    pub fn finish_fork_target(&mut self, id: u64, now: u64) -> Result<DeploymentInfo, FactoryError> {
+    pub fn finish_fork_target(
+        &mut self,
+        id: u64,
+        now: u64,
+    ) -> Result<DeploymentInfo, FactoryError> {
         let d = self
             .deployments
             .update(id, |d| d.advance(Stage::Registered, now))?;
