@@ -155,8 +155,20 @@ fn canister_copy_scheduled_backups_run_survive_an_upgrade_and_stop_when_cleared(
     }
     assert!(s.jobs().is_empty());
 
-    // Due: the first scheduled backup.
+    // Due: the first scheduled backup; `status` counts it while it runs.
     s.ic.advance_time(HOUR / 2 + Duration::from_secs(1));
+    while s.jobs().is_empty() {
+        s.ic.tick();
+    }
+    let status = s.vault.status(&mut s.ic, s.owner);
+    assert_eq!(
+        (
+            status.active_canister_jobs,
+            status.scheduled_canisters,
+            status.active_restores
+        ),
+        (Some(1), Some(1), 0)
+    );
     let jobs = s.wait_for_jobs(1);
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].state, CanisterJobState::Done, "{:?}", jobs[0]);
@@ -220,5 +232,10 @@ fn canister_copy_scheduled_backups_run_survive_an_upgrade_and_stop_when_cleared(
         s.jobs().len(),
         2,
         "no backup after the schedule was cleared"
+    );
+    let status = s.vault.status(&mut s.ic, s.owner);
+    assert_eq!(
+        (status.active_canister_jobs, status.scheduled_canisters),
+        (Some(0), Some(0))
     );
 }

@@ -281,6 +281,12 @@ impl<M: Memory> Vault<M> {
             cycles: platform.cycles,
             retention: self.config.get().retention,
             active_restores: u32::try_from(self.jobs.active_count()).unwrap_or(u32::MAX),
+            active_canister_jobs: Some(
+                u32::try_from(self.canister_jobs.active().count()).unwrap_or(u32::MAX),
+            ),
+            scheduled_canisters: Some(
+                u32::try_from(self.list_canister_schedules().len()).unwrap_or(u32::MAX),
+            ),
             version: VERSION.to_string(),
         }
     }
