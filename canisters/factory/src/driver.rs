@@ -172,7 +172,8 @@ pub async fn resume_fork_target(id: u64) -> Result<ForkTargetResponse, FactoryEr
     run(id, true).await?.target(id)
 }
 
-/// How a run ended.
+/// How a run ended (one value per call, moved once: its size does not matter).
+#[allow(clippy::large_enum_variant)]
 enum Finished {
     /// A vault deployment, registered.
     Vault(VaultInfo),

@@ -538,7 +538,7 @@ fn a_job_leaves_its_canister_stopped_when_it_found_it_stopped_or_stopping() {
         let mut ic = ic();
         ic.running.insert(app(), false);
         if found == CanisterStatusType::Stopping {
-            ic.status.insert(app(), found.clone());
+            ic.status.insert(app(), found);
         }
         let id = backup(&mut v, Consistency::StopTakeStart);
         assert_eq!(drive(&mut v, &mut ic, id), CanisterJobState::Done);
@@ -549,7 +549,7 @@ fn a_job_leaves_its_canister_stopped_when_it_found_it_stopped_or_stopping() {
         );
         assert_eq!(
             v.canister_jobs.map.get(&id).expect("job").found,
-            Some(found.clone())
+            Some(found)
         );
         let snapshot = v
             .canister_job(id, true)
