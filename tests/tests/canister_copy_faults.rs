@@ -369,3 +369,71 @@ fn canister_copy_a_restore_resumes_after_a_vault_upgrade_mid_upload() {
             .is_empty()
     );
 }
+
+/// The app's controller upgrades it after the vault took its native snapshot and before
+/// the copy is read out (the heap app loses its heap on upgrade). A snapshot survives an
+/// upgrade, so the copy completes with the image of the take: restored into another
+/// canister it holds the state before the upgrade; the app runs its upgraded state, and
+/// no app-side snapshot is left.
+#[test]
+fn canister_copy_the_app_upgraded_between_take_and_read_yields_the_image_of_the_take() {
+    let mut s = Scenario::new();
+    let before: Digest =
+        s.ic.query_candid(s.app, s.owner, "digest", ())
+            .expect("digest");
+    let id = s.start_backup();
+    let job = s.until(
+        id,
+        |st| matches!(st, CanisterJobState::Copying { next_index } if *next_index > 0),
+    );
+    assert!(!is_over(&job.state), "{job:?}");
+    s.ic.upgrade_canister(
+        s.app,
+        wasm("heap_app"),
+        candid::encode_args(()).expect("arg"),
+        Some(s.owner),
+    )
+    .expect("upgrade the app");
+    let upgraded: Digest =
+        s.ic.query_candid(s.app, s.owner, "digest", ())
+            .expect("digest");
+    assert_ne!(upgraded, before, "the upgrade changed the app's state");
+    let job = s.finish(id);
+    assert_eq!(job.state, CanisterJobState::Done, "{job:?}");
+    s.assert_app_clean("app upgraded mid-copy");
+    let snapshot = job.snapshot_id.expect("snapshot");
+    let target = install(
+        &mut s.ic,
+        0,
+        "heap_app",
+        candid::encode_args(()).expect("arg"),
+        s.owner,
+    );
+    let settings = CanisterSettings {
+        controllers: Some(vec![s.owner, s.vault.id]),
+        ..Default::default()
+    };
+    s.ic.update_canister_settings(target, Some(s.owner), settings)
+        .expect("controllers");
+    let restore = s.start_restore(snapshot, target);
+    let mut end = s.restore_job(restore);
+    for _ in 0..5_000 {
+        if is_over(&end.state) {
+            break;
+        }
+        s.ic.tick();
+        end = s.restore_job(restore);
+    }
+    assert_eq!(end.state, CanisterJobState::Done, "{end:?}");
+    let restored: Digest =
+        s.ic.query_candid(target, s.owner, "digest", ())
+            .expect("digest");
+    assert_eq!(
+        restored, before,
+        "the image of the take, not of the upgraded app"
+    );
+    let now: Digest =
+        s.ic.query_candid(s.app, s.owner, "digest", ())
+            .expect("digest");
+    assert_eq!(now, upgraded, "the app keeps its upgraded state");
+}

@@ -252,3 +252,47 @@ fn canister_copy_a_second_backup_of_the_same_heap_stores_almost_nothing() {
         info.new_bytes
     );
 }
+
+/// A `StopTakeStart` backup reads the app's status first and leaves a stopped app
+/// stopped; a restore into a stopped target loads and verifies it and leaves it stopped
+/// (into a running one, running: the tests above).
+#[test]
+fn canister_copy_a_stopped_app_and_a_stopped_target_are_left_stopped() {
+    let mut s = Scenario::new();
+    s.fill(s.app, 1);
+    let before = s.digest(s.app);
+    s.ic.stop_canister(s.app, Some(s.owner)).expect("stop");
+    let job = s.backup(Consistency::StopTakeStart);
+    let job = s.wait(job.id, "canister_backup_status");
+    assert_eq!(job.state, CanisterJobState::Done, "{job:?}");
+    assert_eq!(
+        s.status(s.app),
+        CanisterStatusType::Stopped,
+        "left as found"
+    );
+    assert!(
+        s.ic.list_canister_snapshots(s.app, Some(s.owner))
+            .expect("list")
+            .is_empty()
+    );
+    let snapshot = job.snapshot_id.expect("a catalogue snapshot");
+
+    let fork = s.ic.create_canister_on_subnet(
+        Some(s.owner),
+        Some(CanisterSettings {
+            controllers: Some(vec![s.owner, s.vault.id]),
+            ..Default::default()
+        }),
+        s.ic.topology().app_subnets[2],
+    );
+    s.ic.stop_canister(fork, Some(s.owner))
+        .expect("stop the target");
+    let job = s.restore(snapshot, fork);
+    let job = s.wait(job.id, "canister_restore_status");
+    assert_eq!(job.state, CanisterJobState::Done, "{job:?}");
+    assert_eq!(s.status(fork), CanisterStatusType::Stopped, "left as found");
+    s.ic.start_canister(fork, Some(s.owner)).expect("start");
+    s.ic.start_canister(s.app, Some(s.owner)).expect("start");
+    assert_eq!(s.digest(fork), before, "the stopped app's state, forked");
+    assert_eq!(s.digest(s.app), before);
+}

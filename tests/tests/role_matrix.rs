@@ -10,7 +10,10 @@ mod factory_support;
 use std::collections::BTreeMap;
 
 use candid::{Encode, Principal};
-use canvault_factory_api::{CreateVaultRequest, SetManagedUpgradesRequest, TopUpRequest};
+use canvault_factory_api::{
+    CreateForkTargetRequest, CreateVaultRequest, SetManagedUpgradesRequest, SubnetChoice,
+    TopUpRequest,
+};
 use canvault_kit::{ArmRestoreRequest, KitError};
 use canvault_protocol::vault_api::VaultInit;
 use canvault_scenarios::matrix::{PermissionTable, Subject, check_matrix};
@@ -159,6 +162,16 @@ fn every_factory_endpoint_answers_each_role_as_its_table_says() {
                 ("cancel_deployment", Encode!(&deployment).unwrap()),
                 ("get_deployment", Encode!(&deployment).unwrap()),
                 ("resume_deployment", Encode!(&deployment).unwrap()),
+                ("resume_fork_target", Encode!(&deployment).unwrap()),
+                (
+                    "create_fork_target",
+                    Encode!(&CreateForkTargetRequest {
+                        vault,
+                        subnet: SubnetChoice::Default { avoid: None },
+                        initial_cycles: factory_support::INITIAL,
+                    })
+                    .unwrap(),
+                ),
                 ("delete_vault", Encode!(&vault).unwrap()),
                 ("get_vault", Encode!(&vault).unwrap()),
                 (

@@ -4,7 +4,14 @@
 //!   Accepted ──create──▶ CanisterCreated ──install──▶ CodeInstalled ──controllers──▶ ControllersSet ──▶ Registered
 //!      │ (no canister yet)
 //!      └──cancel (deposit the credit back)──▶ Cancelled
+//!
+//!   fork target (`fork_target_of` set): Accepted ──create──▶ CanisterCreated ──controllers──▶ ControllersSet ──▶ Registered
 //! ```
+//!
+//! A fork target is an empty canister for a vault to restore into: created with the
+//! factory as its only controller (so a lost CMC reply can be settled by
+//! `recover_fork_target`, which checks exactly that), then handed to its requester and
+//! the vault. Its "registration" only closes the record: it never enters the registry.
 //!
 //! The driver writes `pending = Some(step)` before each effect and records its result
 //! (clearing `pending`) right after, in the callback. A record found with `pending` set
@@ -22,8 +29,8 @@
 
 use candid::{CandidType, Principal};
 use canvault_factory_api::{
-    CreateVaultRequest, DeploymentInfo, FactoryConfig, FactoryError, MAX_CONTROLLERS, Permission,
-    Stage, Step, StepError, SubnetChoice, VaultInfo, VaultKind,
+    CreateForkTargetRequest, CreateVaultRequest, DeploymentInfo, FactoryConfig, FactoryError,
+    MAX_CONTROLLERS, Permission, Stage, Step, StepError, SubnetChoice, VaultInfo, VaultKind,
 };
 use canvault_protocol::Hash256;
 use canvault_protocol::vault_api::VaultInit;
@@ -88,6 +95,13 @@ pub fn next_step(d: &DeploymentInfo) -> NextStep {
             Some(step @ (Step::CreateCanister | Step::Refund)) => NextStep::Unknown(step),
             _ => NextStep::CreateCanister { cycles: d.credit },
         },
+        // A fork target stays empty: its controllers are set right after its creation.
+        (Stage::CanisterCreated, Some(canister)) if d.fork_target_of.is_some() => {
+            NextStep::SetControllers {
+                canister,
+                verify: d.pending == Some(Step::SetControllers),
+            }
+        }
         (Stage::CanisterCreated, Some(canister)) => NextStep::InstallCode {
             canister,
             verify: d.pending == Some(Step::InstallCode),
@@ -185,6 +199,77 @@ pub fn controllers(
     list
 }
 
+/// The final controllers of deployment `d`'s canister: a vault's (see [`controllers`]),
+/// or a fork target's: its requester and its vault, never the factory. Pure.
+#[must_use]
+pub fn final_controllers(d: &DeploymentInfo, factory: Principal) -> Vec<Principal> {
+    match d.fork_target_of {
+        Some(vault) => dedup(&[d.requester, vault]),
+        None => controllers(&d.request, d.requester, factory),
+    }
+}
+
+/// The stored request of a fork target: the subnet and balance asked for; the vault as
+/// the app and the requester as the owner, so that quotas count it for the requester
+/// like an app vault. Pure.
+#[must_use]
+pub fn fork_target_request(
+    req: &CreateForkTargetRequest,
+    requester: Principal,
+) -> CreateVaultRequest {
+    CreateVaultRequest {
+        kind: VaultKind::App { app: req.vault },
+        owners: vec![requester],
+        writers: vec![],
+        readers: vec![],
+        retention: None,
+        subnet: req.subnet.clone(),
+        initial_cycles: req.initial_cycles,
+        managed_upgrades: false,
+    }
+}
+
+/// Checks a fork-target request from `caller` for `vault` (its registry record) before
+/// anything is charged. Pure.
+///
+/// # Errors
+/// [`FactoryError::Unauthorized`] unless `caller` is a registered owner of the vault;
+/// [`FactoryError::InvalidRequest`] for a balance below the minimum or a bad subnet type.
+pub fn validate_fork_target(
+    req: &CreateForkTargetRequest,
+    caller: Principal,
+    vault: &VaultInfo,
+    config: &FactoryConfig,
+) -> Result<(), FactoryError> {
+    if !vault.owners.contains(&caller) {
+        return Err(FactoryError::Unauthorized {
+            caller,
+            needed: Permission::VaultOwner,
+        });
+    }
+    validate_placement(&req.subnet, req.initial_cycles, config)
+}
+
+/// Checks the subnet choice and the starting balance of a request. Pure.
+fn validate_placement(
+    subnet: &SubnetChoice,
+    initial_cycles: u128,
+    config: &FactoryConfig,
+) -> Result<(), FactoryError> {
+    if initial_cycles < config.min_initial_cycles {
+        return Err(invalid(format!(
+            "initial_cycles {} is below the minimum {}",
+            initial_cycles, config.min_initial_cycles
+        )));
+    }
+    if let SubnetChoice::SubnetType { subnet_type } = subnet
+        && (subnet_type.is_empty() || subnet_type.chars().count() > MAX_SUBNET_TYPE_CHARS)
+    {
+        return Err(invalid("a subnet type is 1 to 64 characters"));
+    }
+    Ok(())
+}
+
 /// The principal whose vault count a request uses: the user of a personal vault, the
 /// requester of an app vault. Pure.
 #[must_use]
@@ -261,18 +346,7 @@ pub fn validate(
             "at most {MAX_ROLE_PRINCIPALS} writers and {MAX_ROLE_PRINCIPALS} readers"
         )));
     }
-    if req.initial_cycles < config.min_initial_cycles {
-        return Err(invalid(format!(
-            "initial_cycles {} is below the minimum {}",
-            req.initial_cycles, config.min_initial_cycles
-        )));
-    }
-    if let SubnetChoice::SubnetType { subnet_type } = &req.subnet
-        && (subnet_type.is_empty() || subnet_type.chars().count() > MAX_SUBNET_TYPE_CHARS)
-    {
-        return Err(invalid("a subnet type is 1 to 64 characters"));
-    }
-    Ok(())
+    validate_placement(&req.subnet, req.initial_cycles, config)
 }
 
 /// What a request costs: the creation fee and initial balance (forwarded to the CMC),
@@ -338,6 +412,7 @@ pub fn new_record(
         attempts: 1,
         created_at_ns: now,
         updated_at_ns: now,
+        fork_target_of: None,
     }
 }
 

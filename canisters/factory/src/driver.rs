@@ -13,9 +13,9 @@ use std::collections::BTreeSet;
 
 use candid::Principal;
 use canvault_factory_api::{
-    CreateVaultRequest, CreateVaultResponse, DeleteVaultResponse, DeploymentInfo, FactoryError,
-    FleetUpgradeStatus, RecoverDeploymentRequest, SkipReason, Stage, Step, SubnetChoice,
-    TopUpResponse, VaultInfo, VaultUpgradeState,
+    CreateForkTargetRequest, CreateVaultRequest, CreateVaultResponse, DeleteVaultResponse,
+    DeploymentInfo, FactoryError, FleetUpgradeStatus, ForkTargetResponse, RecoverDeploymentRequest,
+    SkipReason, Stage, Step, SubnetChoice, TopUpResponse, VaultInfo, VaultUpgradeState,
 };
 use canvault_protocol::vault_api::VaultInit;
 use cmc_types::{
@@ -96,13 +96,9 @@ fn fail_call(id: u64, step: Step, e: &CallError) -> FactoryError {
     fail(id, step, e.to_string(), retryable_code(e.code))
 }
 
-/// `create_vault`: checks everything (cycles included) before taking anything, resolves
-/// a default subnet, accepts exactly the cost, records the deployment, runs it.
-pub async fn create_vault(req: CreateVaultRequest) -> Result<CreateVaultResponse, FactoryError> {
-    let caller = msg_caller();
-    let fee = creation_fee();
-    with_factory(|f| f.check_create(&req, caller, msg_cycles_available(), fee, time()))?;
-    let subnet = match &req.subnet {
+/// The subnet a request's choice resolves to now (`None`: the CMC picks, by type).
+async fn resolve_subnet(choice: &SubnetChoice) -> Result<Option<Principal>, FactoryError> {
+    Ok(match choice {
         SubnetChoice::Default { avoid } => {
             let subnets = calls::default_subnets().await?;
             let id = with_factory(|f| f.peek_deployment_id());
@@ -110,33 +106,111 @@ pub async fn create_vault(req: CreateVaultRequest) -> Result<CreateVaultResponse
         }
         SubnetChoice::Subnet { subnet } => Some(*subnet),
         SubnetChoice::SubnetType { .. } => None,
-    };
+    })
+}
+
+/// `create_vault`: checks everything (cycles included) before taking anything, resolves
+/// a default subnet, accepts exactly the cost, records the deployment, runs it.
+pub async fn create_vault(req: CreateVaultRequest) -> Result<CreateVaultResponse, FactoryError> {
+    let caller = msg_caller();
+    let fee = creation_fee();
+    with_factory(|f| f.check_create(&req, caller, msg_cycles_available(), fee, time()))?;
+    let subnet = resolve_subnet(&req.subnet).await?;
     // Checked again: other calls may have moved the state during the await.
     let required =
         with_factory(|f| f.check_create(&req, caller, msg_cycles_available(), fee, time()))?;
     let accepted = msg_cycles_accept(required);
     assert_eq!(accepted, required, "the cycles checked are available");
     let d = with_factory(|f| f.accept(req, caller, subnet, accepted, time()));
-    let vault = run(d.id, false).await?;
+    let vault = run(d.id, false).await?.vault(d.id)?;
     Ok(CreateVaultResponse {
         deployment_id: d.id,
         vault,
     })
 }
 
-/// `resume_deployment`: runs deployment `id` from its first step not done.
+/// `create_fork_target`: like `create_vault`, for an empty canister controlled by the
+/// caller (a registered owner of the vault) and the vault.
+pub async fn create_fork_target(
+    req: CreateForkTargetRequest,
+) -> Result<ForkTargetResponse, FactoryError> {
+    let caller = msg_caller();
+    let fee = creation_fee();
+    with_factory(|f| f.check_fork_target(&req, caller, msg_cycles_available(), fee, time()))?;
+    let subnet = resolve_subnet(&req.subnet).await?;
+    let required =
+        with_factory(|f| f.check_fork_target(&req, caller, msg_cycles_available(), fee, time()))?;
+    let accepted = msg_cycles_accept(required);
+    assert_eq!(accepted, required, "the cycles checked are available");
+    let d = with_factory(|f| f.accept_fork_target(&req, caller, subnet, accepted, time()));
+    run(d.id, false).await?.target(d.id)
+}
+
+/// `resume_deployment`: runs deployment `id` (a vault's) from its first step not done.
 pub async fn resume(id: u64) -> Result<CreateVaultResponse, FactoryError> {
-    with_factory(|f| f.authorize_requester(id, msg_caller()))?;
-    let vault = run(id, true).await?;
+    let d = with_factory(|f| f.authorize_requester(id, msg_caller()))?;
+    if d.fork_target_of.is_some() {
+        return Err(FactoryError::InvalidRequest(format!(
+            "deployment {id} creates a fork target: resume_fork_target"
+        )));
+    }
+    let vault = run(id, true).await?.vault(id)?;
     Ok(CreateVaultResponse {
         deployment_id: id,
         vault,
     })
 }
 
+/// `resume_fork_target`: runs fork-target deployment `id` from its first step not done.
+pub async fn resume_fork_target(id: u64) -> Result<ForkTargetResponse, FactoryError> {
+    let d = with_factory(|f| f.authorize_requester(id, msg_caller()))?;
+    if d.fork_target_of.is_none() {
+        return Err(FactoryError::InvalidRequest(format!(
+            "deployment {id} creates a vault: resume_deployment"
+        )));
+    }
+    run(id, true).await?.target(id)
+}
+
+/// How a run ended (one value per call, moved once: its size does not matter).
+#[allow(clippy::large_enum_variant)]
+enum Finished {
+    /// A vault deployment, registered.
+    Vault(VaultInfo),
+    /// A fork target, closed.
+    Target(DeploymentInfo),
+}
+
+impl Finished {
+    fn vault(self, id: u64) -> Result<VaultInfo, FactoryError> {
+        match self {
+            Self::Vault(v) => Ok(v),
+            Self::Target(_) => Err(FactoryError::InvalidRequest(format!(
+                "deployment {id} created a fork target"
+            ))),
+        }
+    }
+
+    fn target(self, id: u64) -> Result<ForkTargetResponse, FactoryError> {
+        match self {
+            Self::Target(d) => Ok(ForkTargetResponse {
+                deployment_id: d.id,
+                canister_id: d
+                    .canister_id
+                    .expect("a closed fork target has its canister"),
+                subnet: d.subnet,
+                controllers: deployment::final_controllers(&d, canister_self()),
+            }),
+            Self::Vault(_) => Err(FactoryError::InvalidRequest(format!(
+                "deployment {id} created a vault"
+            ))),
+        }
+    }
+}
+
 /// Runs deployment `id` to its end, or to the first failure (recorded); a resumed run
 /// counts as one more attempt.
-async fn run(id: u64, resumed: bool) -> Result<VaultInfo, FactoryError> {
+async fn run(id: u64, resumed: bool) -> Result<Finished, FactoryError> {
     let _lock = DeploymentLock::acquire(id)?;
     if resumed {
         record(id, |d, _| d.attempts += 1)?;
@@ -158,7 +232,13 @@ async fn run(id: u64, resumed: bool) -> Result<VaultInfo, FactoryError> {
             NextStep::SetControllers { canister, verify } => {
                 set_controllers(&d, canister, verify).await?
             }
-            NextStep::Register => return with_factory(|f| f.register(id, canister_self(), time())),
+            NextStep::Register if d.fork_target_of.is_some() => {
+                return with_factory(|f| f.finish_fork_target(id, time())).map(Finished::Target);
+            }
+            NextStep::Register => {
+                return with_factory(|f| f.register(id, canister_self(), time()))
+                    .map(Finished::Vault);
+            }
         }
     }
 }
@@ -300,7 +380,7 @@ async fn set_controllers(
     verify: bool,
 ) -> Result<(), FactoryError> {
     let factory = canister_self();
-    let desired = deployment::controllers(&d.request, d.requester, factory);
+    let desired = deployment::final_controllers(d, factory);
     if verify {
         match calls::canister_status(canister).await {
             Ok(s) if same_set(&s.settings.controllers, &desired) => {
@@ -367,41 +447,66 @@ pub async fn cancel(id: u64) -> Result<DeploymentInfo, FactoryError> {
 }
 
 /// `recover_deployment`: settles a lost CMC reply with the canister it created, then
-/// runs the deployment on.
+/// runs the (vault) deployment on.
 pub async fn recover(req: RecoverDeploymentRequest) -> Result<CreateVaultResponse, FactoryError> {
+    settle(&req, false).await?;
+    resume(req.deployment_id).await
+}
+
+/// `recover_fork_target`: as `recover`, for a fork-target deployment.
+pub async fn recover_fork_target(
+    req: RecoverDeploymentRequest,
+) -> Result<ForkTargetResponse, FactoryError> {
+    settle(&req, true).await?;
+    resume_fork_target(req.deployment_id).await
+}
+
+/// Records `req.canister_id` as the canister whose creation reply deployment
+/// `req.deployment_id` (a fork target's when `target`) lost, after checking it is an
+/// empty canister controlled by the factory alone and no other deployment's.
+async fn settle(req: &RecoverDeploymentRequest, target: bool) -> Result<(), FactoryError> {
     let id = req.deployment_id;
     let canister = req.canister_id;
-    {
-        let _lock = DeploymentLock::acquire(id)?;
-        let d = with_factory(|f| f.deployments.get(id))?;
-        if (d.stage, d.pending) != (Stage::Accepted, Some(Step::CreateCanister)) {
-            return Err(FactoryError::InvalidRequest(format!(
-                "deployment {id} has no lost canister creation"
-            )));
-        }
-        // A finished deployment's canister is registered (or deleted): only the open
-        // ones need a look.
-        let taken = with_factory(|f| {
-            f.registry.get(&canister).is_some()
-                || f.deployments
-                    .open()
-                    .iter()
-                    .any(|o| o.canister_id == Some(canister))
-        });
-        if taken {
-            return Err(FactoryError::InvalidRequest(format!(
-                "{canister} belongs to another vault"
-            )));
-        }
-        let status = calls::canister_status(canister).await?;
-        if status.module_hash.is_some() || status.settings.controllers != vec![canister_self()] {
-            return Err(FactoryError::InvalidRequest(format!(
-                "{canister} is not an empty canister controlled by the factory alone"
-            )));
-        }
-        record(id, |d, now| d.created(canister, 0, now))?;
+    let _lock = DeploymentLock::acquire(id)?;
+    let d = with_factory(|f| f.deployments.get(id))?;
+    if (d.stage, d.pending) != (Stage::Accepted, Some(Step::CreateCanister)) {
+        return Err(FactoryError::InvalidRequest(format!(
+            "deployment {id} has no lost canister creation"
+        )));
     }
-    resume(id).await
+    if d.fork_target_of.is_some() != target {
+        return Err(FactoryError::InvalidRequest(format!(
+            "deployment {id}: use {}",
+            if target {
+                "recover_deployment (it creates a vault)"
+            } else {
+                "recover_fork_target (it creates a fork target)"
+            }
+        )));
+    }
+    // A finished deployment's canister is registered, deleted or handed over (a fork
+    // target, whose controllers no longer include the factory): only the open ones need
+    // a look.
+    let taken = with_factory(|f| {
+        f.registry.get(&canister).is_some()
+            || f.deployments
+                .open()
+                .iter()
+                .any(|o| o.canister_id == Some(canister))
+    });
+    if taken {
+        return Err(FactoryError::InvalidRequest(format!(
+            "{canister} belongs to another deployment"
+        )));
+    }
+    let status = calls::canister_status(canister).await?;
+    if status.module_hash.is_some() || status.settings.controllers != vec![canister_self()] {
+        return Err(FactoryError::InvalidRequest(format!(
+            "{canister} is not an empty canister controlled by the factory alone"
+        )));
+    }
+    record(id, |d, now| d.created(canister, 0, now))?;
+    Ok(())
 }
 
 /// `top_up_vault`: the factory deposits the attached amount less its fee from its own

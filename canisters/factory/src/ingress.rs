@@ -21,6 +21,7 @@ pub const ADMIN_METHODS: &[&str] = &[
     "set_config",
     "set_admins",
     "recover_deployment",
+    "recover_fork_target",
     "start_fleet_upgrade",
     "run_fleet_batch",
     "cancel_fleet_upgrade",

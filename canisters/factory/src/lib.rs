@@ -7,7 +7,8 @@
 //! - [`state`]: the state (one `MemoryManager`, see [`memory`]): settings, admins;
 //! - [`versions`]: chunked, hash-checked uploads of vault modules;
 //! - [`registry`]: registered vaults, by owner and by app;
-//! - [`deployment`]: the resumable deployment record and its pure `next_step`;
+//! - [`deployment`]: the resumable deployment record and its pure `next_step` (vaults,
+//!   and fork targets: empty canisters a vault restores a whole-canister snapshot into);
 //! - [`quota`]: vaults per principal, creations per day;
 //! - [`fleet`]: fleet upgrades, a state per vault.
 //!
@@ -33,11 +34,12 @@ use std::cell::RefCell;
 
 use candid::Principal;
 use canvault_factory_api::{
-    BeginUploadRequest, CreateVaultRequest, CreateVaultResponse, DeleteVaultResponse,
-    DeploymentInfo, FactoryConfig, FactoryError, FactoryInit, FactoryStatus, FleetUpgradeStatus,
-    FleetVaultsPage, ListFleetVaultsRequest, RecoverDeploymentRequest, RunFleetBatchRequest,
-    SetManagedUpgradesRequest, StartFleetUpgradeRequest, TopUpRequest, TopUpResponse,
-    UploadChunkRequest, UploadProgress, VaultInfo, VersionInfo,
+    BeginUploadRequest, CreateForkTargetRequest, CreateVaultRequest, CreateVaultResponse,
+    DeleteVaultResponse, DeploymentInfo, FactoryConfig, FactoryError, FactoryInit, FactoryStatus,
+    FleetUpgradeStatus, FleetVaultsPage, ForkTargetResponse, ListFleetVaultsRequest,
+    RecoverDeploymentRequest, RunFleetBatchRequest, SetManagedUpgradesRequest,
+    StartFleetUpgradeRequest, TopUpRequest, TopUpResponse, UploadChunkRequest, UploadProgress,
+    VaultInfo, VersionInfo,
 };
 use canvault_protocol::Hash256;
 use ic_cdk::api::{canister_cycle_balance, canister_self, msg_caller, time};
@@ -222,6 +224,33 @@ fn list_deployments(start: u64, limit: u32) -> Vec<DeploymentInfo> {
         let only = (!f.is_admin(&caller)).then_some(caller);
         f.deployments.list(start, limit.min(100) as usize, only)
     })
+}
+
+// ---- Fork targets ----
+
+/// An empty canister on the chosen subnet, controlled by the caller (a registered owner
+/// of `req.vault`) and the vault, for the vault's `restore_canister` to fork into.
+#[update(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(update, rename = "create_fork_target")]
+async fn create_fork_target(
+    req: CreateForkTargetRequest,
+) -> Result<ForkTargetResponse, FactoryError> {
+    driver::create_fork_target(req).await
+}
+
+#[update(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(update, rename = "resume_fork_target")]
+async fn resume_fork_target(id: u64) -> Result<ForkTargetResponse, FactoryError> {
+    driver::resume_fork_target(id).await
+}
+
+#[update(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(update, rename = "recover_fork_target")]
+async fn recover_fork_target(
+    req: RecoverDeploymentRequest,
+) -> Result<ForkTargetResponse, FactoryError> {
+    with_factory(|f| f.authorize_admin(msg_caller()))?;
+    driver::recover_fork_target(req).await
 }
 
 // ---- Vaults ----

@@ -8,8 +8,8 @@
 
 use candid::{CandidType, Principal};
 use canvault_factory_api::{
-    CreateVaultRequest, DeploymentInfo, FactoryConfig, FactoryError, FactoryInit, FactoryStatus,
-    FleetUpgradeStatus, Permission, Stage, VaultInfo, VersionInfo,
+    CreateForkTargetRequest, CreateVaultRequest, DeploymentInfo, FactoryConfig, FactoryError,
+    FactoryInit, FactoryStatus, FleetUpgradeStatus, Permission, Stage, VaultInfo, VersionInfo,
 };
 use canvault_protocol::Hash256;
 use ic_stable_structures::{Memory, StableCell};
@@ -369,6 +369,85 @@ impl<M: Memory> Factory<M> {
                 needed: Permission::Requester,
             })
         }
+    }
+
+    /// Checks a `create_fork_target` request: the vault registered and the caller one of
+    /// its owners, the request, the quotas (counted for the caller), the attached
+    /// cycles. Returns the cycles to accept.
+    ///
+    /// # Errors
+    /// Any reason the request cannot go ahead; nothing is taken then.
+    pub fn check_fork_target(
+        &self,
+        req: &CreateForkTargetRequest,
+        caller: Principal,
+        attached: u128,
+        creation_fee: u128,
+        now: u64,
+    ) -> Result<u128, FactoryError> {
+        let config = self.settings().config;
+        let vault = self
+            .registry
+            .get(&req.vault)
+            .ok_or(FactoryError::VaultNotFound(req.vault))?;
+        deployment::validate_fork_target(req, caller, &vault, &config)?;
+        self.quota.check(&config.quotas, caller, caller, now)?;
+        let stored = deployment::fork_target_request(req, caller);
+        let required = deployment::required_cycles(&stored, creation_fee, &config);
+        if attached < required {
+            return Err(FactoryError::InsufficientCycles { attached, required });
+        }
+        Ok(required)
+    }
+
+    /// Records an accepted fork-target request (checked by `check_fork_target` in the
+    /// same execution): a deployment with `fork_target_of` set and no module pinned.
+    pub fn accept_fork_target(
+        &mut self,
+        req: &CreateForkTargetRequest,
+        caller: Principal,
+        subnet: Option<Principal>,
+        accepted: u128,
+        now: u64,
+    ) -> DeploymentInfo {
+        let service_fee = self.settings().config.service_fee;
+        let id = self.update_settings(|s| {
+            let id = s.next_deployment_id;
+            s.next_deployment_id += 1;
+            id
+        });
+        self.quota.record_creation(caller, caller, now);
+        self.prune_deployments(now);
+        let mut record = deployment::new_record(
+            id,
+            caller,
+            deployment::fork_target_request(req, caller),
+            subnet,
+            Hash256([0; 32]),
+            accepted,
+            service_fee,
+            now,
+        );
+        record.fork_target_of = Some(req.vault);
+        self.deployments.put(record.clone());
+        record
+    }
+
+    /// Closes fork-target deployment `id` (its controllers are set): `Registered`, out of
+    /// its requester's count of open deployments and vaults; not in the registry.
+    ///
+    /// # Errors
+    /// [`FactoryError::DeploymentNotFound`].
+    pub fn finish_fork_target(
+        &mut self,
+        id: u64,
+        now: u64,
+    ) -> Result<DeploymentInfo, FactoryError> {
+        let d = self
+            .deployments
+            .update(id, |d| d.advance(Stage::Registered, now))?;
+        self.quota.release_vault(d.requester);
+        Ok(d)
     }
 
     /// Registers the vault of deployment `id` (its controllers are set).

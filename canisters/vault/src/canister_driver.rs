@@ -4,14 +4,14 @@
 //! outcome (sync), arm the next timer. The job record is the only progress, so a lost
 //! timer is re-armed by `post_upgrade` or the hourly housekeeping and the job resumes.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
 use candid::{CandidType, Principal};
 use ic_cdk::api::time;
 use ic_cdk::call::{Call, CallFailed};
 use ic_management_canister_types::{
-    CanisterIdRecord, DeleteCanisterSnapshotArgs, LoadCanisterSnapshotArgs,
+    CanisterIdRecord, CanisterStatusResult, DeleteCanisterSnapshotArgs, LoadCanisterSnapshotArgs,
     ReadCanisterSnapshotDataArgs, ReadCanisterSnapshotDataResult, ReadCanisterSnapshotMetadataArgs,
     Snapshot, TakeCanisterSnapshotArgs, UploadCanisterSnapshotMetadataResult,
 };
@@ -31,6 +31,8 @@ const DESTINATION_INVALID: u32 = 3;
 thread_local! {
     /// Jobs with a timer armed or a step running.
     static BUSY: RefCell<Slots> = RefCell::new(Slots::default());
+    /// The timer armed for the earliest due schedule.
+    static SCHEDULE_TIMER: Cell<Option<ic_cdk_timers::TimerId>> = const { Cell::new(None) };
 }
 
 struct Busy(u64);
@@ -50,6 +52,33 @@ pub fn schedule(id: u64, delay: Duration) {
     crate::restore_driver::revive_timers();
 }
 
+/// Arms the schedule timer for the earliest due schedule (replacing the one armed), or
+/// none when there is no schedule. Called at install, upgrade, hourly, and whenever a
+/// schedule changes or runs.
+pub fn arm_schedules() {
+    if let Some(old) = SCHEDULE_TIMER.take() {
+        ic_cdk_timers::clear_timer(old);
+    }
+    if let Some(due) = with_vault(|v| v.next_schedule_due()) {
+        let delay = Duration::from_nanos(due.saturating_sub(time()));
+        let id = ic_cdk_timers::set_timer(delay, async {
+            SCHEDULE_TIMER.set(None);
+            run_schedules();
+        });
+        SCHEDULE_TIMER.set(Some(id));
+    }
+    crate::restore_driver::revive_timers();
+}
+
+/// Starts the due scheduled backups, then re-arms for the next one.
+fn run_schedules() {
+    let started = with_vault(|v| v.run_due_schedules(ic_cdk::api::canister_self(), time()));
+    for id in started {
+        schedule(id, Duration::ZERO);
+    }
+    arm_schedules();
+}
+
 /// Arms every active canister job (install, upgrade, housekeeping).
 pub fn resume_jobs() {
     for id in with_vault(|v| v.active_canister_jobs()) {
@@ -64,7 +93,11 @@ async fn run_step(id: u64) {
     let busy = Busy(id);
     let plan = with_vault(|v| v.canister_step(id, IN_FLIGHT, time(), &within_budget));
     let step = match plan {
-        Plan::Over => return,
+        // The job ended (now or earlier): what it committed falls under retention.
+        Plan::Over => {
+            crate::restore_driver::schedule_retention();
+            return;
+        }
         Plan::Later(delay) => {
             drop(busy);
             schedule(id, delay);
@@ -83,6 +116,12 @@ async fn run_step(id: u64) {
 async fn call_step(step: Step) -> Outcome {
     let acked = |r: Result<(), Failure>| r.map_or_else(Outcome::Failed, |()| Outcome::Acked);
     match step {
+        Step::Status(canister) => {
+            match management::<_, CanisterStatusResult>("canister_status", record(canister)).await {
+                Ok(status) => Outcome::Status(status.status),
+                Err(f) => Outcome::Failed(f),
+            }
+        }
         Step::Stop(canister) => acked(unit("stop_canister", record(canister)).await),
         Step::Start(canister) => acked(unit("start_canister", record(canister)).await),
         Step::Take { canister, known } => {

@@ -4,15 +4,20 @@
 //! calls are made by `canister_driver`, and this module never touches the system API.
 //!
 //! ```text
-//! backup:  [Stopping] -> Taking -> (start) -> ReadingMetadata (ReadOwnerSnapshot starts here) -> Copying{i}.. -> Committing -> CleaningUp -> Done
-//! restore: UploadingMetadata -> Uploading{i}.. -> Stopping -> Loading (load, take a check snapshot)
+//! backup:  [Stopping (status, stop)] -> Taking -> (start) -> ReadingMetadata (ReadOwnerSnapshot starts here) -> Copying{i}.. -> Committing -> CleaningUp -> Done
+//! restore: UploadingMetadata -> Uploading{i}.. -> Stopping (status, stop) -> Loading (load, take a check snapshot)
 //!          -> (start) -> Verifying{i}.. -> CleaningUp -> Done
 //! any step: retryable failure -> same step after backoff (1 s doubling, cap 60 s);
 //!           permanent failure, or more than MAX_RETRIES in a row -> CleaningUp, then Failed
 //! ```
 //!
+//! Before stopping, a job reads `canister_status` (`found`): a canister found stopped is
+//! not stopped again, and only one found running is started again at the end, so a
+//! job leaves the canister as it found it (a stopping one ends stopped).
+//!
 //! Invariants:
-//! - `stopped` is set before the stop call is made (in the planning half of the step,
+//! - `stopped` (the job must start the canister again) is set before the stop call of
+//!   a canister found running is made (in the planning half of the step,
 //!   which commits before the call leaves), so a canister the job may have stopped is
 //!   always started again before the job ends, whatever failed;
 //! - every native snapshot the job makes is recorded before it is used (`native`,
@@ -33,6 +38,7 @@ use canvault_protocol::canister_image::{
     RestoreCanisterRequest,
 };
 use canvault_protocol::vault_api::{SnapshotId, SnapshotKind, SnapshotState, VaultError};
+use ic_management_canister_types::CanisterStatusType;
 use ic_stable_structures::{Memory, StableBTreeMap};
 use serde::Deserialize;
 use serde_bytes::ByteBuf;
@@ -76,6 +82,11 @@ pub struct CanisterJobRecord {
     pub root: RootBuilder,
     /// Restore: the target was loaded.
     pub loaded: bool,
+    /// The canister's status read just before the job would stop it: only a canister
+    /// found `Running` is started again (a stopped or stopping one is left stopped).
+    /// Absent until read (and in records written before the read existed: those
+    /// already stopped a canister they found running).
+    pub found: Option<CanisterStatusType>,
     /// Why the job is failing (set when it enters `CleaningUp` after a failure).
     pub failure: Option<String>,
     /// Failures since the last progress.
@@ -272,6 +283,7 @@ impl<M: Memory> Vault<M> {
                 layout: None,
                 root: RootBuilder::default(),
                 loaded: false,
+                found: None,
                 failure: None,
                 consecutive_failures: 0,
                 updated_at_ns: now_ns,

@@ -27,7 +27,10 @@ pub fn required_role(method: &str) -> Option<Role> {
         | "canister_backup_status"
         | "restore_canister"
         | "canister_restore_status"
-        | "list_canister_jobs" => Role::Owner,
+        | "list_canister_jobs"
+        | "set_canister_schedule"
+        | "clear_canister_schedule"
+        | "list_canister_schedules" => Role::Owner,
         _ => return None,
     })
 }

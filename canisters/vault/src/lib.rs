@@ -32,6 +32,7 @@ pub mod restore_job;
 pub mod retention;
 pub mod roles;
 pub mod root;
+pub mod schedule;
 pub mod slots;
 mod storable;
 pub mod store;
@@ -48,7 +49,8 @@ use std::time::Duration;
 use candid::Principal;
 use canvault_protocol::Hash256;
 use canvault_protocol::canister_image::{
-    CanisterBackupRequest, CanisterJob, RestoreCanisterRequest,
+    CanisterBackupRequest, CanisterJob, CanisterSchedule, CanisterScheduleInfo,
+    RestoreCanisterRequest,
 };
 use canvault_protocol::vault_api::{
     BeginSnapshotRequest, BeginSnapshotResponse, CommitSnapshotRequest, ListSnapshotsRequest,
@@ -305,6 +307,28 @@ fn canister_restore_status(id: u64) -> Result<CanisterJob, VaultError> {
 #[query]
 fn list_canister_jobs() -> Result<Vec<CanisterJob>, VaultError> {
     as_role(Role::Owner, |v, _| Ok(v.list_canister_jobs()))
+}
+
+/// Backs `s.canister` up whole every `s.interval_secs` (replaces its schedule).
+#[update(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(update, rename = "set_canister_schedule")]
+fn set_canister_schedule(s: CanisterSchedule) -> Result<CanisterScheduleInfo, VaultError> {
+    let info = as_role(Role::Owner, |v, _| v.set_canister_schedule(s, time()))?;
+    canister_driver::arm_schedules();
+    Ok(info)
+}
+
+#[update(decode_with = "canvault_protocol::decode::endpoint_arg", hidden = true)]
+#[::candid::candid_method(update, rename = "clear_canister_schedule")]
+fn clear_canister_schedule(canister: Principal) -> Result<(), VaultError> {
+    as_role(Role::Owner, |v, _| v.clear_canister_schedule(canister))?;
+    canister_driver::arm_schedules();
+    Ok(())
+}
+
+#[query]
+fn list_canister_schedules() -> Result<Vec<CanisterScheduleInfo>, VaultError> {
+    as_role(Role::Owner, |v, _| Ok(v.list_canister_schedules()))
 }
 
 #[query]

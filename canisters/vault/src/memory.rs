@@ -77,6 +77,9 @@ pub const SOURCE_REFS: MemoryId = MemoryId::new(17);
 /// Canister jobs (whole-canister backups and restores). Added by issue #11: a vault
 /// upgraded from an older module finds it empty, its correct initial state.
 pub const CANISTER_JOBS: MemoryId = MemoryId::new(18);
+/// Whole-canister backup schedules, by canister (`schedule`). Added after #11: a vault
+/// upgraded from an older module finds it empty, its correct initial state.
+pub const SCHEDULES: MemoryId = MemoryId::new(19);
 
 /// The memory type every structure of the vault is built on.
 pub type Vm<M> = VirtualMemory<M>;

@@ -47,8 +47,8 @@ impl Drop for Busy {
     }
 }
 
-/// Arms the housekeeping interval, the table work, and every active restore job
-/// (install, upgrade).
+/// Arms the housekeeping interval, the table work, every active restore and canister
+/// job, and the schedule timer (install, upgrade).
 pub fn arm_timers() {
     ic_cdk_timers::set_timer_interval(HOUSEKEEPING_EVERY, || async {
         schedule_retention();
@@ -56,10 +56,12 @@ pub fn arm_timers() {
         schedule_collect();
         resume_jobs();
         crate::canister_driver::resume_jobs();
+        crate::canister_driver::arm_schedules();
     });
     schedule_collect();
     resume_jobs();
     crate::canister_driver::resume_jobs();
+    crate::canister_driver::arm_schedules();
 }
 
 /// Re-activates the canister's global timer if it is off. The IC deactivates it when

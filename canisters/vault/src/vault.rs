@@ -23,6 +23,7 @@ use crate::memory::{self, Memories, Vm};
 use crate::restore_job::Jobs;
 use crate::retention::{self, Candidate, Kind};
 use crate::roles::{Caller, Roles};
+use crate::schedule::Schedules;
 use crate::storable::candid_storable;
 use crate::store::ChunkStore;
 
@@ -76,6 +77,7 @@ pub struct Vault<M: Memory> {
     pub(crate) lease_starts: StableBTreeMap<SnapshotId, u64, Vm<M>>,
     pub(crate) jobs: Jobs<Vm<M>>,
     pub(crate) canister_jobs: CanisterJobs<Vm<M>>,
+    pub(crate) schedules: Schedules<Vm<M>>,
 }
 
 impl<M: Memory> Vault<M> {
@@ -96,6 +98,7 @@ impl<M: Memory> Vault<M> {
             lease_starts: StableBTreeMap::init(m.get(memory::LEASE_STARTS)),
             jobs: Jobs::init(m.get(memory::JOBS)),
             canister_jobs: CanisterJobs::init(m.get(memory::CANISTER_JOBS)),
+            schedules: Schedules::init(m.get(memory::SCHEDULES)),
         }
     }
 
@@ -278,6 +281,12 @@ impl<M: Memory> Vault<M> {
             cycles: platform.cycles,
             retention: self.config.get().retention,
             active_restores: u32::try_from(self.jobs.active_count()).unwrap_or(u32::MAX),
+            active_canister_jobs: Some(
+                u32::try_from(self.canister_jobs.active().count()).unwrap_or(u32::MAX),
+            ),
+            scheduled_canisters: Some(
+                u32::try_from(self.list_canister_schedules().len()).unwrap_or(u32::MAX),
+            ),
             version: VERSION.to_string(),
         }
     }

@@ -253,6 +253,36 @@ pub struct CanisterBackupRequest {
     pub label: Option<String>,
 }
 
+/// `set_canister_schedule`: the vault backs `canister` up whole every `interval_secs`
+/// (a `backup_canister` job started by a vault timer; at most one job per canister).
+#[derive(CandidType, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct CanisterSchedule {
+    /// The canister (the vault must be one of its controllers).
+    pub canister: Principal,
+    /// Seconds between backups (at least 600, at most 366 days); the first one is due
+    /// one interval after the schedule is set.
+    pub interval_secs: u64,
+    /// `StopTakeStart` or `Running` (`ReadOwnerSnapshot` names one snapshot: refused).
+    pub consistency: Consistency,
+    /// The label of the snapshots it makes.
+    pub label: Option<String>,
+}
+
+/// A schedule as the vault keeps it.
+#[derive(CandidType, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct CanisterScheduleInfo {
+    /// What was set.
+    pub schedule: CanisterSchedule,
+    /// When the next backup is due (ns since the epoch).
+    pub next_due_ns: u64,
+    /// Backup jobs the schedule started so far.
+    pub runs: u64,
+    /// The last job it started.
+    pub last_job: Option<u64>,
+    /// Why the last due backup could not start (it is tried again a minute later).
+    pub last_error: Option<String>,
+}
+
 /// `restore_canister`: load a whole-canister snapshot into a canister the vault controls.
 #[derive(CandidType, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct RestoreCanisterRequest {

@@ -353,8 +353,13 @@ pub struct VaultStatus {
     pub cycles: u128,
     /// The retention policy in force.
     pub retention: RetentionPolicy,
-    /// Restore jobs not yet done or failed.
+    /// Kit restore jobs (`start_restore`) not yet done or failed.
     pub active_restores: u32,
+    /// Whole-canister jobs (`backup_canister`, `restore_canister`, scheduled backups) not
+    /// yet done or failed; absent from vaults that predate them.
+    pub active_canister_jobs: Option<u32>,
+    /// Canisters with a backup schedule; absent from vaults that predate schedules.
+    pub scheduled_canisters: Option<u32>,
     /// The vault code's version string.
     pub version: String,
 }

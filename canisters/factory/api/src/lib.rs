@@ -7,6 +7,9 @@
 //!   [`Stage`]s `Accepted → CanisterCreated → CodeInstalled → ControllersSet →
 //!   Registered`; `resume_deployment` completes one that stopped, `cancel_deployment`
 //!   gives back the cycles of one that never created a canister.
+//! - Fork targets: [`CreateForkTargetRequest`], an empty canister for a vault to restore
+//!   a whole-canister snapshot into, created by the same resumable deployment record
+//!   (no install stage; `resume_fork_target`, `recover_fork_target`).
 //! - Vault versions: chunked, hash-checked uploads ([`BeginUploadRequest`],
 //!   [`UploadChunkRequest`]), one version current ([`VersionInfo`]).
 //! - Fleet upgrades: [`FleetUpgradeStatus`] with a [`VaultUpgradeState`] per vault.
@@ -272,6 +275,38 @@ pub struct DeploymentInfo {
     pub created_at_ns: u64,
     /// Last change (ns).
     pub updated_at_ns: u64,
+    /// `Some(vault)`: this deployment creates a fork target for `vault` (an empty
+    /// canister, controlled by the requester and the vault, see `create_fork_target`),
+    /// not a vault: no module, no registry entry; `version` is then all zeros and
+    /// `request` carries the subnet and initial cycles (its kind names the vault as the
+    /// app, its owners the requester). Absent in records written before fork targets.
+    pub fork_target_of: Option<Principal>,
+}
+
+/// `create_fork_target`'s request: an empty canister on a chosen subnet, for a
+/// registered vault to restore a whole-canister snapshot into (a fork). The caller, a
+/// registered owner of `vault`, attaches `creation fee + service fee + initial_cycles`.
+#[derive(CandidType, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct CreateForkTargetRequest {
+    /// The vault that will upload and load the snapshot (made a controller).
+    pub vault: Principal,
+    /// Where to create the canister.
+    pub subnet: SubnetChoice,
+    /// Its starting balance (it pays for the uploaded snapshot's storage and the load).
+    pub initial_cycles: u128,
+}
+
+/// `create_fork_target`'s answer.
+#[derive(CandidType, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ForkTargetResponse {
+    /// The deployment that created it (`get_deployment`).
+    pub deployment_id: u64,
+    /// The empty canister.
+    pub canister_id: Principal,
+    /// Its subnet, when the factory chose it (absent for a subnet-type choice).
+    pub subnet: Option<Principal>,
+    /// Its controllers: the requester and the vault (the factory is not one).
+    pub controllers: Vec<Principal>,
 }
 
 /// `create_vault`'s answer.

@@ -340,3 +340,115 @@ fn should_refuse_an_app_choosing_a_personal_vaults_settings() {
     }
     assert_eq!(validate(&plain, app, &config), Ok(()));
 }
+
+fn fork_target(requester: Principal, vault: Principal) -> DeploymentInfo {
+    let req = CreateForkTargetRequest {
+        vault,
+        subnet: SubnetChoice::Subnet { subnet: p(50) },
+        initial_cycles: 1_000,
+    };
+    let mut d = new_record(
+        8,
+        requester,
+        fork_target_request(&req, requester),
+        Some(p(50)),
+        Hash256([0; 32]),
+        1_510,
+        10,
+        3,
+    );
+    d.fork_target_of = Some(vault);
+    d
+}
+
+#[test]
+fn should_take_a_fork_target_from_creation_straight_to_its_controllers() {
+    let (requester, vault, canister) = (p(1), p(9), p(20));
+    let mut d = fork_target(requester, vault);
+    assert_eq!(next_step(&d), NextStep::CreateCanister { cycles: 1_500 });
+    d.begin(Step::CreateCanister, 4);
+    assert_eq!(next_step(&d), NextStep::Unknown(Step::CreateCanister));
+    d.created(canister, 0, 5);
+    assert_eq!(
+        next_step(&d),
+        NextStep::SetControllers {
+            canister,
+            verify: false
+        },
+        "no module is installed"
+    );
+    d.begin(Step::SetControllers, 6);
+    assert_eq!(
+        next_step(&d),
+        NextStep::SetControllers {
+            canister,
+            verify: true
+        }
+    );
+    d.advance(Stage::ControllersSet, 7);
+    assert_eq!(next_step(&d), NextStep::Register);
+    assert_eq!(
+        final_controllers(&d, p(FACTORY)),
+        vec![requester, vault],
+        "the requester and the vault, never the factory"
+    );
+    let same = fork_target(vault, vault);
+    assert_eq!(final_controllers(&same, p(FACTORY)), vec![vault]);
+    // A vault deployment keeps its own controllers.
+    let vault_d = record(app_request(p(2)));
+    assert_eq!(
+        final_controllers(&vault_d, p(FACTORY)),
+        controllers(&vault_d.request, vault_d.requester, p(FACTORY))
+    );
+    assert_eq!(quota_subject(&d.request.kind, d.requester), requester);
+}
+
+#[test]
+fn should_let_only_a_registered_owner_ask_for_a_fork_target() {
+    let (owner, stranger, vault) = (p(1), p(3), p(9));
+    let info = VaultInfo {
+        canister_id: vault,
+        kind: VaultKind::App { app: p(2) },
+        owners: vec![owner],
+        writers: vec![p(2)],
+        readers: vec![],
+        controllers: vec![owner],
+        subnet: None,
+        version: Hash256::of(b"v1"),
+        managed_upgrades: false,
+        created_at_ns: 0,
+        deployment_id: 0,
+    };
+    let config = FactoryConfig::default();
+    let req = CreateForkTargetRequest {
+        vault,
+        subnet: SubnetChoice::Default { avoid: None },
+        initial_cycles: config.min_initial_cycles,
+    };
+    assert_eq!(validate_fork_target(&req, owner, &info, &config), Ok(()));
+    assert_eq!(
+        validate_fork_target(&req, stranger, &info, &config),
+        Err(FactoryError::Unauthorized {
+            caller: stranger,
+            needed: Permission::VaultOwner
+        })
+    );
+    let poor = CreateForkTargetRequest {
+        initial_cycles: config.min_initial_cycles - 1,
+        ..req.clone()
+    };
+    assert!(matches!(
+        validate_fork_target(&poor, owner, &info, &config),
+        Err(FactoryError::InvalidRequest(_))
+    ));
+    let bad_type = CreateForkTargetRequest {
+        subnet: SubnetChoice::SubnetType {
+            subnet_type: String::new(),
+        },
+        ..req
+    };
+    assert!(matches!(
+        validate_fork_target(&bad_type, owner, &info, &config),
+        Err(FactoryError::InvalidRequest(_))
+    ));
+}

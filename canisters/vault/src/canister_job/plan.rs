@@ -11,7 +11,7 @@ use canvault_protocol::vault_api::{
     ChunkPut, CommitSnapshotRequest, PutChunksRequest, SnapshotState, VaultError,
 };
 use ic_management_canister_types::{
-    ReadCanisterSnapshotMetadataResult, SnapshotDataKind, SnapshotDataOffset,
+    CanisterStatusType, ReadCanisterSnapshotMetadataResult, SnapshotDataKind, SnapshotDataOffset,
     UploadCanisterSnapshotDataArgs, UploadCanisterSnapshotMetadataArgs,
 };
 use ic_stable_structures::Memory;
@@ -26,6 +26,8 @@ use crate::vault::Vault;
 /// The call a step makes.
 #[derive(Debug, Clone)]
 pub enum Step {
+    /// `canister_status` (before a stop: is it running?).
+    Status(Principal),
     /// `stop_canister`.
     Stop(Principal),
     /// `start_canister`.
@@ -94,6 +96,7 @@ pub enum Plan {
 /// Where a job stands; computed from its record, by the planner and by the recorder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Phase {
+    Status,
     Stop,
     Start,
     Take,
@@ -120,6 +123,7 @@ pub(super) fn phase(r: &CanisterJobRecord) -> Option<Phase> {
         S::Done | S::Failed { .. } => return None,
         S::CleaningUp => cleanup(r),
         _ if r.failure.is_some() => cleanup(r),
+        S::Stopping if r.found.is_none() && !r.stopped => Phase::Status,
         S::Stopping => Phase::Stop,
         S::Taking => Phase::Take,
         S::ReadingMetadata | S::Copying { .. } | S::Committing if r.stopped => Phase::Start,
@@ -135,6 +139,15 @@ pub(super) fn phase(r: &CanisterJobRecord) -> Option<Phase> {
         S::Verifying { next_index } if *next_index >= header => Phase::VerifyMetadata,
         S::Verifying { next_index } => Phase::Verify(*next_index),
     })
+}
+
+/// The state a job moves to once its canister is stopped: a backup takes its snapshot,
+/// a restore loads.
+pub(super) fn after_stop(kind: &CanisterJobKind) -> CanisterJobState {
+    match kind {
+        CanisterJobKind::Backup(_) => CanisterJobState::Taking,
+        CanisterJobKind::Restore(_) => CanisterJobState::Loading,
+    }
 }
 
 /// The next cleanup phase: start the canister, delete the job's native snapshots, finish.
@@ -171,11 +184,23 @@ impl<M: Memory> Vault<M> {
             let canister = canister_of(&r.job.kind);
             let native = || r.native.clone().expect("phase implies the snapshot");
             let step = match phase {
-                Phase::Stop => {
-                    r.stopped = true;
-                    self.canister_jobs.map.insert(id, r);
-                    Step::Stop(canister)
-                }
+                Phase::Status => Step::Status(canister),
+                Phase::Stop => match r.found {
+                    // Already stopped: nothing to stop, nothing to start afterwards.
+                    Some(CanisterStatusType::Stopped) => {
+                        r.job.state = after_stop(&r.job.kind);
+                        r.updated_at_ns = now_ns;
+                        self.canister_jobs.map.insert(id, r);
+                        continue;
+                    }
+                    // Stopping: the stop call waits for it; it stays stopped afterwards.
+                    Some(CanisterStatusType::Stopping) => Step::Stop(canister),
+                    _ => {
+                        r.stopped = true;
+                        self.canister_jobs.map.insert(id, r);
+                        Step::Stop(canister)
+                    }
+                },
                 Phase::Start => Step::Start(canister),
                 Phase::Take | Phase::TakeCheck => Step::Take {
                     canister,

@@ -8,10 +8,11 @@ use canvault_protocol::canister_image::{
 use canvault_protocol::vault_api::{
     BeginSnapshotRequest, ChunkPut, PutChunksRequest, SnapshotKind,
 };
+use ic_management_canister_types::CanisterStatusType;
 use ic_stable_structures::Memory;
 use serde_bytes::ByteBuf;
 
-use super::plan::{Phase, decode_metadata, owner, phase};
+use super::plan::{Phase, after_stop, decode_metadata, owner, phase};
 use super::{CHUNK, CanisterJobRecord, retry_delay};
 use crate::restore_job::Failure;
 use crate::vault::Vault;
@@ -19,6 +20,8 @@ use crate::vault::Vault;
 /// How a step's call ended.
 #[derive(Debug, Clone)]
 pub enum Outcome {
+    /// The canister's status (`canister_status`).
+    Status(CanisterStatusType),
     /// Stop, start, load or delete succeeded.
     Acked,
     /// The snapshot a take or metadata upload created (or a lost reply's, found again).
@@ -53,19 +56,18 @@ impl<M: Memory> Vault<M> {
     pub fn canister_record(&mut self, id: u64, outcome: Outcome, now_ns: u64) -> Option<Duration> {
         let mut r = self.canister_jobs.map.get(&id)?;
         let phase = phase(&r)?;
-        let backup = matches!(r.job.kind, CanisterJobKind::Backup(_));
         let progress = |done| Progress {
             done,
             bytes: 0,
             failure: None,
         };
         let result: Result<Progress, Failure> = match (phase, outcome) {
+            (Phase::Status, Outcome::Status(status)) => {
+                r.found = Some(status);
+                Ok(progress(1))
+            }
             (Phase::Stop, Outcome::Acked) => {
-                r.job.state = if backup {
-                    CanisterJobState::Taking
-                } else {
-                    CanisterJobState::Loading
-                };
+                r.job.state = after_stop(&r.job.kind);
                 Ok(progress(1))
             }
             (Phase::Start, Outcome::Acked) => {

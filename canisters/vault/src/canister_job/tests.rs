@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use candid::Principal;
 use canvault_protocol::canister_image::Consistency;
 use ic_management_canister_types::{
-    CanisterTimer, ChunkHash, ReadCanisterSnapshotMetadataResult, SnapshotDataKind,
-    SnapshotDataOffset,
+    CanisterStatusType, CanisterTimer, ChunkHash, ReadCanisterSnapshotMetadataResult,
+    SnapshotDataKind, SnapshotDataOffset,
 };
 use ic_stable_structures::VectorMemory;
 
@@ -31,6 +31,8 @@ struct Image {
 struct Ic {
     state: BTreeMap<Principal, Image>,
     running: BTreeMap<Principal, bool>,
+    /// A status `canister_status` reports instead of the running flag's (`Stopping`).
+    status: BTreeMap<Principal, CanisterStatusType>,
     snapshots: BTreeMap<Vec<u8>, (Principal, Image)>,
     next: u8,
     /// Method name → failures still to inject.
@@ -77,7 +79,18 @@ impl Ic {
     fn call(&mut self, step: Step) -> Outcome {
         let acked = |f: Option<Failure>| f.map_or(Outcome::Acked, Outcome::Failed);
         match step {
+            Step::Status(c) => match self.fault("status") {
+                Some(f) => Outcome::Failed(f),
+                None => Outcome::Status(self.status.get(&c).copied().unwrap_or(
+                    if self.running.get(&c) == Some(&false) {
+                        CanisterStatusType::Stopped
+                    } else {
+                        CanisterStatusType::Running
+                    },
+                )),
+            },
             Step::Stop(c) => {
+                self.status.remove(&c);
                 let f = self.fault("stop");
                 if f.is_none() {
                     self.running.insert(c, false);
@@ -516,4 +529,62 @@ fn reading_the_owners_snapshot_never_stops_the_app_nor_deletes_the_snapshot() {
         label: None,
     };
     assert!(v.backup_canister(too_long, owner().principal, 0).is_err());
+}
+
+#[test]
+fn a_job_leaves_its_canister_stopped_when_it_found_it_stopped_or_stopping() {
+    for found in [CanisterStatusType::Stopped, CanisterStatusType::Stopping] {
+        let mut v = vault();
+        let mut ic = ic();
+        ic.running.insert(app(), false);
+        if found == CanisterStatusType::Stopping {
+            ic.status.insert(app(), found);
+        }
+        let id = backup(&mut v, Consistency::StopTakeStart);
+        assert_eq!(drive(&mut v, &mut ic, id), CanisterJobState::Done);
+        assert_eq!(
+            ic.running.get(&app()),
+            Some(&false),
+            "{found:?}: left stopped"
+        );
+        assert_eq!(
+            v.canister_jobs.map.get(&id).expect("job").found,
+            Some(found)
+        );
+        let snapshot = v
+            .canister_job(id, true)
+            .expect("job")
+            .snapshot_id
+            .expect("id");
+        // A restore into a stopped target leaves it stopped; into a running one, running.
+        for target_running in [false, true] {
+            ic.running.insert(fork(), target_running);
+            let req = RestoreCanisterRequest {
+                snapshot_id: snapshot,
+                target: fork(),
+            };
+            let job = v
+                .restore_canister(req, owner().principal, 0)
+                .expect("restore");
+            assert_eq!(drive(&mut v, &mut ic, job.id), CanisterJobState::Done);
+            assert_eq!(ic.running.get(&fork()), Some(&target_running));
+            assert_eq!(ic.state.get(&fork()), ic.state.get(&app()));
+        }
+    }
+    // A running app is stopped for the take and started again.
+    let mut v = vault();
+    let mut ic = ic();
+    let id = backup(&mut v, Consistency::StopTakeStart);
+    assert_eq!(drive(&mut v, &mut ic, id), CanisterJobState::Done);
+    assert_eq!(ic.running.get(&app()), Some(&true));
+    // A failed status read fails the job before anything was stopped.
+    let mut ic = self::ic();
+    ic.faults
+        .insert("status", (1, Failure::Permanent("not a controller".into())));
+    let id = backup(&mut v, Consistency::StopTakeStart);
+    assert!(matches!(
+        drive(&mut v, &mut ic, id),
+        CanisterJobState::Failed { .. }
+    ));
+    assert_eq!(ic.running.get(&app()), Some(&true));
 }

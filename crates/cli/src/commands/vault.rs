@@ -172,7 +172,7 @@ pub fn status(t: &dyn Transport, vault: Principal) -> CliResult<String> {
     let s = VaultClient::new(t, vault).status()?;
     let (in_progress, complete, failed) = s.snapshots;
     Ok(format!(
-        "vault {vault} (version {})\n  snapshots: {complete} complete, {in_progress} in progress, {failed} failed\n  last complete: {}\n  chunks: {} distinct, {} stored; stable memory {}\n  retention: keep last {}, daily {}, weekly {}\n  restores running: {}\n  cycles: {}\n",
+        "vault {vault} (version {})\n  snapshots: {complete} complete, {in_progress} in progress, {failed} failed\n  last complete: {}\n  chunks: {} distinct, {} stored; stable memory {}\n  retention: keep last {}, daily {}, weekly {}\n  restores running: {}\n  canister jobs running: {}, canisters scheduled: {}\n  cycles: {}\n",
         s.version,
         s.last_complete_at_ns.map_or_else(|| "never".into(), utc),
         s.chunks,
@@ -182,6 +182,10 @@ pub fn status(t: &dyn Transport, vault: Principal) -> CliResult<String> {
         s.retention.keep_daily,
         s.retention.keep_weekly,
         s.active_restores,
+        s.active_canister_jobs
+            .map_or_else(|| "-".into(), |n| n.to_string()),
+        s.scheduled_canisters
+            .map_or_else(|| "-".into(), |n| n.to_string()),
         human_cycles(s.cycles),
     ))
 }
