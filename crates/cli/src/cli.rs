@@ -47,6 +47,10 @@ pub enum Command {
     /// Let a vault back up a canister that does not embed the kit (heap, Motoko...):
     /// shows what the vault will be allowed to do, and grants it with --yes.
     Protect(ProtectArgs),
+    /// Fork a whole-canister snapshot onto a fresh canister on a chosen subnet: the
+    /// factory creates it (paid from your cycles wallet, which must be an owner of the
+    /// vault), then the vault loads the snapshot into it and verifies it.
+    Fork(ForkArgs),
     /// Restore a snapshot into an app canister that embeds the canvault kit (you must be a
     /// controller of the target and an owner of the vault).
     Restore(RestoreArgs),
@@ -292,6 +296,38 @@ pub struct BackupCanisterArgs {
     pub timeout: u64,
 }
 
+/// `canvault fork`.
+#[derive(Args, Debug, Clone)]
+pub struct ForkArgs {
+    /// The whole-canister snapshot id.
+    pub id: u64,
+    /// The vault holding it.
+    #[command(flatten)]
+    pub vault: VaultArg,
+    /// The factory that creates the fresh canister.
+    #[arg(long, env = "CANVAULT_FACTORY")]
+    pub factory: Principal,
+    /// The cycles wallet that pays (an owner of the vault); it and the vault become the
+    /// fork's controllers.
+    #[arg(long)]
+    pub wallet: Principal,
+    /// Create it on this subnet (default: any default subnet other than --avoid-subnet).
+    #[arg(long)]
+    pub subnet: Option<Principal>,
+    /// Keep the fork off this subnet.
+    #[arg(long, conflicts_with = "subnet")]
+    pub avoid_subnet: Option<Principal>,
+    /// The fork's starting balance, in cycles (it pays for the uploaded snapshot and the load).
+    #[arg(long, default_value_t = 1_000_000_000_000)]
+    pub initial_cycles: u128,
+    /// Cycles attached for the factory's fees (default: its `fixed_cost`).
+    #[arg(long)]
+    pub fee_cycles: Option<u128>,
+    /// Give up waiting after this many seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub timeout: u64,
+}
+
 /// `canvault protect`.
 #[derive(Args, Debug, Clone)]
 pub struct ProtectArgs {
@@ -304,6 +340,13 @@ pub struct ProtectArgs {
     /// snapshots you take (`snapshot_visibility`).
     #[arg(long)]
     pub viewer: bool,
+    /// Back it up whole every this many seconds (at least 600), stopping it around the
+    /// snapshot unless --running (needs the vault as a controller, not --viewer).
+    #[arg(long, conflicts_with = "viewer")]
+    pub every: Option<u64>,
+    /// Scheduled backups snapshot it while it runs (no downtime).
+    #[arg(long, requires = "every")]
+    pub running: bool,
     /// Apply the change (without it, only show what would change).
     #[arg(long)]
     pub yes: bool,

@@ -5,7 +5,8 @@ use candid::utils::{ArgumentDecoder, ArgumentEncoder};
 use candid::{CandidType, Principal};
 use canvault_protocol::Hash256;
 use canvault_protocol::canister_image::{
-    CanisterBackupRequest, CanisterJob, RestoreCanisterRequest,
+    CanisterBackupRequest, CanisterJob, CanisterSchedule, CanisterScheduleInfo,
+    RestoreCanisterRequest,
 };
 use canvault_protocol::kit_api::{ArmRestoreRequest, KitConfig, KitError, KitStatus};
 use canvault_protocol::vault_api::{
@@ -212,6 +213,22 @@ impl<'t> VaultClient<'t> {
             "backup_canister",
             (req,),
             "back the canister up",
+        )
+    }
+
+    /// Backs `schedule.canister` up whole every `schedule.interval_secs`.
+    ///
+    /// # Errors
+    /// As [`VaultClient::status`].
+    pub fn set_canister_schedule(
+        &self,
+        schedule: CanisterSchedule,
+    ) -> CliResult<CanisterScheduleInfo> {
+        self.call(
+            Kind::Update,
+            "set_canister_schedule",
+            (schedule,),
+            "schedule the canister's backups",
         )
     }
 

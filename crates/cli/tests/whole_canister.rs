@@ -232,3 +232,41 @@ fn backup_canister_checks_a_native_snapshot_id_before_calling() {
         assert!(err.contains("--snapshot"), "{err}");
     }
 }
+
+#[test]
+fn protect_every_sets_the_vaults_schedule_only_when_confirmed() {
+    let (env, app, vault) = setup();
+    let (a, v) = (app.to_text(), vault.to_text());
+    let schedules = || -> usize {
+        let r = env
+            .t
+            .query(vault, "list_canister_schedules", Encode!().unwrap())
+            .unwrap();
+        let list: Result<
+            Vec<canvault_protocol::canister_image::CanisterScheduleInfo>,
+            candid::Reserved,
+        > = candid::decode_one(&r).unwrap();
+        list.unwrap().len()
+    };
+    let out = env
+        .run(&["protect", &a, "--vault", &v, "--every", "3600"])
+        .unwrap();
+    assert!(
+        out.contains("every 3600s") && out.contains("Nothing changed"),
+        "{out}"
+    );
+    assert_eq!(schedules(), 0, "a dry run schedules nothing");
+    let out = env
+        .run(&["protect", &a, "--vault", &v, "--every", "3600", "--yes"])
+        .unwrap();
+    assert!(out.contains("scheduled: the vault backs"), "{out}");
+    assert_eq!(schedules(), 1);
+    let err = env
+        .run(&["protect", &a, "--vault", &v, "--viewer", "--every", "3600"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("--every") || err.contains("cannot be used"),
+        "{err}"
+    );
+}

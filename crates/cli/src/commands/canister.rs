@@ -13,15 +13,19 @@ use std::time::Duration;
 
 use candid::Principal;
 use canvault_protocol::canister_image::{
-    CanisterBackupRequest, CanisterJob, CanisterJobState, Consistency,
+    CanisterBackupRequest, CanisterJob, CanisterJobState, CanisterSchedule, Consistency,
     MAX_NATIVE_SNAPSHOT_ID_BYTES, RestoreCanisterRequest,
 };
 use canvault_protocol::vault_api::{SnapshotInfo, SnapshotKind};
 use serde_bytes::ByteBuf;
 
 use super::human_bytes;
-use crate::cli::{BackupCanisterArgs, ConsistencyArg, ProtectArgs};
-use crate::client::{ManagementClient, VaultClient};
+use canvault_factory_api::{
+    CreateForkTargetRequest, FactoryError, FactoryStatus, ForkTargetResponse, SubnetChoice,
+};
+
+use crate::cli::{BackupCanisterArgs, ConsistencyArg, ForkArgs, ProtectArgs};
+use crate::client::{ManagementClient, VaultClient, call_plain};
 use crate::error::{CliError, CliResult};
 use crate::progress::ProgressMode;
 use crate::transport::Transport;
@@ -63,6 +67,16 @@ pub fn protect(t: &dyn Transport, args: &ProtectArgs) -> CliResult<String> {
             list(&controllers)
         );
     }
+    if let Some(every) = args.every {
+        text += &format!(
+            "The vault will then back it up whole every {every}s ({}).\n",
+            if args.running {
+                "snapshots while it runs"
+            } else {
+                "stopped for the time of each snapshot"
+            }
+        );
+    }
     if !args.yes {
         text += "Nothing changed: run it again with --yes to apply.\n";
         return Ok(text);
@@ -76,6 +90,23 @@ pub fn protect(t: &dyn Transport, args: &ProtectArgs) -> CliResult<String> {
         new.push(vault);
         management.set_controllers(new)?;
         text += &format!("done: {vault} is a controller of {canister}.\n");
+    }
+    if let Some(interval_secs) = args.every {
+        let consistency = if args.running {
+            Consistency::Running
+        } else {
+            Consistency::StopTakeStart
+        };
+        let info = VaultClient::new(t, vault).set_canister_schedule(CanisterSchedule {
+            canister,
+            interval_secs,
+            consistency,
+            label: Some("scheduled".into()),
+        })?;
+        text += &format!(
+            "scheduled: the vault backs {canister} up whole every {interval_secs}s; the first is due at {}\n",
+            super::utc(info.next_due_ns)
+        );
     }
     text += &format!(
         "back it up now: canvault backup canister {canister} --vault {vault}{}\n",
@@ -282,4 +313,90 @@ pub fn restored(job: &CanisterJob, id: u64, target: Principal) -> String {
             job.id
         ),
     }
+}
+
+/// A fresh canister on the chosen subnet from the factory (paid by the wallet, an owner
+/// of the vault), then the whole-canister restore into it, waited for.
+///
+/// # Errors
+/// Not a whole-canister snapshot; the factory or the wallet refused; the restore failed.
+pub fn fork_job(
+    t: &dyn Transport,
+    args: &ForkArgs,
+    progress: ProgressMode,
+) -> CliResult<(ForkTargetResponse, CanisterJob)> {
+    let v = VaultClient::new(t, args.vault.vault);
+    let info = v.get_snapshot(args.id)?;
+    if !is_whole_canister(&info) {
+        return Err(CliError::Usage(format!(
+            "snapshot {} is a kit image: restore it into a canister running the app's module with `canvault restore`",
+            args.id
+        )));
+    }
+    let subnet = match (args.subnet, args.avoid_subnet) {
+        (Some(subnet), _) => SubnetChoice::Subnet { subnet },
+        (None, avoid) => SubnetChoice::Default { avoid },
+    };
+    let req = CreateForkTargetRequest {
+        vault: v.id,
+        subnet,
+        initial_cycles: args.initial_cycles,
+    };
+    let fee = match args.fee_cycles {
+        Some(fee) => fee,
+        None => {
+            call_plain::<_, FactoryStatus>(t, args.factory, false, "status", (), "factory")?
+                .fixed_cost
+        }
+    };
+    let arg = candid::encode_one(&req).map_err(|e| CliError::Usage(e.to_string()))?;
+    let reply = super::vault::wallet_call(
+        t,
+        args.wallet,
+        args.factory,
+        "create_fork_target",
+        arg,
+        args.initial_cycles.saturating_add(fee),
+    )?;
+    let created: Result<ForkTargetResponse, FactoryError> =
+        candid::decode_one(&reply).map_err(|e| CliError::BadReply {
+            canister: args.factory,
+            method: "create_fork_target".into(),
+            kind: "factory",
+            message: e.to_string(),
+        })?;
+    let created = created.map_err(|e| CliError::Rejected {
+        canister: args.factory,
+        method: "create_fork_target".into(),
+        message: e.to_string(),
+    })?;
+    let job = restore(
+        &v,
+        &info,
+        created.canister_id,
+        true,
+        Duration::from_secs(args.timeout),
+        progress,
+    )?;
+    Ok((created, job))
+}
+
+/// `fork`.
+///
+/// # Errors
+/// See [`fork_job`].
+pub fn fork(t: &dyn Transport, args: &ForkArgs, progress: ProgressMode) -> CliResult<String> {
+    let (created, job) = fork_job(t, args, progress)?;
+    Ok(format!(
+        "forked whole-canister snapshot {} onto {} (subnet {}, deployment {}): {} uploaded, loaded, read back and matched the stored root; it runs\n  controllers: {}\n",
+        args.id,
+        created.canister_id,
+        created.subnet.map_or_else(
+            || "chosen by the cycles minting canister".into(),
+            |s| s.to_text()
+        ),
+        created.deployment_id,
+        human_bytes(job.bytes),
+        list(&created.controllers),
+    ))
 }

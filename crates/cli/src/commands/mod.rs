@@ -77,6 +77,7 @@ pub fn execute(cli: &Cli, connect: Connect<'_>, out: &mut dyn Write) -> CliResul
                     canister::backup(t, args, progress)?
                 }
                 Command::Protect(args) => canister::protect(t, args)?,
+                Command::Fork(args) => canister::fork(t, args, progress)?,
                 Command::Restore(args) => restore::run(t, args, progress)?,
                 Command::Demo(_)
                 | Command::Snapshot(

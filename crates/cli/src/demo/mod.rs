@@ -230,10 +230,7 @@ pub fn run(args: &DemoArgs, progress: ProgressMode, out: &mut dyn Write) -> CliR
         ("vault", vault_id),
         ("restored app", fresh),
     ];
-    let heap_roles = [
-        ("heap app (deleted)", whole.app),
-        ("heap app fork", whole.fork),
-    ];
+    let heap_roles = [("heap (deleted)", whole.app), ("heap fork", whole.fork)];
     let canisters: Vec<_> = roles
         .iter()
         .chain(&heap_roles)

@@ -208,20 +208,9 @@ impl World {
         self.install(subnet, wasm, Encode!().unwrap_or_default())
     }
 
-    /// An empty canister on `subnet` with these controllers (a fork's target).
-    pub fn create_empty(&mut self, subnet: Principal, controllers: Vec<Principal>) -> Principal {
-        let settings = ic_management_canister_types::CanisterSettings {
-            controllers: Some(controllers),
-            ..Default::default()
-        };
-        let ic = self.ic();
-        let id = ic.borrow_mut().create_canister_on_subnet(
-            Some(self.t.caller()),
-            Some(settings),
-            subnet,
-        );
+    /// Counts `id` among the demo's canisters (for the report's totals).
+    pub fn track(&mut self, id: Principal) {
         self.canisters.push(id);
-        id
     }
 
     /// `vault create` arguments for `app`'s vault on `subnet`.
@@ -233,7 +222,9 @@ impl World {
             app,
             subnet: Some(subnet),
             avoid_subnet: None,
-            owners: vec![self.t.caller()],
+            // The wallet too: it pays the factory for a fork's fresh canister, which only
+            // a registered owner of the vault may ask for.
+            owners: vec![self.t.caller(), self.wallet],
             readers: Vec::new(),
             initial_cycles: 5_000_000_000_000,
             fee_cycles: None,

@@ -1,7 +1,8 @@
 //! The demo's second half: a canister that does NOT embed the kit (tests/heap-app keeps
 //! its state in a `RefCell<BTreeMap>` on the heap) is protected, copied whole into the
-//! vault through a native snapshot, deleted, and forked onto a fresh canister on a third
-//! subnet; the fork answers exactly as the original did.
+//! vault through a native snapshot, deleted, and forked (`canvault fork`: the factory
+//! creates a fresh canister on a third subnet, the vault loads the copy into it); the
+//! fork answers exactly as the original did.
 
 use std::io::Write;
 
@@ -12,7 +13,7 @@ use serde_bytes::ByteBuf;
 
 use super::setup::World;
 use super::{MIB, WAIT, say};
-use crate::cli::{ProtectArgs, VaultArg};
+use crate::cli::{ForkArgs, ProtectArgs, VaultArg};
 use crate::client::{VaultClient, call_plain};
 use crate::commands::{canister, human_bytes};
 use crate::error::{CliError, CliResult};
@@ -112,6 +113,8 @@ pub fn run(
             canister: app,
             vault: VaultArg { vault },
             viewer: false,
+            every: None,
+            running: false,
             yes: true,
         },
     )?;
@@ -150,24 +153,32 @@ pub fn run(
     let before = answers(w, app, calls)?;
     let clock = w.clock();
     w.delete(app)?;
-    let fork = w.create_empty(subnet_c, vec![w.t.caller(), vault]);
-    w.end_phase(clock, "delete the heap app; empty canister on C");
+    w.end_phase(clock, "delete the heap app");
     let clock = w.clock();
-    let restored = canister::restore(
-        &VaultClient::new(&w.t, vault),
-        &info,
-        fork,
-        true,
-        WAIT,
+    let (created, restored) = canister::fork_job(
+        &w.t,
+        &ForkArgs {
+            id: snapshot,
+            vault: VaultArg { vault },
+            factory: w.factory,
+            wallet: w.wallet,
+            subnet: Some(subnet_c),
+            avoid_subnet: None,
+            initial_cycles: 1_000_000_000_000,
+            fee_cycles: None,
+            timeout: WAIT.as_secs(),
+        },
         progress,
     )?;
+    let fork = created.canister_id;
+    w.track(fork);
     let fork_rounds = w.clock().rounds - clock.rounds;
-    w.end_phase(clock, "fork (B -> C): upload, load, verify");
+    w.end_phase(clock, "fork (B -> C): factory, upload, load, verify");
     let fork_answers_identical = answers(w, fork, calls)? == before;
     say(
         out,
         &format!(
-            "  deleted {app}; forked snapshot {snapshot} onto {fork} on subnet C: {} uploaded, loaded, read back and compared with the stored root",
+            "  deleted {app}; `canvault fork`: the factory created {fork} on subnet C, the vault uploaded {}, loaded it, read it back and compared it with the stored root",
             human_bytes(restored.bytes)
         ),
     )?;
