@@ -181,6 +181,37 @@ fn a_protected_heap_canister_is_backed_up_deleted_and_restored_on_another_subnet
         root(&file),
         "import rebuilds the image the vault stored"
     );
+    let err = env
+        .run(&["snapshot", "upload", arg(&again), "--vault", &v])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("whole-canister snapshot"),
+        "a whole canister is never uploaded as a kit image: {err}"
+    );
+
+    // A tampered directory is refused with the file named, and nothing is written.
+    let heap_file = native.join("wasm_memory.bin");
+    let heap_bytes = std::fs::read(&heap_file).unwrap();
+    std::fs::write(&heap_file, &heap_bytes[..heap_bytes.len() - 1]).unwrap();
+    let bad = dir.path().join("bad.cvsnap");
+    let err = env
+        .run(&[
+            "snapshot",
+            "import",
+            arg(&native),
+            "-o",
+            arg(&bad),
+            "--source",
+            &a,
+        ])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("wasm_memory.bin") && err.contains("metadata.json says"),
+        "{err}"
+    );
+    assert!(!bad.exists(), "nothing written");
 
     // The app is deleted; a fresh canister on subnet C, controlled by the operator and
     // the vault, receives the snapshot.
