@@ -406,7 +406,7 @@ fn main() {
     };
 
     println!(
-        "heap app with {size_mib} MiB of heap data (whole-canister image {:.1} MiB); kit app with a {size_mib} MiB image",
+        "heap app with {size_mib} MiB of heap data (the vault stores its copy in {:.1} MiB, compressed); kit app with a {size_mib} MiB image",
         stored_once as f64 / MIB as f64
     );
     println!(
