@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod chaos;
+pub mod heap_app;
 pub mod matrix;
 pub mod vault;
 

@@ -181,7 +181,7 @@ impl VaultClient {
     }
 
     /// Ticks until the canister job `id` is done or failed, reading it with `status`
-    /// (`canister_backup_status` or `canister_restore_status`); panics after 5,000 rounds.
+    /// (`canister_backup_status` or `canister_restore_status`); panics after 20,000 rounds.
     pub fn wait_canister_job(
         &self,
         ic: &mut Harness,
@@ -189,7 +189,7 @@ impl VaultClient {
         id: u64,
         status: &str,
     ) -> CanisterJob {
-        for _ in 0..5_000 {
+        for _ in 0..20_000 {
             let job: CanisterJob = self.read(ic, sender, status, (id,)).expect("status");
             if matches!(
                 job.state,
@@ -199,7 +199,7 @@ impl VaultClient {
             }
             ic.tick();
         }
-        panic!("canister job {id} did not end in 5,000 rounds");
+        panic!("canister job {id} did not end in 20,000 rounds");
     }
 
     /// `restore_status`, which must succeed.

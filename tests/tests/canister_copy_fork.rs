@@ -16,6 +16,7 @@ use canvault_factory_api::{
 use canvault_protocol::canister_image::{
     CanisterBackupRequest, CanisterJob, CanisterJobState, Consistency, RestoreCanisterRequest,
 };
+use canvault_scenarios::heap_app::{self, Digest, HEAP_APP};
 use canvault_scenarios::vault::VaultClient;
 use canvault_scenarios::{install, principal};
 use factory_support::{CREATION_FEE, INITIAL, REQUIRED, SERVICE_FEE, Setup, sorted};
@@ -26,8 +27,6 @@ use serde_bytes::ByteBuf;
 
 /// What `create_fork_target` takes for a target of `INITIAL` cycles.
 const TARGET_COST: u128 = CREATION_FEE + SERVICE_FEE + INITIAL;
-
-type Digest = (u64, u64, ByteBuf);
 
 /// The factory's setup, plus a vault on subnet B owned by `owner` and the app wallet
 /// (which pays for fork targets), and the heap app on subnet A controlled by `owner`
@@ -60,7 +59,7 @@ impl Fork {
         let heap = install(
             &mut s.ic,
             0,
-            "heap_app",
+            HEAP_APP,
             candid::encode_args(()).expect("arg"),
             owner,
         );
@@ -97,46 +96,16 @@ impl Fork {
     }
 
     fn digest(&mut self, canister: CanisterId) -> Digest {
-        let (mut entries, mut bytes, mut pages) = (0, 0, Vec::new());
-        let mut from = Some(0u64);
-        while let Some(start) = from {
-            let (n, b, d, next): (u64, u64, ByteBuf, Option<u64>) = self
-                .s
-                .ic
-                .query_candid(canister, self.owner, "digest_page", (start, 64u32))
-                .expect("digest_page");
-            entries += n;
-            bytes += b;
-            pages.extend_from_slice(&d);
-            from = next;
-        }
-        (entries, bytes, ByteBuf::from(pages))
+        heap_app::digest(&mut self.s.ic, canister, self.owner)
     }
 
     fn get(&mut self, canister: CanisterId, key: u64) -> Option<ByteBuf> {
-        let (v,): (Option<ByteBuf>,) = self
-            .s
-            .ic
-            .query_candid(canister, self.owner, "get", (key,))
-            .expect("get");
-        v
+        heap_app::get(&mut self.s.ic, canister, self.owner, key)
     }
 
     fn wait(&mut self, id: u64, status: &str) -> CanisterJob {
-        for _ in 0..20_000 {
-            let job: CanisterJob = self
-                .vault
-                .read(&mut self.s.ic, self.owner, status, (id,))
-                .expect("status");
-            if matches!(
-                job.state,
-                CanisterJobState::Done | CanisterJobState::Failed { .. }
-            ) {
-                return job;
-            }
-            self.s.ic.tick();
-        }
-        panic!("job {id} did not end");
+        self.vault
+            .wait_canister_job(&mut self.s.ic, self.owner, id, status)
     }
 
     fn deployment(&mut self, id: u64) -> DeploymentInfo {

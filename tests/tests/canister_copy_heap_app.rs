@@ -11,13 +11,12 @@ use canvault_protocol::canister_image::{
     CanisterBackupRequest, CanisterJob, CanisterJobState, Consistency, RestoreCanisterRequest,
 };
 use canvault_protocol::vault_api::{SnapshotKind, SnapshotState, VaultInit};
+use canvault_scenarios::heap_app::{self, Digest, HEAP_APP};
 use canvault_scenarios::vault::VaultClient;
 use canvault_scenarios::{install, principal};
 use ic_harness::{CanisterId, Harness};
 use ic_management_canister_types::{CanisterSettings, CanisterStatusType};
 use serde_bytes::ByteBuf;
-
-const HEAP_APP: &str = "heap_app";
 
 /// Subnet A (app), B (vault), C (fork).
 struct Scenario {
@@ -26,8 +25,6 @@ struct Scenario {
     vault: VaultClient,
     app: CanisterId,
 }
-
-type Digest = (u64, u64, ByteBuf);
 
 impl Scenario {
     fn new() -> Self {
@@ -71,44 +68,17 @@ impl Scenario {
 
     /// Fills the app's heap with `mib` MiB in updates of at most 16 MiB.
     fn fill(&mut self, canister: CanisterId, mib: u32) {
-        for seed in 0..mib.div_ceil(16) {
-            let entries = (mib - seed * 16).min(16) * 16;
-            let () = self
-                .ic
-                .update_candid(
-                    canister,
-                    self.owner,
-                    "fill",
-                    (u64::from(seed), entries, 65_536u32),
-                )
-                .expect("fill");
-        }
+        heap_app::fill_mib(&mut self.ic, canister, self.owner, 0, mib);
     }
 
     /// Entries, value bytes and the digest of every page of 64 entries (each query
     /// stays under the query instruction limit, whatever the heap's size).
     fn digest(&mut self, canister: CanisterId) -> Digest {
-        let (mut entries, mut bytes, mut pages) = (0, 0, Vec::new());
-        let mut from = Some(0u64);
-        while let Some(start) = from {
-            let (n, b, d, next): (u64, u64, ByteBuf, Option<u64>) = self
-                .ic
-                .query_candid(canister, self.owner, "digest_page", (start, 64u32))
-                .expect("digest_page");
-            entries += n;
-            bytes += b;
-            pages.extend_from_slice(&d);
-            from = next;
-        }
-        (entries, bytes, ByteBuf::from(pages))
+        heap_app::digest(&mut self.ic, canister, self.owner)
     }
 
     fn get(&mut self, canister: CanisterId, key: u64) -> Option<ByteBuf> {
-        let (v,): (Option<ByteBuf>,) = self
-            .ic
-            .query_candid(canister, self.owner, "get", (key,))
-            .expect("get");
-        v
+        heap_app::get(&mut self.ic, canister, self.owner, key)
     }
 
     fn backup(&mut self, consistency: Consistency) -> CanisterJob {
@@ -134,20 +104,8 @@ impl Scenario {
 
     /// Ticks until job `id` is done or failed.
     fn wait(&mut self, id: u64, status: &str) -> CanisterJob {
-        for _ in 0..20_000 {
-            let job: CanisterJob = self
-                .vault
-                .read(&mut self.ic, self.owner, status, (id,))
-                .expect("status");
-            if matches!(
-                job.state,
-                CanisterJobState::Done | CanisterJobState::Failed { .. }
-            ) {
-                return job;
-            }
-            self.ic.tick();
-        }
-        panic!("job {id} did not end");
+        self.vault
+            .wait_canister_job(&mut self.ic, self.owner, id, status)
     }
 
     fn status(&mut self, canister: CanisterId) -> CanisterStatusType {

@@ -28,6 +28,7 @@ use canvault_protocol::canister_image::{
 };
 use canvault_protocol::vault_api::VaultInit;
 use canvault_scenarios::app::AppScenario;
+use canvault_scenarios::heap_app;
 use canvault_scenarios::vault::VaultClient;
 use canvault_scenarios::{harness, install, principal};
 use ic_harness::{CanisterId, Harness};
@@ -38,7 +39,6 @@ use ic_management_canister_types::{
     TakeCanisterSnapshotArgs, UploadCanisterSnapshotDataArgs, UploadCanisterSnapshotMetadataArgs,
     UploadCanisterSnapshotMetadataResult,
 };
-use serde_bytes::ByteBuf;
 
 const MIB: u64 = 1024 * 1024;
 /// The platform's largest snapshot data slice.
@@ -254,20 +254,8 @@ fn manual(ic: &mut Harness, owner: Principal, app: CanisterId, target: CanisterI
     }
 }
 
-/// Every entry's digest, page by page (each query stays under the query limit).
-fn digest(ic: &mut Harness, canister: CanisterId, owner: Principal) -> Vec<u8> {
-    let mut all = Vec::new();
-    let mut from = Some(0u64);
-    while let Some(start) = from {
-        let (n, b, d, next): (u64, u64, ByteBuf, Option<u64>) = ic
-            .query_candid(canister, owner, "digest_page", (start, 64u32))
-            .expect("digest_page");
-        all.extend_from_slice(&n.to_le_bytes());
-        all.extend_from_slice(&b.to_le_bytes());
-        all.extend_from_slice(&d);
-        from = next;
-    }
-    all
+fn digest(ic: &mut Harness, canister: CanisterId, owner: Principal) -> heap_app::Digest {
+    heap_app::digest(ic, canister, owner)
 }
 
 fn per_gib(value: u128, bytes: u64) -> f64 {
@@ -309,16 +297,12 @@ fn main() {
     let app = ic.create_canister_on_subnet(Some(owner), Some(controlled()), subnets[0]);
     ic.install_canister(
         app,
-        canvault_scenarios::wasm("heap_app"),
+        canvault_scenarios::wasm(heap_app::HEAP_APP),
         Encode!().unwrap(),
         Some(owner),
     );
-    for seed in 0..size_mib.div_ceil(16) {
-        let entries = u32::try_from((size_mib - seed * 16).min(16) * 16).unwrap();
-        let () = ic
-            .update_candid(app, owner, "fill", (seed, entries, 65_536u32))
-            .expect("fill");
-    }
+    let mib = u32::try_from(size_mib).expect("SIZE_MIB fits in u32");
+    heap_app::fill_mib(&mut ic, app, owner, 0, mib);
     let original = digest(&mut ic, app, owner);
 
     // The vault: backup (stop, take, start, read), fork, backup again.
