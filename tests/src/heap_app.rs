@@ -14,6 +14,30 @@ pub type Digest = (u64, u64, ByteBuf);
 /// Bytes per value [`fill_mib`] stores.
 pub const VALUE_BYTES: u32 = 65_536;
 
+/// Installs the heap app on the `subnet`-th application subnet, controlled by `owner`
+/// and `vault` (so the vault may snapshot, stop, start and load it).
+pub fn install_controlled(
+    ic: &mut Harness,
+    subnet: usize,
+    owner: Principal,
+    vault: Principal,
+) -> CanisterId {
+    let app = crate::install(
+        ic,
+        subnet,
+        HEAP_APP,
+        candid::encode_args(()).expect("no argument"),
+        owner,
+    );
+    let settings = ic_management_canister_types::CanisterSettings {
+        controllers: Some(vec![owner, vault]),
+        ..Default::default()
+    };
+    ic.update_canister_settings(app, Some(owner), settings)
+        .expect("controllers");
+    app
+}
+
 /// Fills `canister` with `mib` MiB of 64 KiB values, in updates of at most 16 MiB; the
 /// update with index `i` uses seed `first_seed + i` (keys `seed << 32 | n`).
 pub fn fill_mib(

@@ -10,10 +10,11 @@ use canvault_protocol::canister_image::{
     CanisterBackupRequest, CanisterJob, CanisterJobState, Consistency,
 };
 use canvault_protocol::vault_api::{SnapshotState, VaultInit};
+use canvault_scenarios::heap_app;
 use canvault_scenarios::vault::{VAULT_WASM, VaultClient};
-use canvault_scenarios::{install, principal, wasm};
+use canvault_scenarios::{principal, wasm};
 use ic_harness::{CanisterId, Harness, RejectCode};
-use ic_management_canister_types::{CanisterSettings, CanisterStatusType};
+use ic_management_canister_types::CanisterStatusType;
 
 struct Scenario {
     ic: Harness,
@@ -31,19 +32,7 @@ impl Scenario {
             ..Default::default()
         };
         let vault = VaultClient::install(&mut ic, 1, &init, owner);
-        let app = install(
-            &mut ic,
-            0,
-            "heap_app",
-            candid::encode_args(()).expect("arg"),
-            owner,
-        );
-        let settings = CanisterSettings {
-            controllers: Some(vec![owner, vault.id]),
-            ..Default::default()
-        };
-        ic.update_canister_settings(app, Some(owner), settings)
-            .expect("controllers");
+        let app = heap_app::install_controlled(&mut ic, 0, owner, vault.id);
         let () = ic
             .update_candid(app, owner, "fill", (1u64, 40u32, 65_536u32))
             .expect("fill");
@@ -239,19 +228,7 @@ fn snapshot_and_target(s: &mut Scenario) -> (u64, CanisterId) {
     let id = s.start_backup();
     let job = s.finish(id);
     assert_eq!(job.state, CanisterJobState::Done, "{job:?}");
-    let target = install(
-        &mut s.ic,
-        0,
-        "heap_app",
-        candid::encode_args(()).expect("arg"),
-        s.owner,
-    );
-    let settings = CanisterSettings {
-        controllers: Some(vec![s.owner, s.vault.id]),
-        ..Default::default()
-    };
-    s.ic.update_canister_settings(target, Some(s.owner), settings)
-        .expect("controllers");
+    let target = heap_app::install_controlled(&mut s.ic, 0, s.owner, s.vault.id);
     let () =
         s.ic.update_candid(target, s.owner, "fill", (9u64, 3u32, 1_000u32))
             .expect("fill");
@@ -402,19 +379,7 @@ fn canister_copy_the_app_upgraded_between_take_and_read_yields_the_image_of_the_
     assert_eq!(job.state, CanisterJobState::Done, "{job:?}");
     s.assert_app_clean("app upgraded mid-copy");
     let snapshot = job.snapshot_id.expect("snapshot");
-    let target = install(
-        &mut s.ic,
-        0,
-        "heap_app",
-        candid::encode_args(()).expect("arg"),
-        s.owner,
-    );
-    let settings = CanisterSettings {
-        controllers: Some(vec![s.owner, s.vault.id]),
-        ..Default::default()
-    };
-    s.ic.update_canister_settings(target, Some(s.owner), settings)
-        .expect("controllers");
+    let target = heap_app::install_controlled(&mut s.ic, 0, s.owner, s.vault.id);
     let restore = s.start_restore(snapshot, target);
     let mut end = s.restore_job(restore);
     for _ in 0..5_000 {

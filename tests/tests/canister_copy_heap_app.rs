@@ -11,9 +11,9 @@ use canvault_protocol::canister_image::{
     CanisterBackupRequest, CanisterJob, CanisterJobState, Consistency, RestoreCanisterRequest,
 };
 use canvault_protocol::vault_api::{SnapshotKind, SnapshotState, VaultInit};
-use canvault_scenarios::heap_app::{self, Digest, HEAP_APP};
+use canvault_scenarios::heap_app::{self, Digest};
+use canvault_scenarios::principal;
 use canvault_scenarios::vault::VaultClient;
-use canvault_scenarios::{install, principal};
 use ic_harness::{CanisterId, Harness};
 use ic_management_canister_types::{CanisterSettings, CanisterStatusType};
 use serde_bytes::ByteBuf;
@@ -39,31 +39,13 @@ impl Scenario {
             },
             owner,
         );
-        let app = install(
-            &mut ic,
-            0,
-            HEAP_APP,
-            candid::encode_args(()).expect("arg"),
-            owner,
-        );
-        let mut s = Self {
+        let app = heap_app::install_controlled(&mut ic, 0, owner, vault.id);
+        Self {
             ic,
             owner,
             vault,
             app,
-        };
-        s.add_controller(app, vault.id);
-        s
-    }
-
-    fn add_controller(&mut self, canister: CanisterId, extra: Principal) {
-        let settings = CanisterSettings {
-            controllers: Some(vec![self.owner, extra]),
-            ..Default::default()
-        };
-        self.ic
-            .update_canister_settings(canister, Some(self.owner), settings)
-            .expect("controllers");
+        }
     }
 
     /// Fills the app's heap with `mib` MiB in updates of at most 16 MiB.

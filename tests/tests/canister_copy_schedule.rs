@@ -13,10 +13,11 @@ use canvault_protocol::canister_image::{
 use canvault_protocol::vault_api::{
     RetentionPolicy, SnapshotKind, SnapshotState, VaultError, VaultInit,
 };
+use canvault_scenarios::heap_app;
 use canvault_scenarios::vault::VaultClient;
-use canvault_scenarios::{install, principal, wasm};
+use canvault_scenarios::{principal, wasm};
 use ic_harness::{CanisterId, Harness};
-use ic_management_canister_types::{CanisterSettings, CanisterStatusType};
+use ic_management_canister_types::CanisterStatusType;
 
 const HOUR: Duration = Duration::from_secs(3_600);
 
@@ -45,19 +46,7 @@ impl Scenario {
             },
             owner,
         );
-        let app = install(
-            &mut ic,
-            0,
-            "heap_app",
-            candid::encode_args(()).expect("arg"),
-            owner,
-        );
-        let settings = CanisterSettings {
-            controllers: Some(vec![owner, vault.id]),
-            ..Default::default()
-        };
-        ic.update_canister_settings(app, Some(owner), settings)
-            .expect("controllers");
+        let app = heap_app::install_controlled(&mut ic, 0, owner, vault.id);
         Self {
             ic,
             owner,
