@@ -51,6 +51,15 @@ impl AppScenario {
 
     /// As [`Self::new`], with the given vault and app modules (e.g. an earlier release's).
     pub fn with_modules(vault_wasm: Vec<u8>, app_wasm: Vec<u8>) -> Self {
+        let mut s = Self::unconfigured(vault_wasm, app_wasm, Encode!().unwrap());
+        let (app, vault) = (s.app, s.vault);
+        s.configure(app, vault);
+        s
+    }
+
+    /// The app (installed with `app_arg`) and its vault, the app a writer of the vault,
+    /// but the app not pointed at the vault: for apps that do not embed the kit yet.
+    pub fn unconfigured(vault_wasm: Vec<u8>, app_wasm: Vec<u8>, app_arg: Vec<u8>) -> Self {
         let mut ic = crate::harness(3);
         let subnets = ic.topology().app_subnets;
         let admin = Principal::self_authenticating("canvault admin");
@@ -63,15 +72,13 @@ impl AppScenario {
             retention: None,
         };
         ic.install_canister(vault, vault_wasm, Encode!(&init).unwrap(), Some(admin));
-        ic.install_canister(app, app_wasm, Encode!().unwrap(), Some(admin));
-        let mut s = Self {
+        ic.install_canister(app, app_wasm, app_arg, Some(admin));
+        Self {
             ic,
             admin,
             app,
             vault,
-        };
-        s.configure(app, vault);
-        s
+        }
     }
 
     /// Points `app`'s kit at `vault`.

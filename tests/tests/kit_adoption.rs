@@ -18,9 +18,9 @@ use std::time::Instant;
 
 use candid::{CandidType, Encode, Principal};
 use canvault_kit::KitStatus;
-use canvault_protocol::vault_api::{RestoreJobState, SnapshotState, VaultInit};
+use canvault_protocol::vault_api::{RestoreJobState, SnapshotState};
 use canvault_scenarios::app::AppScenario;
-use canvault_scenarios::{harness, wasm};
+use canvault_scenarios::wasm;
 use ic_harness::{InstructionLimits, RejectCode};
 use serde::Deserialize;
 use serde_bytes::ByteBuf;
@@ -65,30 +65,7 @@ struct Figures {
 /// legacy-app on subnet 0 (controlled by `admin`) and a vault on subnet 1 that accepts
 /// it as a writer; subnet 2 for restores.
 fn legacy(kind: Kind) -> AppScenario {
-    let mut ic = harness(3);
-    let subnets = ic.topology().app_subnets;
-    let admin = Principal::self_authenticating("legacy admin");
-    let app = ic.create_canister_on_subnet(Some(admin), None, subnets[0]);
-    let vault = ic.create_canister_on_subnet(Some(admin), None, subnets[1]);
-    let init = VaultInit {
-        owners: vec![admin],
-        writers: vec![app],
-        readers: vec![],
-        retention: None,
-    };
-    ic.install_canister(
-        vault,
-        wasm("canvault_vault"),
-        Encode!(&init).unwrap(),
-        Some(admin),
-    );
-    ic.install_canister(app, wasm(V1), Encode!(&kind).unwrap(), Some(admin));
-    AppScenario {
-        ic,
-        admin,
-        app,
-        vault,
-    }
+    AppScenario::unconfigured(wasm("canvault_vault"), wasm(V1), Encode!(&kind).unwrap())
 }
 
 fn fill(s: &mut AppScenario, seed: u64, mib: u32) -> u64 {
