@@ -418,7 +418,7 @@ fn register_cycles<P: Ptr>(linker: &mut Linker<CanisterState>) -> R<()> {
         |mut c: C<'_>, dst: P| -> R<()> {
             let cost = exec(&mut c, "cost_create_canister", Allowed::ANY)?
                 .fees
-                .canister_creation;
+                .creation();
             write_u128(&mut c, dst, cost, "cost_create_canister")
         },
     )?;

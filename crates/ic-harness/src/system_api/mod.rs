@@ -235,8 +235,13 @@ pub struct ExecState {
     pub fees: Arc<crate::fees::FeeSchedule>,
 
     // ---- mutable state and buffered effects ----
-    /// The canister's balance, updated by this execution.
+    /// The canister's balance, updated by this execution. It starts with the execution's
+    /// prepayment withdrawn, as on the replica; the unused part returns after the run.
     pub balance: u128,
+    /// Cycles withdrawn before the run for its execution at the instruction limit
+    /// (`prepay_execution_cycles`); 0 for queries and callbacks (a call's reservation
+    /// prepaid those).
+    pub prepaid: u128,
     /// Data appended by `msg_reply_data_append`.
     pub reply_data: Vec<u8>,
     /// The answer to the call context, if this execution gave one.
