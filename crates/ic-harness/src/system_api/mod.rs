@@ -150,6 +150,10 @@ pub enum HostTrap {
     /// The instruction budget ran out inside a System API call (IC0522).
     #[error("exceeded the instruction limit for single message execution")]
     OutOfInstructions,
+    /// A stable-memory access would exceed the execution's accessed or dirtied page limit
+    /// (IC0524, `CanisterMemoryAccessLimitExceeded`).
+    #[error("Canister exceeded memory access limits: {0}")]
+    MemoryAccessLimitExceeded(String),
 }
 
 /// A call under construction (`call_new` .. `call_perform`).
@@ -271,6 +275,8 @@ pub struct CanisterState {
     pub logs: Vec<String>,
     /// Caps the wasm heap at the replica's maximum for the module's memory width.
     pub heap_limit: HeapLimit,
+    /// Stable-memory pages the current execution accessed and dirtied, under its limits.
+    pub(crate) pages: crate::stable_pages::ExecPages,
 }
 
 /// A wasmtime resource limiter that refuses to grow the heap past `max_bytes`
