@@ -12,7 +12,6 @@ use crate::runtime::CompiledModule;
 use crate::stable_memory::StableMemory;
 use crate::stable_pages::{ExecPages, PageLimits};
 use crate::system_api::{CanisterState, ExecState, HostTrap};
-use crate::weights::FUNCTION_ENTRY;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -245,9 +244,8 @@ impl InstalledCode {
         }
         self.store.data_mut().pages = ExecPages::new(PageLimits::for_context(state.context));
         self.store.data_mut().exec = Some(state);
-        // The replica charges the entry function's body 1 on entry, like every function.
         self.store
-            .set_fuel(limit.saturating_sub(FUNCTION_ENTRY))
+            .set_fuel(limit)
             .expect("fuel is enabled on the engine");
 
         let run = self.call(entry);

@@ -23,12 +23,6 @@
 
 use wasmtime::OperatorCost;
 
-/// Cost the replica adds when a function body is entered (`injections` starts every
-/// function's first block at 1). wasmtime has no per-function-entry cost, so the harness adds
-/// it to every call operator and to the entry point, and refunds it on calls that land in a
-/// host function (System API imports have no wasm body).
-pub const FUNCTION_ENTRY: u64 = 1;
-
 /// `BYTE_TRANSMISSION_COST_FACTOR`: instructions per byte of a payload the canister sends
 /// out (`msg_reply_data_append`, `msg_reject`, `call_data_append`).
 pub const BYTE_TRANSMISSION_COST_FACTOR: u64 = 50;
@@ -229,12 +223,13 @@ pub fn operator_cost(memory64: bool) -> OperatorCost {
     c.RefIsNull = 5;
     c.RefFunc = 130;
 
-    // Calls: the replica's cost of the operator plus the callee's function-entry cost.
-    let entry = FUNCTION_ENTRY as u8;
-    c.Call = 5 + entry;
-    c.CallIndirect = 10 + entry;
-    c.ReturnCall = 3 + entry;
-    c.ReturnCallIndirect = 60 + entry;
+    // Calls. The callee's function-entry cost of 1 (`injections` starts every function body
+    // at 1) needs no entry here: wasmtime itself charges 1 fuel per wasm function invocation
+    // (see `wasmtime_charges_one_per_function_entry`), and host functions have no body.
+    c.Call = 5;
+    c.CallIndirect = 10;
+    c.ReturnCall = 3;
+    c.ReturnCallIndirect = 60;
 
     // SIMD operators whose weight is not 1.
     c.I8x16Shuffle = 3;
@@ -361,12 +356,10 @@ impl Syscall {
 }
 
 /// What a System API call adds to the counter on top of the `call` operator: its overhead
-/// plus `bytes` (already multiplied by the per-byte factor), minus the function-entry cost
-/// the `call` operator charged for a wasm body the host function does not have. Negative
-/// only for a free call (a refund of that entry cost).
+/// plus `bytes` (already multiplied by the per-byte factor).
 #[must_use]
-pub const fn syscall_cost(call: Syscall, bytes: u64) -> i128 {
-    call.overhead() as i128 + bytes as i128 - FUNCTION_ENTRY as i128
+pub const fn syscall_cost(call: Syscall, bytes: u64) -> u64 {
+    call.overhead().saturating_add(bytes)
 }
 
 /// The byte charge of `debug_print` / `trap` for a message of `len` bytes
@@ -397,7 +390,7 @@ mod tests {
         assert_eq!(c.cost(&Operator::Br { relative_depth: 0 }), 2);
         assert_eq!(c.cost(&Operator::End), 0);
         assert_eq!(c.cost(&Operator::Drop), 1);
-        assert_eq!(c.cost(&Operator::Call { function_index: 0 }), 6);
+        assert_eq!(c.cost(&Operator::Call { function_index: 0 }), 5);
         let load = Operator::I32Load {
             memarg: wasmparser::MemArg {
                 align: 2,
@@ -413,10 +406,39 @@ mod tests {
         assert_eq!(c.variable.memory_grow_per_page, 0);
     }
 
+    /// The replica charges 1 on entering any function body; the harness relies on wasmtime
+    /// doing the same with the table above (it charges 1 fuel per wasm function invocation).
     #[test]
-    fn syscall_costs_refund_the_entry_charge() {
-        assert_eq!(syscall_cost(Syscall::CallPerform, 0), 4_999);
-        assert_eq!(syscall_cost(Syscall::Free, 0), -1);
+    fn wasmtime_charges_one_per_function_entry() {
+        let mut config = wasmtime::Config::new();
+        config.consume_fuel(true);
+        config.operator_cost(operator_cost(false));
+        let engine = wasmtime::Engine::new(&config).expect("valid config");
+        for (text, replica) in [
+            ("(module (func (export \"f\")))", 1),
+            (
+                "(module (func $n) (func (export \"f\") call $n))",
+                1 + 5 + 1,
+            ),
+            ("(module (func (export \"f\") (block nop)))", 1 + 1),
+        ] {
+            let module = wasmtime::Module::new(&engine, text).expect("valid wat");
+            let mut store = wasmtime::Store::new(&engine, ());
+            store.set_fuel(1_000).expect("fuel enabled");
+            let instance = wasmtime::Instance::new(&mut store, &module, &[]).expect("instantiates");
+            let f = instance
+                .get_typed_func::<(), ()>(&mut store, "f")
+                .expect("exported");
+            f.call(&mut store, ()).expect("runs");
+            let used = 1_000 - store.get_fuel().expect("fuel enabled");
+            assert_eq!(used, replica, "{text}");
+        }
+    }
+
+    #[test]
+    fn syscall_and_logging_costs() {
+        assert_eq!(syscall_cost(Syscall::CallPerform, 0), 5_000);
+        assert_eq!(syscall_cost(Syscall::Free, 0), 0);
         assert_eq!(logging_bytes(10), 520);
         assert_eq!(logging_bytes(1 << 20), 52 * 4096);
     }

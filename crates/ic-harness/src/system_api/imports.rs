@@ -113,15 +113,14 @@ fn charge(c: &mut C<'_>, call: Syscall, bytes: u64) -> R<()> {
     consume(c, weights::syscall_cost(call, bytes))
 }
 
-/// Takes `cost` instructions from the budget (gives them back if negative); traps with
-/// IC0522 when the budget cannot cover them.
-fn consume(c: &mut C<'_>, cost: i128) -> R<()> {
-    let fuel = i128::from(c.get_fuel()?);
+/// Takes `cost` instructions from the budget; traps with IC0522 when it cannot cover them.
+fn consume(c: &mut C<'_>, cost: u64) -> R<()> {
+    let fuel = c.get_fuel()?;
     if fuel < cost {
         c.set_fuel(0)?;
         return trap(HostTrap::OutOfInstructions);
     }
-    c.set_fuel(u64::try_from(fuel - cost).unwrap_or(u64::MAX))
+    c.set_fuel(fuel - cost)
 }
 
 fn memory(c: &C<'_>) -> R<wasmtime::Memory> {

@@ -180,7 +180,7 @@ pub(super) fn register_stable(linker: &mut Linker<CanisterState>) -> R<()> {
                 .or_else(|e| violation(format!("ic0.stable64_write: {e}")))?;
             // The replica's order: page limits, then the dirty-page charge, then the copy.
             let new_dirty = state.pages.write(offset, size).map_err(page_limit)?;
-            consume(&mut c, i128::from(new_dirty * DIRTY_PAGE_OVERHEAD))?;
+            consume(&mut c, new_dirty * DIRTY_PAGE_OVERHEAD)?;
             let (heap, state) = mem.data_and_store_mut(&mut c);
             let range = heap_range(heap.len(), src, size, "stable64_write")?;
             state
