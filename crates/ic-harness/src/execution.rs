@@ -243,6 +243,7 @@ impl InstalledCode {
             self.store.data_mut().stable.begin();
         }
         self.store.data_mut().pages = ExecPages::new(PageLimits::for_context(state.context));
+        self.store.data_mut().heap_limit.grow_surcharge = 0;
         self.store.data_mut().exec = Some(state);
         self.store
             .set_fuel(limit)
@@ -250,7 +251,11 @@ impl InstalledCode {
 
         let run = self.call(entry);
 
-        let instructions = limit.saturating_sub(self.store.get_fuel().unwrap_or(0));
+        let data = self.store.data_mut();
+        let owed = std::mem::take(&mut data.heap_limit.grow_surcharge);
+        let instructions = limit
+            .saturating_sub(self.store.get_fuel().unwrap_or(0))
+            .saturating_add(owed);
         let data = self.store.data_mut();
         let state = data
             .exec

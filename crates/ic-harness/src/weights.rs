@@ -43,6 +43,10 @@ pub const LOG_CAPACITY_BYTES: u64 = 4096;
 /// data.drop, elem.drop) is charged as this, 45 less.
 const U8_MAX_COST: u8 = u8::MAX;
 
+/// The rest of `memory.grow`'s and `table.grow`'s 300, charged per growth attempt through
+/// the store's resource limiter (`HeapLimit`); `data.drop` and `elem.drop` stay 45 short.
+pub const GROW_SURCHARGE: u64 = 300 - U8_MAX_COST as u64;
+
 /// The per-operator fuel table for a module whose main memory is 64-bit (`memory64`) or not.
 /// Loads and stores cost 2 under memory64 (bounds checks), 1 otherwise.
 #[must_use]

@@ -113,8 +113,11 @@ fn charge(c: &mut C<'_>, call: Syscall, bytes: u64) -> R<()> {
     consume(c, weights::syscall_cost(call, bytes))
 }
 
-/// Takes `cost` instructions from the budget; traps with IC0522 when it cannot cover them.
+/// Takes `cost` instructions, and the growth surcharge owed so far, from the budget; traps
+/// with IC0522 when it cannot cover them.
 fn consume(c: &mut C<'_>, cost: u64) -> R<()> {
+    let owed = std::mem::take(&mut c.data_mut().heap_limit.grow_surcharge);
+    let cost = cost.saturating_add(owed);
     let fuel = c.get_fuel()?;
     if fuel < cost {
         c.set_fuel(0)?;

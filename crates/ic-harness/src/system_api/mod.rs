@@ -282,16 +282,25 @@ pub struct CanisterState {
 /// A wasmtime resource limiter that refuses to grow the heap past `max_bytes`
 /// (`memory.grow` then returns -1, as on the replica; an initial memory above it fails
 /// instantiation). Tables are not limited here (the module validation bounds them).
+///
+/// It also counts what the fuel table cannot charge: `memory.grow` and `table.grow` weigh
+/// 300 on the replica, more than wasmtime's `u8` operator cost holds, so each growth attempt
+/// (wasmtime consults the limiter for every non-zero one) adds
+/// [`GROW_SURCHARGE`](crate::weights::GROW_SURCHARGE) to `grow_surcharge`, which the next
+/// System API call and the end of the execution take into the instruction count.
 #[derive(Debug, Clone, Copy)]
 pub struct HeapLimit {
     /// Largest heap in bytes.
     pub max_bytes: u64,
+    /// Instructions owed for growth attempts not yet taken from the budget.
+    pub grow_surcharge: u64,
 }
 
 impl Default for HeapLimit {
     fn default() -> Self {
         Self {
             max_bytes: crate::limits::MAX_WASM32_HEAP_BYTES,
+            grow_surcharge: 0,
         }
     }
 }
@@ -303,6 +312,7 @@ impl wasmtime::ResourceLimiter for HeapLimit {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        self.grow_surcharge += crate::weights::GROW_SURCHARGE;
         Ok(desired as u64 <= self.max_bytes)
     }
 
@@ -312,6 +322,7 @@ impl wasmtime::ResourceLimiter for HeapLimit {
         _desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        self.grow_surcharge += crate::weights::GROW_SURCHARGE;
         Ok(true)
     }
 }
