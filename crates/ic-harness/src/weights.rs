@@ -50,7 +50,6 @@ pub const GROW_SURCHARGE: u64 = 300 - U8_MAX_COST as u64;
 /// The per-operator fuel table for a module whose main memory is 64-bit (`memory64`) or not.
 /// Loads and stores cost 2 under memory64 (bounds checks), 1 otherwise.
 #[must_use]
-
 pub fn operator_cost(memory64: bool) -> OperatorCost {
     let mut c = OperatorCost::new();
     let mem: u8 = if memory64 { 2 } else { 1 };
@@ -336,8 +335,7 @@ pub enum Syscall {
     StableAccess,
     /// 100: `stable64_grow` (`overhead_native::STABLE_GROW`, charged in `try_grow_stable_memory`).
     StableGrow,
-    /// 0: `stable64_size` (a wasm-native `memory.size`, unmetered) and `mint_cycles128`
-    /// (the replica charges nothing).
+    /// 0: `stable64_size` (on the replica a wasm-native `memory.size`, unmetered).
     Free,
 }
 
