@@ -55,3 +55,22 @@ pub const MAX_WASM32_HEAP_BYTES: u64 = 4 << 30;
 /// 6 GiB; it was 6 GiB when wasm64 shipped. A canister's `wasm_memory_limit` setting
 /// (default 3 GiB) is not modelled: the harness lets a heap grow to this hard limit.
 pub const MAX_WASM64_HEAP_BYTES: u64 = 18 << 30;
+
+// Per-execution stable-memory limits, from dfinity/ic `rs/config/src/embedders.rs`
+// (`STABLE_MEMORY_ACCESSED_PAGE_LIMIT_*`, `STABLE_MEMORY_DIRTY_PAGE_LIMIT_*`, counted in 4 KiB
+// OS pages), chosen per execution by `SystemApiImpl::get_page_limit`. An execution whose
+// `stable64_read`/`stable64_write` would exceed one traps with IC0524
+// (`CanisterMemoryAccessLimitExceeded`) before touching memory; see `stable_pages.rs`.
+
+/// Stable memory an update, callback, timer or start function may access (read or write).
+pub const STABLE_ACCESSED_LIMIT_MESSAGE_BYTES: u64 = 2 << 30;
+/// Stable memory `canister_init`, `canister_pre_upgrade` or `canister_post_upgrade` may access.
+pub const STABLE_ACCESSED_LIMIT_UPGRADE_BYTES: u64 = 8 << 30;
+/// Stable memory a query or `canister_inspect_message` may access.
+pub const STABLE_ACCESSED_LIMIT_QUERY_BYTES: u64 = 1 << 30;
+/// Stable memory an update, callback, timer or start function may dirty (write).
+pub const STABLE_DIRTY_LIMIT_MESSAGE_BYTES: u64 = 2 << 30;
+/// Stable memory `canister_init`, `canister_pre_upgrade` or `canister_post_upgrade` may dirty.
+pub const STABLE_DIRTY_LIMIT_UPGRADE_BYTES: u64 = 8 << 30;
+/// Stable memory a query or `canister_inspect_message` may dirty (its writes are discarded).
+pub const STABLE_DIRTY_LIMIT_QUERY_BYTES: u64 = 1 << 30;
