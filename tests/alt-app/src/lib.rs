@@ -16,6 +16,7 @@
 //!
 //! ```text
 //! service : {
+//!   reserve : (nat64) -> ();                    // owner: reserve heap for an image of n bytes
 //!   load : (nat64, blob) -> ();                 // owner: write into the heap image
 //!   image_len : () -> (nat64) query;           // owner
 //!   digest : (nat64, nat64) -> (blob) query;    // owner: SHA-256 of heap image [offset, offset+len)
@@ -61,6 +62,9 @@ thread_local! {
     static OWNER: Cell<Option<Principal>> = const { Cell::new(None) };
     static IMAGE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     static SENDER: Cell<Option<Principal>> = const { Cell::new(None) };
+    /// Stable memory was written from outside since the last upgrade: it holds state
+    /// being imported, which `pre_upgrade` must not overwrite with the heap's.
+    static IMPORTING: Cell<bool> = const { Cell::new(false) };
     static PUSH: RefCell<Push> = RefCell::new(Push::default());
 }
 
@@ -73,7 +77,9 @@ fn owner_only() {
 
 fn slice_len(len: u64) -> u64 {
     if len > MAX_SLICE {
-        ic_cdk::trap(format!("alt-app: {len} bytes exceed the {MAX_SLICE}-byte slice"));
+        ic_cdk::trap(format!(
+            "alt-app: {len} bytes exceed the {MAX_SLICE}-byte slice"
+        ));
     }
     len
 }
@@ -115,9 +121,13 @@ fn init() {
     OWNER.set(Some(ic_cdk::api::msg_caller()));
 }
 
-/// Serialises the image into stable memory (what Distrikt-style apps do on upgrade).
+/// Serialises the image into stable memory (what Distrikt-style apps do on upgrade),
+/// unless stable memory holds an imported image (`stable_write` or `receive`).
 #[pre_upgrade]
 fn pre_upgrade() {
+    if IMPORTING.get() {
+        return;
+    }
     IMAGE.with_borrow(|image| {
         ensure_stable(IMAGE_AT + image.len() as u64);
         ic_cdk::stable::stable_write(IMAGE_AT, image);
@@ -136,6 +146,14 @@ fn post_upgrade() {
     IMAGE.set(image);
 }
 
+/// Reserves heap for an image of `len` bytes (so loading it does not reallocate).
+#[update]
+fn reserve(len: u64) {
+    owner_only();
+    let len = usize::try_from(len).unwrap_or_else(|_| ic_cdk::trap("alt-app: too large"));
+    IMAGE.with_borrow_mut(|image| image.reserve_exact(len.saturating_sub(image.len())));
+}
+
 /// Writes `bytes` into the heap image at `offset` (extending it with zeros if needed).
 #[update]
 fn load(offset: u64, bytes: ByteBuf) {
@@ -143,7 +161,9 @@ fn load(offset: u64, bytes: ByteBuf) {
     slice_len(bytes.len() as u64);
     IMAGE.with_borrow_mut(|image| {
         let start = usize::try_from(offset).unwrap_or_else(|_| ic_cdk::trap("offset"));
-        let end = start + bytes.len();
+        let end = start
+            .checked_add(bytes.len())
+            .unwrap_or_else(|| ic_cdk::trap("offset overflows"));
         if image.len() < end {
             image.resize(end, 0);
         }
@@ -200,6 +220,7 @@ fn stable_write(offset: u64, bytes: ByteBuf) {
         .unwrap_or_else(|| ic_cdk::trap("offset overflows"));
     ensure_stable(end);
     ic_cdk::stable::stable_write(offset, &bytes);
+    IMPORTING.set(true);
 }
 
 /// SHA-256 of the image stored in stable memory, bytes `[offset, offset + len)`.
@@ -239,6 +260,7 @@ fn receive(offset: u64, bytes: ByteBuf) {
         .unwrap_or_else(|| ic_cdk::trap("offset overflows"));
     ensure_stable(IMAGE_AT + end);
     ic_cdk::stable::stable_write(IMAGE_AT + offset, &bytes);
+    IMPORTING.set(true);
     if end > stored_len() {
         set_stored_len(end);
     }
