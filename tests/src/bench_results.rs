@@ -152,7 +152,7 @@ fn thousands(n: i128) -> String {
     let digits = n.unsigned_abs().to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -253,6 +253,9 @@ pub fn regenerate(doc: &str, dir: &Path) -> Result<String, String> {
             ));
         };
         let name = &after[..name_end];
+        if name.contains(char::is_whitespace) {
+            return Err(format!("a marker without `{BEGIN}` before: {name}"));
+        }
         let end_marker = format!("{OPEN}{name}:end -->");
         let body_start = at + OPEN.len() + name_end + BEGIN.len();
         let body_len = rest[body_start..]
@@ -269,7 +272,8 @@ pub fn regenerate(doc: &str, dir: &Path) -> Result<String, String> {
         out.push_str(&rest[..body_start]);
         out.push('\n');
         out.push_str(&render(&results, t));
-        rest = &rest[body_start + body_len..];
+        out.push_str(&end_marker);
+        rest = &rest[body_start + body_len + end_marker.len()..];
     }
     out.push_str(rest);
     Ok(out)
@@ -319,6 +323,10 @@ mod tests {
         );
         assert!(!new.contains("old"), "{new}");
         assert_eq!(regenerate(&new, &dir).unwrap(), new, "idempotent");
+        let two = format!("{doc}{doc}");
+        let new_two = regenerate(&two, &dir).unwrap();
+        assert!(new_two == format!("{new}{new}"), "{new_two}");
+        assert!(regenerate("<!-- bench:b/t:end -->\n<!-- bench:b/t:begin -->", &dir).is_err());
         assert!(regenerate("<!-- bench:b/t:begin -->", &dir).is_err());
         assert!(regenerate("<!-- bench:b/zz:begin --><!-- bench:b/zz:end -->", &dir).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
