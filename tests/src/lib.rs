@@ -5,10 +5,12 @@
 //! helpers for a single scenario live in its file.
 
 pub mod app;
+pub mod bench_results;
 pub mod chaos;
 pub mod heap_app;
 pub mod matrix;
 pub mod vault;
+pub mod whole_canister;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};

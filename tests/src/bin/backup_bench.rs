@@ -12,13 +12,17 @@
 //! cycles charged (the harness's 13-node fee model, every canister involved), rounds,
 //! source instructions per MiB and the largest single execution. Each cost is compared
 //! with the naive baseline: every byte of the image sent uncompressed once, in
-//! 2,000,000-byte calls (about 1.07T cycles per GiB).
+//! 2,000,000-byte calls (about 1.07T cycles per GiB). Writes
+//! tests/bench-results/backup_bench.json (docs/benchmarks.md's table; no wall-clock
+//! figures in it).
 
 use std::time::Instant;
 
 use candid::{Encode, Principal};
 use canvault_scenarios::app::{AppScenario, AppStats};
+use canvault_scenarios::bench_results::{BenchResults, Format, Table, column, row};
 use ic_harness::CanisterMetrics;
+use serde_json::{Map, Value};
 
 const MIB: u64 = 1024 * 1024;
 // Default chunk size of this benchmark: see docs/benchmarks.md for 64 KiB vs 1 MiB.
@@ -127,7 +131,36 @@ fn change_one_percent(s: &mut AppScenario, shape: &str, stats: &AppStats) {
     );
 }
 
-fn row(label: &str, image: u64, m: &Measured) {
+/// The JSON row of a phase (no wall-clock figure).
+fn json_row(shape: &str, phase: &str, image: u64, m: &Measured) -> Map<String, Value> {
+    let b = &m.burned;
+    let n = |x: u128| Value::from(u64::try_from(x).unwrap_or(u64::MAX));
+    row(vec![
+        ("image", Value::from(shape)),
+        ("phase", Value::from(phase)),
+        ("label", Value::from(format!("{shape}: {phase}"))),
+        ("image_bytes", Value::from(image)),
+        ("bytes_sent", Value::from(m.bytes_sent)),
+        ("cycles", n(m.cycles)),
+        (
+            "of_baseline",
+            Value::from(m.cycles as f64 / baseline_cycles(image) as f64),
+        ),
+        ("rounds", Value::from(m.rounds)),
+        (
+            "kit_instructions_per_mib",
+            Value::from(m.source_instructions / (image / MIB).max(1)),
+        ),
+        ("largest_execution", Value::from(m.max_execution)),
+        ("cycles_bytes", n(b.bytes)),
+        ("cycles_instructions", n(b.instructions)),
+        ("cycles_execution", n(b.execution)),
+        ("cycles_calls", n(b.calls)),
+        ("cycles_storage", n(b.storage)),
+    ])
+}
+
+fn row_line(label: &str, image: u64, m: &Measured) {
     let base = baseline_cycles(image);
     println!(
         "| {label} | {:.1} | {:.3} | {:.1}% | {} | {} | {:.2e} | {:.1} |",
@@ -173,6 +206,7 @@ fn main() {
         "| image, phase | MiB sent | T cycles | % of baseline | rounds | source instr/MiB | largest execution | wall s |"
     );
     println!("|---|---|---|---|---|---|---|---|");
+    let mut rows = Vec::new();
     for shape in [
         "example app, posts",
         "example app, articles",
@@ -203,17 +237,19 @@ fn main() {
         let full = measure(&mut s, &[app, vault], app, |s| {
             s.backup();
         });
-        row(&format!("{shape}, full backup"), image, &full);
+        row_line(&format!("{shape}, full backup"), image, &full);
+        rows.push(json_row(shape, "full backup", image, &full));
         breakdown(&full);
         change_one_percent(&mut s, shape, &stats);
         let inc = measure(&mut s, &[app, vault], app, |s| {
             s.backup();
         });
-        row(
+        row_line(
             &format!("{shape}, incremental after 1% changed"),
             image,
             &inc,
         );
+        rows.push(json_row(shape, "incremental after 1% changed", image, &inc));
         breakdown(&inc);
         println!(
             "|  ↳ incremental / full | {:.2}% of the cycles | | | | | | |",
@@ -241,7 +277,8 @@ fn main() {
             s.app_image(app),
             "restored image is byte-identical"
         );
-        row(&format!("{shape}, restore"), image, &restore);
+        row_line(&format!("{shape}, restore"), image, &restore);
+        rows.push(json_row(shape, "restore", image, &restore));
     }
     println!(
         "\nsource instr/MiB: instructions of the app (kit) canister per MiB of image (restore: of the target);"
@@ -249,4 +286,31 @@ fn main() {
     println!(
         "largest execution: the largest single message execution of that canister in the phase."
     );
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut results = BenchResults::new(
+        "backup_bench",
+        &args,
+        vec![
+            ("size_mib", Value::from(size_mib)),
+            ("chunk_kib", Value::from(chunk_kib)),
+            (
+                "baseline_cycles",
+                Value::from(u64::try_from(baseline_cycles(bytes)).unwrap_or(u64::MAX)),
+            ),
+        ],
+    );
+    results.tables.push(Table {
+        name: "phases".into(),
+        columns: vec![
+            column("label", "image, phase", Format::Text),
+            column("bytes_sent", "MiB sent", Format::Mib1),
+            column("cycles", "cycles (T)", Format::TCycles3),
+            column("of_baseline", "% of baseline", Format::Percent1),
+            column("rounds", "rounds", Format::Int),
+            column("kit_instructions_per_mib", "kit instr/MiB", Format::Int),
+            column("largest_execution", "largest execution", Format::Int),
+        ],
+        rows,
+    });
+    results.write();
 }

@@ -20,29 +20,26 @@
 //!
 //! Cycles are those every canister involved burned (the harness's 13-node fee model);
 //! the developer's own machine pays nothing. Downtime is the number of rounds the app
-//! was not running (a round is about a second on a real subnet).
+//! was not running (a round is about a second on a real subnet). Writes
+//! tests/bench-results/canister_copy_bench.json (docs/benchmarks.md's table).
 
 use candid::{Encode, Principal};
+use canvault_cli::demo::alternatives;
 use canvault_protocol::canister_image::{
-    CanisterBackupRequest, CanisterJob, CanisterJobState, Consistency, RestoreCanisterRequest,
+    CanisterBackupRequest, CanisterJob, Consistency, RestoreCanisterRequest,
 };
 use canvault_protocol::vault_api::VaultInit;
 use canvault_scenarios::app::AppScenario;
+use canvault_scenarios::bench_results::{BenchResults, Format, Table, column, row};
 use canvault_scenarios::heap_app;
 use canvault_scenarios::vault::VaultClient;
+use canvault_scenarios::whole_canister;
 use canvault_scenarios::{harness, install, principal};
 use ic_harness::{CanisterId, Harness};
-use ic_management_canister_types::{
-    CanisterIdRecord, CanisterSettings, CanisterStatusType, LoadCanisterSnapshotArgs,
-    ReadCanisterSnapshotDataArgs, ReadCanisterSnapshotDataResult, ReadCanisterSnapshotMetadataArgs,
-    ReadCanisterSnapshotMetadataResult, SnapshotDataKind, SnapshotDataOffset,
-    TakeCanisterSnapshotArgs, UploadCanisterSnapshotDataArgs, UploadCanisterSnapshotMetadataArgs,
-    UploadCanisterSnapshotMetadataResult,
-};
+use ic_management_canister_types::CanisterSettings;
+use serde_json::Value;
 
 const MIB: u64 = 1024 * 1024;
-/// The platform's largest snapshot data slice.
-const SLICE: u64 = 2_000_000;
 
 /// What one path cost.
 #[derive(Default)]
@@ -60,37 +57,19 @@ fn cycles_of(ic: &Harness, canisters: &[CanisterId]) -> u128 {
         .sum()
 }
 
-fn running(ic: &mut Harness, app: CanisterId, owner: Principal) -> bool {
-    ic.canister_status(app, Some(owner))
-        .is_ok_and(|s| s.status == CanisterStatusType::Running)
-}
-
-/// Starts a vault canister job (`method(arg)`), ticks until it ends and measures it:
-/// the cycles of the vault and `canister` (the app, or the restore's target), and the
-/// rounds `canister` was not running.
+/// Runs a vault canister job and measures it: the cycles of the vault and `canister`
+/// (the app, or the restore's target), the rounds, and the rounds `canister` was not
+/// running.
 fn vault_job<A: candid::CandidType>(
     ic: &mut Harness,
     vault: VaultClient,
     owner: Principal,
-    (method, arg): (&str, A),
+    call: (&str, A),
     status: &str,
     canister: CanisterId,
 ) -> (CanisterJob, Cost) {
     let (rounds, cycles) = (ic.rounds(), cycles_of(ic, &[canister, vault.id]));
-    let job: CanisterJob = vault.call(ic, owner, method, (arg,)).expect(method);
-    let mut down = 0;
-    let job = loop {
-        let job: CanisterJob = vault.read(ic, owner, status, (job.id,)).expect("status");
-        match job.state {
-            CanisterJobState::Done => break job,
-            CanisterJobState::Failed { reason } => panic!("{method} failed: {reason}"),
-            _ => {}
-        }
-        ic.tick();
-        if !running(ic, canister, owner) {
-            down += 1;
-        }
-    };
+    let (job, down) = whole_canister::vault_job(ic, vault, owner, call, status, canister);
     let cost = Cost {
         cycles: cycles_of(ic, &[canister, vault.id]) - cycles,
         rounds: ic.rounds() - rounds,
@@ -100,166 +79,29 @@ fn vault_job<A: candid::CandidType>(
     (job, cost)
 }
 
-fn management<A: candid::CandidType, R: for<'de> candid::Deserialize<'de> + candid::CandidType>(
-    ic: &mut Harness,
-    owner: Principal,
-    method: &str,
-    arg: A,
-) -> R {
-    let (r,): (R,) = ic
-        .update_candid(Principal::management_canister(), owner, method, (arg,))
-        .unwrap_or_else(|e| panic!("{method}: {e}"));
-    r
-}
-
-fn unit<A: candid::CandidType>(ic: &mut Harness, owner: Principal, method: &str, arg: A) {
-    let () = ic
-        .update_candid(Principal::management_canister(), owner, method, (arg,))
-        .unwrap_or_else(|e| panic!("{method}: {e}"));
-}
-
-/// The manual path: developer ingress for every step, from `app` to `target`.
-fn manual(ic: &mut Harness, owner: Principal, app: CanisterId, target: CanisterId) -> Cost {
-    let (rounds, cycles) = (ic.rounds(), cycles_of(ic, &[app, target]));
-    let id = CanisterIdRecord { canister_id: app };
-    let before_stop = ic.rounds();
-    unit(ic, owner, "stop_canister", id.clone());
-    let snapshot: ic_management_canister_types::Snapshot = management(
-        ic,
-        owner,
-        "take_canister_snapshot",
-        TakeCanisterSnapshotArgs {
-            canister_id: app,
-            replace_snapshot: None,
-            uninstall_code: None,
-            sender_canister_version: None,
-        },
-    );
-    unit(ic, owner, "start_canister", id);
-    let downtime_rounds = ic.rounds() - before_stop;
-    let meta: ReadCanisterSnapshotMetadataResult = management(
-        ic,
-        owner,
-        "read_canister_snapshot_metadata",
-        ReadCanisterSnapshotMetadataArgs {
-            canister_id: app,
-            snapshot_id: snapshot.id.clone(),
-        },
-    );
-    let mut parts: Vec<(u64, Vec<u8>)> = Vec::new();
-    for (which, size) in [
-        (0, meta.wasm_module_size),
-        (1, meta.wasm_memory_size),
-        (2, meta.stable_memory_size),
-    ] {
-        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-        let mut offset = 0;
-        while offset < size {
-            let len = SLICE.min(size - offset);
-            let kind = match which {
-                0 => SnapshotDataKind::WasmModule { offset, size: len },
-                1 => SnapshotDataKind::WasmMemory { offset, size: len },
-                _ => SnapshotDataKind::StableMemory { offset, size: len },
-            };
-            let r: ReadCanisterSnapshotDataResult = management(
-                ic,
-                owner,
-                "read_canister_snapshot_data",
-                ReadCanisterSnapshotDataArgs {
-                    canister_id: app,
-                    snapshot_id: snapshot.id.clone(),
-                    kind,
-                },
-            );
-            bytes.extend_from_slice(&r.chunk);
-            offset += len;
-        }
-        parts.push((which, bytes));
-    }
-    assert!(
-        meta.wasm_chunk_store.is_empty(),
-        "the heap app has no chunk store"
-    );
-    unit(
-        ic,
-        owner,
-        "delete_canister_snapshot",
-        ic_management_canister_types::DeleteCanisterSnapshotArgs {
-            canister_id: app,
-            snapshot_id: snapshot.id,
-        },
-    );
-    let uploaded: UploadCanisterSnapshotMetadataResult = management(
-        ic,
-        owner,
-        "upload_canister_snapshot_metadata",
-        UploadCanisterSnapshotMetadataArgs {
-            canister_id: target,
-            replace_snapshot: None,
-            wasm_module_size: meta.wasm_module_size,
-            globals: meta.globals.iter().flatten().cloned().collect(),
-            wasm_memory_size: meta.wasm_memory_size,
-            stable_memory_size: meta.stable_memory_size,
-            certified_data: meta.certified_data.clone(),
-            global_timer: meta.global_timer.clone(),
-            on_low_wasm_memory_hook_status: meta.on_low_wasm_memory_hook_status.clone(),
-        },
-    );
-    let mut bytes = 0;
-    for (which, data) in &parts {
-        for (i, slice) in data.chunks(SLICE as usize).enumerate() {
-            let offset = i as u64 * SLICE;
-            let kind = match which {
-                0 => SnapshotDataOffset::WasmModule { offset },
-                1 => SnapshotDataOffset::WasmMemory { offset },
-                _ => SnapshotDataOffset::StableMemory { offset },
-            };
-            unit(
-                ic,
-                owner,
-                "upload_canister_snapshot_data",
-                UploadCanisterSnapshotDataArgs {
-                    canister_id: target,
-                    snapshot_id: uploaded.snapshot_id.clone(),
-                    kind,
-                    chunk: slice.to_vec(),
-                },
-            );
-            bytes += slice.len() as u64;
-        }
-    }
-    unit(
-        ic,
-        owner,
-        "load_canister_snapshot",
-        LoadCanisterSnapshotArgs {
-            canister_id: target,
-            snapshot_id: uploaded.snapshot_id,
-            sender_canister_version: None,
-        },
-    );
-    unit(
-        ic,
-        owner,
-        "start_canister",
-        CanisterIdRecord {
-            canister_id: target,
-        },
-    );
-    Cost {
-        cycles: cycles_of(ic, &[app, target]) - cycles,
-        rounds: ic.rounds() - rounds,
-        downtime_rounds,
-        bytes,
-    }
-}
-
 fn digest(ic: &mut Harness, canister: CanisterId, owner: Principal) -> heap_app::Digest {
     heap_app::digest(ic, canister, owner)
 }
 
 fn per_gib(value: u128, bytes: u64) -> f64 {
     value as f64 * (1u64 << 30) as f64 / bytes.max(1) as f64
+}
+
+fn json_row(label: &str, data: u64, c: &Cost) -> serde_json::Map<String, Value> {
+    row(vec![
+        ("path", Value::from(label)),
+        ("bytes_moved", Value::from(c.bytes)),
+        (
+            "cycles",
+            Value::from(u64::try_from(c.cycles).unwrap_or(u64::MAX)),
+        ),
+        (
+            "cycles_per_gib_of_data",
+            Value::from(per_gib(c.cycles, data)),
+        ),
+        ("rounds", Value::from(c.rounds)),
+        ("downtime_rounds", Value::from(c.downtime_rounds)),
+    ])
 }
 
 fn line(label: &str, data: u64, c: &Cost) {
@@ -352,7 +194,14 @@ fn main() {
 
     // The manual path, into another empty canister on subnet C.
     let target = ic.create_canister_on_subnet(Some(owner), Some(controlled()), subnets[2]);
-    let by_hand = manual(&mut ic, owner, app, target);
+    let manual = alternatives::manual_snapshots(&mut ic, owner, app, target)
+        .unwrap_or_else(|e| panic!("manual path: {e}"));
+    let by_hand = Cost {
+        cycles: manual.total_cycles,
+        rounds: manual.rounds,
+        downtime_rounds: manual.downtime_rounds,
+        bytes: manual.bytes_moved / 2,
+    };
     assert!(
         digest(&mut ic, target, owner) == original,
         "the manual copy answers as the app"
@@ -397,31 +246,59 @@ fn main() {
         "| path | MiB moved | cycles (T) | T cycles per GiB of data | rounds | downtime rounds |"
     );
     println!("|---|---:|---:|---:|---:|---:|");
-    line(
-        "vault: whole-canister backup (stop, take, start, read)",
-        data,
-        &backup,
-    );
-    line(
-        "vault: fork onto subnet C (upload, load, verify, start)",
-        data,
-        &restore,
-    );
-    line(
-        "vault: backup again, unchanged, while running",
-        data,
-        &again,
-    );
-    line(
-        "manual icp/dfx: download + upload by ingress + load",
-        data,
-        &by_hand,
-    );
-    line("kit: full backup (example app)", data, &kit_backup);
-    line("kit: restore into a fresh canister", data, &kit_restore);
+    let paths = [
+        (
+            "vault: whole-canister backup (stop, take, start, read)",
+            &backup,
+        ),
+        (
+            "vault: fork onto subnet C (upload, load, verify, start)",
+            &restore,
+        ),
+        ("vault: backup again, unchanged, while running", &again),
+        (
+            "manual icp/dfx: download + upload by ingress + load",
+            &by_hand,
+        ),
+        ("kit: full backup (example app)", &kit_backup),
+        ("kit: restore into a fresh canister", &kit_restore),
+    ];
+    for (label, cost) in paths {
+        line(label, data, cost);
+    }
     println!(
         "vault chunk store: {:.1} MiB after the first backup, +{:.1} MiB for the second (dedup)",
         stored_once as f64 / MIB as f64,
         (stored_twice - stored_once) as f64 / MIB as f64
     );
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut results = BenchResults::new(
+        "canister_copy_bench",
+        &args,
+        vec![
+            ("size_mib", Value::from(size_mib)),
+            ("vault_stored_bytes_first", Value::from(stored_once)),
+            (
+                "vault_stored_bytes_added_second",
+                Value::from(stored_twice - stored_once),
+            ),
+        ],
+    );
+    results.tables.push(Table {
+        name: "paths".into(),
+        columns: vec![
+            column("path", "path", Format::Text),
+            column("bytes_moved", "MiB moved", Format::Mib1),
+            column("cycles", "cycles (T)", Format::TCycles3),
+            column(
+                "cycles_per_gib_of_data",
+                "T cycles per GiB of data",
+                Format::TCycles3,
+            ),
+            column("rounds", "rounds", Format::Int),
+            column("downtime_rounds", "downtime rounds", Format::Int),
+        ],
+        rows: paths.iter().map(|(l, c)| json_row(l, data, c)).collect(),
+    });
+    results.write();
 }

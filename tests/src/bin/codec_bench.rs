@@ -13,10 +13,13 @@
 //! fee model: 1,000 cycles per byte sent, plus the encode instructions, plus SHA-256 of
 //! the frame on both sides (the kit seals, the vault verifies). The naive baseline is
 //! 1,000 cycles per byte. "sealed" is what the kit ships (`chunk::seal`).
+//! Writes tests/bench-results/codec_bench.json (docs/benchmarks.md's table).
 
 use candid::{Encode, Principal};
 use canvault_scenarios::app::AppScenario;
+use canvault_scenarios::bench_results::{BenchResults, Format, Table, column, row};
 use serde::Deserialize;
+use serde_json::Value;
 
 const MIB: u64 = 1024 * 1024;
 const SAMPLE_CHUNKS: usize = 64;
@@ -67,7 +70,9 @@ fn main() {
             .map_or(default, |a| a.parse().expect("a number"))
     };
     let size_mib = arg(1, 64);
-    let chunk = (arg(2, 64) * 1024) as usize;
+    let chunk_kib = arg(2, 64);
+    let chunk = (chunk_kib * 1024) as usize;
+    let mut rows = Vec::new();
     println!(
         "canvault codec benchmark: example-app images of {size_mib} MiB, {} KiB chunks, up to {SAMPLE_CHUNKS} non-zero chunks each, measured in wasm",
         chunk / 1024
@@ -137,6 +142,56 @@ fn main() {
                 per_byte(m.decode_instructions),
                 cycles / 10.0
             );
+            rows.push(row(vec![
+                ("image", Value::from(label)),
+                ("codec", Value::from(name)),
+                ("sample_chunks", Value::from(sample.len())),
+                ("ratio", Value::from(ratio)),
+                ("encode_instructions_per_byte", Value::from(encode)),
+                (
+                    "decode_instructions_per_byte",
+                    Value::from(per_byte(m.decode_instructions)),
+                ),
+                ("sha256_instructions_per_byte", Value::from(sha)),
+                ("backup_cycles_per_data_byte", Value::from(cycles)),
+                ("of_baseline", Value::from(cycles / 1000.0)),
+            ]));
         }
     }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut results = BenchResults::new(
+        "codec_bench",
+        &args,
+        vec![
+            ("size_mib", Value::from(size_mib)),
+            ("chunk_kib", Value::from(chunk_kib)),
+            ("max_sample_chunks", Value::from(SAMPLE_CHUNKS)),
+        ],
+    );
+    results.tables.push(Table {
+        name: "codecs".into(),
+        columns: vec![
+            column("image", "image", Format::Text),
+            column("codec", "codec", Format::Text),
+            column("ratio", "ratio", Format::Dec2),
+            column(
+                "encode_instructions_per_byte",
+                "encode instr/B",
+                Format::Dec1,
+            ),
+            column(
+                "decode_instructions_per_byte",
+                "decode instr/B",
+                Format::Dec1,
+            ),
+            column(
+                "backup_cycles_per_data_byte",
+                "backup cycles per data byte",
+                Format::Int,
+            ),
+            column("of_baseline", "of baseline", Format::Percent1),
+        ],
+        rows,
+    });
+    results.write();
 }

@@ -12,9 +12,14 @@
 //! 6. a canister that does not embed the kit (a heap-only app): `protect`, copy it whole
 //!    into the vault through a native snapshot, delete it, fork it onto subnet C and
 //!    compare its answers;
-//! 7. report bytes, ratios, cycles by category (also in USD), instructions, rounds and
+//! 7. today's alternatives (manual native snapshots, Distrikt-style pre_upgrade
+//!    serialisation, a naive push) copy the image of the full backup to subnet B, each
+//!    verified, measured side by side with the kit's backups and restore;
+//! 8. report bytes, ratios, cycles by category (also in USD), instructions, rounds and
 //!    time.
 
+pub mod alternatives;
+pub mod comparison;
 mod report;
 mod setup;
 mod whole_canister;
@@ -26,6 +31,7 @@ use candid::Principal;
 use canvault_protocol::Hash256;
 use canvault_protocol::chunk::{chunk_count, chunk_len, is_zero};
 
+pub use comparison::Comparison;
 pub use report::{BackupReport, DemoReport, Phase};
 pub use whole_canister::WholeCanisterReport;
 
@@ -33,6 +39,7 @@ use crate::cli::DemoArgs;
 use crate::commands::{backup, human_bytes, restore, snapshot, vault};
 use crate::error::{CliError, CliResult};
 use crate::progress::ProgressMode;
+use comparison::{KIT_BACKUP_STEPS, KIT_RESTORE_STEPS};
 use setup::{AppStats, World};
 
 const MIB: u64 = 1024 * 1024;
@@ -148,8 +155,15 @@ pub fn run(args: &DemoArgs, progress: ProgressMode, out: &mut dyn Write) -> CliR
     )?;
 
     let clock = w.clock();
+    let meter = w.meter(&[app], &[vault_id]);
     let full = backup::run(&w.t, app, true, WAIT, progress)?
         .ok_or_else(|| CliError::Usage("no backup".into()))?;
+    let full_cost = w.kit_cost(
+        &meter,
+        "canvault kit: full backup",
+        full.backup.bytes_sent,
+        KIT_BACKUP_STEPS,
+    );
     w.end_phase(clock, "full backup (subnet A -> B)");
     let chunk_size = full.status.chunk_size;
     let image1 = w.app_image(app);
@@ -169,8 +183,15 @@ pub fn run(args: &DemoArgs, progress: ProgressMode, out: &mut dyn Write) -> CliR
     w.change(app, filled.posts, args.seed)?;
     w.end_phase(clock, "edit and add posts");
     let clock = w.clock();
+    let meter = w.meter(&[app], &[vault_id]);
     let incr = backup::run(&w.t, app, true, WAIT, progress)?
         .ok_or_else(|| CliError::Usage("no backup".into()))?;
+    let incr_cost = w.kit_cost(
+        &meter,
+        "canvault kit: incremental backup after 1% changed",
+        incr.backup.bytes_sent,
+        KIT_BACKUP_STEPS,
+    );
     w.end_phase(clock, "incremental backup");
     let image2 = w.app_image(app);
     let incr_report = backup_report(&incr, &image2, chunk_size, Some(&hashes1));
@@ -195,6 +216,7 @@ pub fn run(args: &DemoArgs, progress: ProgressMode, out: &mut dyn Write) -> CliR
         &format!("  deleted app {app}; fresh canister {fresh} on subnet C"),
     )?;
     let clock = w.clock();
+    let meter = w.meter(&[fresh], &[vault_id]);
     let job = restore::restore(
         &w.t,
         vault_id,
@@ -204,6 +226,12 @@ pub fn run(args: &DemoArgs, progress: ProgressMode, out: &mut dyn Write) -> CliR
         WAIT,
         progress,
     )?;
+    let restore_cost = w.kit_cost(
+        &meter,
+        "canvault kit: restore",
+        job.bytes_sent,
+        KIT_RESTORE_STEPS,
+    );
     w.end_phase(clock, "restore (subnet B -> C)");
     say(
         out,
@@ -222,7 +250,25 @@ pub fn run(args: &DemoArgs, progress: ProgressMode, out: &mut dyn Write) -> CliR
     let whole = whole_canister::run(&mut w, vault_id, (args.size_mib / 4).max(1), progress, out)?;
     say(out, &vault::status(&w.t, vault_id)?)?;
 
-    // 7. Report.
+    // 7. Today's alternatives, on the image of the full backup.
+    let alternatives = {
+        let wasm = w.alt_app_module();
+        let ic = w.t.ic();
+        let mut ic = ic.borrow_mut();
+        alternatives::run_all(&mut ic, operator(), (subnet_a, subnet_b), &wasm, &image1)?
+    };
+    let comparison = Comparison::new(
+        image1.len() as u64,
+        [full_cost, incr_cost, restore_cost],
+        Vec::new(),
+        alternatives,
+    );
+    say(
+        out,
+        "  today's alternatives: 3 copies of the image to subnet B, each verified",
+    )?;
+
+    // 8. Report.
     let roles = [
         ("factory", w.factory),
         ("wallet", w.wallet),
@@ -250,6 +296,7 @@ pub fn run(args: &DemoArgs, progress: ProgressMode, out: &mut dyn Write) -> CliR
         restored_image_identical,
         app_answers_identical,
         whole_canister: whole,
+        alternatives: comparison,
         vault_storage_ratio: if stored == 0 {
             0.0
         } else {

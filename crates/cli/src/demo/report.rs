@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use ic_harness::{CanisterMetrics, CyclesBurned};
 use serde::Serialize;
 
-use super::WholeCanisterReport;
+use super::{Comparison, WholeCanisterReport};
 
 use crate::commands::{human_bytes, human_cycles};
 
@@ -163,6 +163,8 @@ pub struct DemoReport {
     pub app_answers_identical: bool,
     /// The canister without the kit: whole-canister backup and fork.
     pub whole_canister: WholeCanisterReport,
+    /// canvault side by side with today's alternatives, at the demo's size.
+    pub alternatives: Comparison,
     /// Logical bytes of the two snapshots over the bytes the vault stores.
     pub vault_storage_ratio: f64,
     /// Bytes the vault stores.
@@ -320,7 +322,8 @@ impl DemoReport {
                     c.role
                 ))
         );
-        let _ = writeln!(s, "\nphases");
+        let _ = writeln!(s, "\n{}", self.alternatives.render());
+        let _ = writeln!(s, "phases");
         let _ = writeln!(
             s,
             "  {:<42} {:>8} {:>8} {:>9} {:>10}",

@@ -15,6 +15,8 @@ use serde::Deserialize;
 use serde_bytes::ByteBuf;
 
 use super::Phase;
+use super::alternatives::{Meter, PathCost};
+use super::comparison::KIT_VERIFIES;
 use super::report::CanisterReport;
 use crate::cli::CreateArgs;
 use crate::client::{KitClient, call_plain};
@@ -63,6 +65,8 @@ struct Modules {
     /// tests/heap-app: a canister that keeps its state on the heap and knows nothing of
     /// canvault.
     heap_app: Vec<u8>,
+    /// tests/alt-app: today's alternatives (pre_upgrade serialisation, naive push).
+    alt_app: Vec<u8>,
 }
 
 fn module(name: &str) -> CliResult<Vec<u8>> {
@@ -123,6 +127,7 @@ impl World {
             app: module("canvault_example_app")?,
             wallet: module("canvault_cli_test_wallet")?,
             heap_app: module("heap_app")?,
+            alt_app: module(super::alternatives::ALT_APP)?,
         };
         let ic = HarnessBuilder::new()
             .with_application_subnet()
@@ -206,6 +211,28 @@ impl World {
     pub fn deploy_heap_app(&mut self, subnet: Principal) -> CliResult<Principal> {
         let wasm = self.modules.heap_app.clone();
         self.install(subnet, wasm, Encode!().unwrap_or_default())
+    }
+
+    /// The alternatives' test canister module.
+    #[must_use]
+    pub fn alt_app_module(&self) -> Vec<u8> {
+        self.modules.alt_app.clone()
+    }
+
+    /// Starts measuring `app` and the receiving side.
+    #[must_use]
+    pub fn meter(&self, app: &[Principal], receivers: &[Principal]) -> Meter {
+        Meter::start(&self.ic().borrow(), app, receivers)
+    }
+
+    /// A kit path's cost since `meter`: `bytes` sent, `steps` operator ingress messages.
+    #[must_use]
+    pub fn kit_cost(&self, meter: &Meter, path: &str, bytes: u64, steps: u64) -> PathCost {
+        PathCost {
+            bytes_moved: bytes,
+            operator_steps: steps,
+            ..meter.cost(&self.ic().borrow(), path, KIT_VERIFIES)
+        }
     }
 
     /// Counts `id` among the demo's canisters (for the report's totals).
