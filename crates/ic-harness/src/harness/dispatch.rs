@@ -592,7 +592,11 @@ impl Harness {
     ) {
         match origin {
             Origin::Ingress(id) => {
-                self.ingress.insert(*id, Some(result));
+                if let Some(effects) = self.capture.as_mut() {
+                    effects.push(super::Effect::Ingress(*id, result));
+                } else {
+                    self.ingress.insert(*id, Some(result));
+                }
             }
             Origin::Canister {
                 caller,

@@ -34,6 +34,7 @@ impl Harness {
         self.events.round = self.round;
         self.time += self.config.round_nanos;
         self.charge_storage();
+        self.build_streams(self.round - 1);
         self.deliver_due();
         self.expire_deadlines();
         self.drop_expired_requests();
@@ -63,6 +64,7 @@ impl Harness {
             }
         }
         self.shed_best_effort_messages();
+        self.build_streams(self.round);
     }
 
     /// Moves the simulated clock forward without executing anything.
@@ -94,6 +96,8 @@ impl Harness {
     /// True when nothing is in flight, queued, awaited or due.
     pub(crate) fn is_idle(&self) -> bool {
         self.in_transit.is_empty()
+            && self.cmc_waiting.is_empty()
+            && self.paused.is_empty()
             && self
                 .inputs
                 .values()
@@ -107,7 +111,12 @@ impl Harness {
     }
 
     pub(crate) fn busy_summary(&self) -> String {
-        let mut parts = vec![format!("{} messages in transit", self.in_transit.len())];
+        let mut parts = vec![format!(
+            "{} messages in transit, {} CMC creations pending, {} executions paused",
+            self.in_transit.len(),
+            self.cmc_waiting.len(),
+            self.paused.len()
+        )];
         for (id, q) in &self.inputs {
             if !q.is_empty() {
                 parts.push(format!("{} queued for {id}", q.len()));
@@ -132,24 +141,6 @@ impl Harness {
             }
         }
         parts.join("; ")
-    }
-
-    /// Moves due messages to their input queues; those from or to an offline subnet wait.
-    fn deliver_due(&mut self) {
-        let round = self.round;
-        let pending = std::mem::take(&mut self.in_transit);
-        for t in pending {
-            let blocked = t.from_subnet.is_some_and(|s| self.is_subnet_offline(s))
-                || self
-                    .destination_subnet(&t.msg)
-                    .is_some_and(|s| self.is_subnet_offline(s));
-            if t.at > round || blocked {
-                self.in_transit.push(t);
-            } else {
-                let key = t.msg.queue_key();
-                self.inputs.entry(key).or_default().push_back(t.msg);
-            }
-        }
     }
 
     fn expire_deadlines(&mut self) {
