@@ -177,6 +177,7 @@ impl Harness {
                 ))),
                 instructions: 0,
                 logs: Vec::new(),
+                heap_delta: 0,
             }
         } else {
             let code = canister
@@ -191,6 +192,7 @@ impl Harness {
         } else {
             canister.record_execution(outcome.instructions, outcome.logs.clone());
         }
+        canister.heap_delta_debit = canister.heap_delta_debit.saturating_add(outcome.heap_delta);
         if replicated {
             super::cycles::charge_run(canister, &fees, context, persist, &mut outcome);
         }

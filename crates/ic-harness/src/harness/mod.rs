@@ -14,6 +14,7 @@ mod scheduler;
 pub(crate) mod snapshots;
 mod status;
 mod system_faults;
+mod threads;
 mod upgrade;
 pub(crate) mod visibility;
 mod xnet;
