@@ -98,7 +98,9 @@ impl Harness {
             }
             if sliced {
                 let effects = std::mem::replace(&mut self.capture, outer).unwrap_or_default();
-                let used = self.instructions_of(target) - instructions_before;
+                let used = self
+                    .instructions_of(target)
+                    .saturating_sub(instructions_before);
                 self.pause_install(target, used, effects);
             }
         }
