@@ -142,12 +142,18 @@ impl CyclesBurned {
 /// Counters for benchmarks and tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CanisterMetrics {
-    /// Message executions (committed or trapped).
+    /// Replicated executions (committed or trapped): the ones that pay and that DTS slices.
     pub executions: u64,
-    /// Instructions executed in total.
+    /// Instructions of the replicated executions.
     pub instructions: u64,
-    /// The largest single execution, in instructions.
+    /// The largest single replicated execution, in instructions.
     pub max_instructions_per_execution: u64,
+    /// Non-replicated (ingress and composite) query executions: free, not sliced.
+    pub query_executions: u64,
+    /// Instructions of those queries.
+    pub query_instructions: u64,
+    /// The largest single query, in instructions (the query limit is 5B).
+    pub max_instructions_per_query: u64,
     /// Payload bytes of requests and responses this canister sent.
     pub bytes_sent: u64,
     /// Payload bytes of requests and responses this canister received.
@@ -318,13 +324,24 @@ impl Canister {
         self.timer = 0;
     }
 
-    pub(crate) fn record_execution(&mut self, instructions: u64, logs: Vec<String>) {
-        self.metrics.executions += 1;
-        self.metrics.instructions += instructions;
-        self.metrics.max_instructions_per_execution = self
-            .metrics
-            .max_instructions_per_execution
-            .max(instructions);
+    /// Counts one execution: replicated ones and non-replicated queries separately, so a
+    /// verification query never shows as a message the replica would slice or charge.
+    pub(crate) fn record_execution(
+        &mut self,
+        instructions: u64,
+        logs: Vec<String>,
+        replicated: bool,
+    ) {
+        let m = &mut self.metrics;
+        if replicated {
+            m.executions += 1;
+            m.instructions += instructions;
+            m.max_instructions_per_execution = m.max_instructions_per_execution.max(instructions);
+        } else {
+            m.query_executions += 1;
+            m.query_instructions += instructions;
+            m.max_instructions_per_query = m.max_instructions_per_query.max(instructions);
+        }
         self.metrics.peak_stable_memory_bytes = self
             .metrics
             .peak_stable_memory_bytes

@@ -8,8 +8,9 @@
 
 use wasmtime::{Global, Instance, Memory, Ref, Store, Val};
 
-use crate::runtime::{self, CompiledModule};
+use crate::runtime::CompiledModule;
 use crate::stable_memory::StableMemory;
+use crate::stable_pages::{ExecPages, PageLimits};
 use crate::system_api::{CanisterState, ExecState, HostTrap};
 
 /// What to run.
@@ -38,7 +39,8 @@ pub(crate) enum StableTxn {
 /// Why an execution failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ExecTrap {
-    /// A host function trapped (ic0.trap, contract violation, instruction limit in a syscall).
+    /// A host function trapped (ic0.trap, contract violation, instruction or stable-memory
+    /// page limit in a syscall).
     Host(HostTrap),
     /// The wasm code trapped (unreachable, out-of-bounds access...).
     Wasm(String),
@@ -60,6 +62,9 @@ impl ExecTrap {
             }
             Self::Host(HostTrap::OutOfInstructions) | Self::OutOfInstructions => format!(
                 "Error from Canister {canister}: Canister exceeded the instruction limit for single message execution. (IC0522)"
+            ),
+            Self::Host(HostTrap::MemoryAccessLimitExceeded(msg)) => format!(
+                "Error from Canister {canister}: Canister exceeded memory access limits: {msg}. (IC0524)"
             ),
             Self::Wasm(msg) => {
                 format!("Error from Canister {canister}: Canister trapped: {msg}. (IC0502)")
@@ -97,7 +102,7 @@ impl InstalledCode {
     pub(crate) fn instantiate(compiled: CompiledModule) -> Result<Self, String> {
         let mut state = CanisterState::default();
         state.heap_limit.max_bytes = compiled.prepared.max_heap_bytes();
-        let mut store = Store::new(runtime::engine(), state);
+        let mut store = Store::new(compiled.module.engine(), state);
         store.limiter(|s| &mut s.heap_limit);
         store.set_fuel(u64::MAX).map_err(|e| e.to_string())?;
         let instance = compiled
@@ -241,6 +246,8 @@ impl InstalledCode {
         if txn == StableTxn::Own {
             self.store.data_mut().stable.begin();
         }
+        self.store.data_mut().pages = ExecPages::new(PageLimits::for_context(state.context));
+        self.store.data_mut().heap_limit.grow_surcharge = 0;
         self.store.data_mut().exec = Some(state);
         self.store
             .set_fuel(limit)
@@ -248,7 +255,11 @@ impl InstalledCode {
 
         let run = self.call(entry);
 
-        let instructions = limit.saturating_sub(self.store.get_fuel().unwrap_or(0));
+        let data = self.store.data_mut();
+        let owed = std::mem::take(&mut data.heap_limit.grow_surcharge);
+        let instructions = limit
+            .saturating_sub(self.store.get_fuel().unwrap_or(0))
+            .saturating_add(owed);
         let data = self.store.data_mut();
         let state = data
             .exec

@@ -4,7 +4,7 @@
 //! wasmtime, with the `ic0` System API implemented on the host: several subnets,
 //! rounds, cross-subnet latency, inter-canister calls with reply/reject/cleanup
 //! callbacks, bounded-wait timeouts, global timers, atomic executions with rollback,
-//! instruction limits by fuel, and the management canister's lifecycle methods.
+//! instruction counting with the replica's weights (fuel), and the management canister's lifecycle methods.
 //!
 //! Its API mirrors PocketIC's names (`create_canister_on_subnet`, `install_canister`,
 //! `update_call`, `tick`, `advance_time`...), so scenarios port to a real PocketIC server.
@@ -32,8 +32,10 @@ pub mod module;
 pub mod motoko;
 mod runtime;
 pub mod stable_memory;
+mod stable_pages;
 pub mod system_api;
 mod types;
+pub mod weights;
 
 pub use backend::IcBackend;
 pub use candid::Principal;

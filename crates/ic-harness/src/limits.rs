@@ -84,3 +84,22 @@ pub const MAX_BLOCK_PAYLOAD_BYTES: u64 = 4 * 1024 * 1024;
 /// `rs/config/src/message_routing.rs`): messages are routed from output queues into a
 /// stream only while the stream holds fewer bytes than this; the rest wait in order.
 pub const TARGET_STREAM_SIZE_BYTES: u64 = 10 * 1024 * 1024;
+
+// Per-execution stable-memory limits, from dfinity/ic `rs/config/src/embedders.rs`
+// (`STABLE_MEMORY_ACCESSED_PAGE_LIMIT_*`, `STABLE_MEMORY_DIRTY_PAGE_LIMIT_*`, counted in 4 KiB
+// OS pages), chosen per execution by `SystemApiImpl::get_page_limit`. An execution whose
+// `stable64_read`/`stable64_write` would exceed one traps with IC0524
+// (`CanisterMemoryAccessLimitExceeded`) before touching memory; see `stable_pages.rs`.
+
+/// Stable memory an update, callback, timer or start function may access (read or write).
+pub const STABLE_ACCESSED_LIMIT_MESSAGE_BYTES: u64 = 2 << 30;
+/// Stable memory `canister_init`, `canister_pre_upgrade` or `canister_post_upgrade` may access.
+pub const STABLE_ACCESSED_LIMIT_UPGRADE_BYTES: u64 = 8 << 30;
+/// Stable memory a query or `canister_inspect_message` may access.
+pub const STABLE_ACCESSED_LIMIT_QUERY_BYTES: u64 = 1 << 30;
+/// Stable memory an update, callback, timer or start function may dirty (write).
+pub const STABLE_DIRTY_LIMIT_MESSAGE_BYTES: u64 = 2 << 30;
+/// Stable memory `canister_init`, `canister_pre_upgrade` or `canister_post_upgrade` may dirty.
+pub const STABLE_DIRTY_LIMIT_UPGRADE_BYTES: u64 = 8 << 30;
+/// Stable memory a query or `canister_inspect_message` may dirty (its writes are discarded).
+pub const STABLE_DIRTY_LIMIT_QUERY_BYTES: u64 = 1 << 30;

@@ -1,4 +1,5 @@
-//! The process-wide wasmtime engine and the compiled-module cache.
+//! The process-wide wasmtime engines (replica instruction weights, see `weights.rs`) and the
+//! compiled-module cache.
 //!
 //! Invariant: a module is prepared and compiled once per process per module hash, however
 //! many harness instances or canisters install it.
@@ -10,6 +11,7 @@ use wasmtime::{Config, Engine, ExternType, Linker, Module};
 
 use crate::module::{self, ModuleError, PreparedModule};
 use crate::system_api::{self, CanisterState, HostTrap};
+use crate::weights;
 
 /// The System API functions the spec offers only when `I = i32` (64-bit cycle amounts and
 /// the deprecated 32-bit stable memory): a memory64 module importing one is refused.
@@ -33,39 +35,39 @@ pub(crate) struct CompiledModule {
     pub linker: Arc<Linker<CanisterState>>,
 }
 
+/// Two engines, because the replica's operator weights differ with the width of the main
+/// memory (loads and stores cost 2 under memory64) and wasmtime's fuel table is per engine.
+/// A module's store is created on the engine that compiled it (`Module::engine`).
 struct Runtime {
-    engine: Engine,
-    /// `ic0` with 32-bit addresses (the spec's `I = i32`), for modules with a 32-bit memory.
+    /// wasm32 weights, with `ic0` taking 32-bit addresses (the spec's `I = i32`).
     linker32: Linker<CanisterState>,
-    /// `ic0` with 64-bit addresses (`I = i64`), for memory64 modules.
+    /// memory64 weights, with `ic0` taking 64-bit addresses (`I = i64`).
     linker64: Linker<CanisterState>,
     cache: Mutex<HashMap<[u8; 32], CompiledModule>>,
+}
+
+fn new_engine(memory64: bool) -> Engine {
+    let mut config = Config::new();
+    config.consume_fuel(true);
+    config.operator_cost(weights::operator_cost(memory64));
+    config.cranelift_nan_canonicalization(true);
+    config.wasm_memory64(true);
+    Engine::new(&config).expect("wasmtime engine configuration is valid")
 }
 
 fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
-        let mut config = Config::new();
-        config.consume_fuel(true);
-        config.cranelift_nan_canonicalization(true);
-        config.wasm_memory64(true);
-        let engine = Engine::new(&config).expect("wasmtime engine configuration is valid");
-        let mut linker32 = Linker::new(&engine);
+        let mut linker32 = Linker::new(&new_engine(false));
         system_api::register::<u32>(&mut linker32).expect("ic0 imports register once");
-        let mut linker64 = Linker::new(&engine);
+        let mut linker64 = Linker::new(&new_engine(true));
         system_api::register::<u64>(&mut linker64).expect("ic0 imports register once");
         Runtime {
-            engine,
             linker32,
             linker64,
             cache: Mutex::new(HashMap::new()),
         }
     })
-}
-
-/// The shared engine.
-pub(crate) fn engine() -> &'static Engine {
-    &runtime().engine
 }
 
 /// Prepares and compiles `bytes` (raw or gzipped wasm), or returns the cached result.
@@ -77,14 +79,15 @@ pub(crate) fn compile(bytes: &[u8]) -> Result<CompiledModule, ModuleError> {
         return Ok(hit.clone());
     }
     let prepared = module::prepare(bytes)?;
-    let compiled_module = Module::new(&rt.engine, &prepared.wasm)
-        .map_err(|e| ModuleError::Invalid(format!("wasmtime rejected the module: {e}")))?;
     let mut linker = if prepared.memory64 {
         rt.linker64.clone()
     } else {
         rt.linker32.clone()
     };
-    let mut probe = wasmtime::Store::new(&rt.engine, CanisterState::default());
+    let engine = linker.engine().clone();
+    let compiled_module = Module::new(&engine, &prepared.wasm)
+        .map_err(|e| ModuleError::Invalid(format!("wasmtime rejected the module: {e}")))?;
+    let mut probe = wasmtime::Store::new(&engine, CanisterState::default());
     for import in compiled_module.imports() {
         let name = import.name().to_string();
         let ExternType::Func(ty) = import.ty() else {

@@ -157,7 +157,7 @@ impl StableMemory {
         Some(old)
     }
 
-    fn check(&self, offset: u64, size: u64) -> Result<(), OutOfBounds> {
+    pub(crate) fn check(&self, offset: u64, size: u64) -> Result<(), OutOfBounds> {
         let size_bytes = self.size_bytes();
         match offset.checked_add(size) {
             Some(end) if end <= size_bytes => Ok(()),

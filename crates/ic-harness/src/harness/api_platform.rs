@@ -206,9 +206,18 @@ impl Harness {
         self.canisters[&canister].memory_bytes()
     }
 
-    /// The fee table in force.
+    /// The fee table in force at the reference size (13 nodes, wasm32).
     #[must_use]
     pub fn fee_schedule(&self) -> &crate::fees::FeeSchedule {
         &self.fees
+    }
+
+    /// The fee table `canister` pays: its subnet's size and its memory width applied.
+    ///
+    /// # Panics
+    /// If the canister does not exist.
+    #[must_use]
+    pub fn fee_schedule_of(&self, canister: CanisterId) -> crate::fees::FeeSchedule {
+        self.fees_of(&self.canisters[&canister])
     }
 }

@@ -224,9 +224,9 @@ impl Harness {
         }
         let settings = settings.unwrap_or_default();
         let controllers = settings.controllers.clone().unwrap_or_else(|| vec![caller]);
-        let fee = self.fees.canister_creation;
         let mut last_err = String::from("Unknown problem attempting to create a canister.");
         for subnet in subnets {
+            let fee = self.fees_on(subnet).creation();
             if controllers.len() > MAX_CONTROLLERS {
                 last_err = format!(
                     "Creating canister in subnet {subnet} failed with code 4: at most {MAX_CONTROLLERS} controllers"

@@ -31,11 +31,7 @@ pub(super) fn charge_execution(
     instructions: u64,
     base: bool,
 ) {
-    let base_fee = if base {
-        fees.update_message_execution
-    } else {
-        0
-    };
+    let base_fee = if base { fees.execution_base() } else { 0 };
     let instruction_fee = fees.instructions(u128::from(instructions));
     c.cycles = c.cycles.saturating_sub(base_fee + instruction_fee);
     c.metrics.cycles_burned.execution += base_fee;
@@ -55,14 +51,17 @@ pub(super) fn charge_run(
     let base = if context == ApiContext::Cleanup {
         0
     } else {
-        fees.update_message_execution
+        fees.execution_base()
     };
     let instruction_fee = fees.instructions(u128::from(outcome.instructions));
     let fee = base + instruction_fee;
     c.metrics.cycles_burned.execution += base;
     c.metrics.cycles_burned.instructions += instruction_fee;
     match &mut outcome.result {
-        Ok(s) if persist && !context.is_query() => s.balance = s.balance.saturating_sub(fee),
+        // The prepayment comes back and the execution's cost goes.
+        Ok(s) if persist && !context.is_query() => {
+            s.balance = (s.balance + s.prepaid).saturating_sub(fee);
+        }
         _ => c.cycles = c.cycles.saturating_sub(fee),
     }
 }
@@ -74,7 +73,7 @@ impl Harness {
         if c.frozen_by_fault {
             u128::MAX
         } else {
-            self.fees
+            self.fees_of(c)
                 .freeze_reserve(c.memory_bytes(), c.freezing_threshold)
         }
     }
@@ -90,7 +89,7 @@ impl Harness {
                 ),
             ));
         }
-        let needed = self.freeze_reserve(c) + self.fees.execution(self.config.limits.update);
+        let needed = self.freeze_reserve(c) + self.fees_of(c).execution(self.config.limits.update);
         if c.cycles < needed {
             return Err(Reject::new(
                 RejectCode::SysTransient,
@@ -114,7 +113,7 @@ impl Harness {
             return Ok(()); // rejected with DESTINATION_INVALID on delivery
         };
         self.check_not_frozen(c)?;
-        let fee = self.fees.ingress(bytes);
+        let fee = self.fees_of(c).ingress(bytes);
         let c = self.canisters.get_mut(&canister).expect("present");
         c.cycles = c.cycles.saturating_sub(fee);
         c.metrics.cycles_burned.ingress += fee;
@@ -125,12 +124,16 @@ impl Harness {
     /// pay run out of cycles and lose their memory.
     pub(crate) fn charge_storage(&mut self) {
         let now = self.time;
-        let fees = self.fees.clone();
+        let fees: std::collections::BTreeMap<CanisterId, FeeSchedule> = self
+            .canisters
+            .values()
+            .map(|c| (c.id, self.fees_of(c)))
+            .collect();
         let mut exhausted = Vec::new();
         for c in self.canisters.values_mut() {
             let nanos = now.saturating_sub(c.storage_since);
             c.storage_since = now;
-            let (fee, carry) = fees.storage(c.memory_bytes(), nanos, c.storage_carry);
+            let (fee, carry) = fees[&c.id].storage(c.memory_bytes(), nanos, c.storage_carry);
             c.storage_carry = carry;
             if fee > c.cycles {
                 c.metrics.cycles_burned.storage += c.cycles;
@@ -159,7 +162,9 @@ impl Harness {
     /// The fee part of a response arriving for a call of `caller`: the reservation comes
     /// back less the response's bytes, which are charged.
     pub(crate) fn settle_response_fees(&mut self, caller: Principal, response_bytes: u64) {
-        let fees = self.fees.clone();
+        let Some(fees) = self.canisters.get(&caller).map(|c| self.fees_of(c)) else {
+            return;
+        };
         if let Some(c) = self.canisters.get_mut(&caller) {
             let bytes_fee = fees.response_bytes(response_bytes);
             let refund = fees.response_reservation().saturating_sub(bytes_fee);

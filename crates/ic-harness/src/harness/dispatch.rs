@@ -4,6 +4,8 @@
 //! Invariant: every call context that needs an answer gets exactly one, either from the
 //! canister (`msg_reply`/`msg_reject`) or synthesised here (trap, starvation).
 
+use std::sync::Arc;
+
 use candid::Principal;
 
 use super::faults::EventLog;
@@ -84,6 +86,12 @@ impl Harness {
             _ => self.config.limits.update,
         };
         let available_callbacks = self.available_callbacks(canister);
+        let fees = self.fees_of(canister);
+        let prepaid = if matches!(context, ApiContext::Update | ApiContext::SystemTask) {
+            fees.execution(limit).min(canister.cycles)
+        } else {
+            0
+        };
         ExecState {
             context,
             available_callbacks,
@@ -113,8 +121,9 @@ impl Harness {
             context_instructions_before: before,
             timer_at_start: canister.timer,
             routing: self.routing.clone(),
-            fees: self.fees.clone(),
-            balance: canister.cycles,
+            fees: Arc::new(fees),
+            balance: canister.cycles - prepaid,
+            prepaid,
             reply_data: Vec::new(),
             response: None,
             pending_call: None,
@@ -190,7 +199,7 @@ impl Harness {
             // Pre-consensus and free: not a message execution of the canister's metrics.
             canister.logs.extend(outcome.logs.iter().cloned());
         } else {
-            canister.record_execution(outcome.instructions, outcome.logs.clone());
+            canister.record_execution(outcome.instructions, outcome.logs.clone(), replicated);
         }
         canister.heap_delta_debit = canister.heap_delta_debit.saturating_add(outcome.heap_delta);
         if replicated {
@@ -509,11 +518,10 @@ impl Harness {
     fn send_call(&mut self, caller: CanisterId, ctx_id: u64, call: crate::system_api::PendingCall) {
         let now = self.time;
         let request_bytes = (call.payload.len() + call.method.len()) as u64;
-        let fees = self.fees.clone();
+        let fees = self.fees_of(&self.canisters[&caller]);
         let canister = self.canisters.get_mut(&caller).expect("present");
-        canister.metrics.cycles_burned.calls += fees.xnet_call;
-        canister.metrics.cycles_burned.bytes +=
-            fees.xnet_byte_transmission * u128::from(request_bytes);
+        canister.metrics.cycles_burned.calls += fees.call_fee();
+        canister.metrics.cycles_burned.bytes += fees.response_bytes(request_bytes);
         let deadline = call
             .timeout_seconds
             .map_or(0, |s| now + u64::from(s) * 1_000_000_000);

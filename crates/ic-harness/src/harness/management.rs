@@ -248,7 +248,8 @@ impl Harness {
     ) -> Result<Vec<u8>, Reject> {
         let args: CreateCanisterArgs = decode("create_canister", arg)?;
         let visibility = super::visibility::requested(arg, true)?;
-        let fee = self.fees.canister_creation;
+        let subnet = self.routing[&sender];
+        let fee = self.fees_on(subnet).creation();
         if cycles < fee {
             return Err(reject(
                 RejectCode::CanisterReject,
@@ -258,7 +259,6 @@ impl Harness {
             ));
         }
         let controllers = controllers_of(args.settings.as_ref(), sender)?;
-        let subnet = self.routing[&sender];
         let id = self.new_canister(subnet, controllers, cycles - fee);
         if let Some(creator) = self.canisters.get_mut(&sender) {
             creator.metrics.cycles_burned.creation += fee;
@@ -321,10 +321,11 @@ impl Harness {
         let before = self.canisters.get(&id).map(|c| c.metrics.instructions);
         let wasm = args.wasm_module.clone();
         let result = self.install_code_steps(sender, args);
-        if let (Some(before), Some(c)) = (before, self.canisters.get_mut(&id)) {
+        let fees = self.canisters.get(&id).map(|c| self.fees_of(c));
+        if let (Some(before), Some(fees), Some(c)) = (before, fees, self.canisters.get_mut(&id)) {
             let used = c.metrics.instructions - before;
             if used > 0 || result.is_ok() {
-                super::cycles::charge_execution(c, &self.fees, used, true);
+                super::cycles::charge_execution(c, &fees, used, true);
             }
             if result.is_ok() {
                 c.wasm_module = wasm;
@@ -400,7 +401,7 @@ impl Harness {
             .code
             .execute(lc.stable, &entry, state, persist, StableTxn::Outer);
         let c = self.canisters.get_mut(&id).expect("exists");
-        c.record_execution(outcome.instructions, outcome.logs);
+        c.record_execution(outcome.instructions, outcome.logs, true);
         lc.budget = lc.budget.saturating_sub(outcome.instructions);
         outcome
             .result

@@ -133,6 +133,8 @@ pub(crate) struct Paused {
 pub struct HarnessBuilder {
     /// One entry per subnet: its CMC subnet type (`None`: a default application subnet).
     subnets: Vec<Option<String>>,
+    /// Nodes of each subnet, in the order of `subnets` (prices scale with them).
+    subnet_nodes: Vec<u128>,
     config: Config,
 }
 
@@ -148,6 +150,7 @@ impl HarnessBuilder {
     pub fn new() -> Self {
         Self {
             subnets: Vec::new(),
+            subnet_nodes: Vec::new(),
             config: Config {
                 latency_rounds: 2,
                 round_nanos: 1_000_000_000,
@@ -170,6 +173,16 @@ impl HarnessBuilder {
     #[must_use]
     pub fn with_application_subnet(mut self) -> Self {
         self.subnets.push(None);
+        self.subnet_nodes.push(crate::fees::REFERENCE_SUBNET_NODES);
+        self
+    }
+
+    /// Adds one default application subnet of `nodes` nodes: its fees are the 13-node
+    /// prices scaled by `nodes / 13`, as the replica's `scale_cost` does.
+    #[must_use]
+    pub fn with_application_subnet_of_nodes(mut self, nodes: u128) -> Self {
+        self.subnets.push(None);
+        self.subnet_nodes.push(nodes.max(1));
         self
     }
 
@@ -177,8 +190,14 @@ impl HarnessBuilder {
     /// listed by `get_subnet_types_to_subnets`, reachable through the CMC only by
     /// `Filter { subnet_type = opt "<type>" }` or by naming it, and not a default subnet.
     #[must_use]
+    /// A `"fiduciary"` subnet has 34 nodes (and pays 34/13 of each fee); any other type 13.
     pub fn with_application_subnet_of_type(mut self, subnet_type: &str) -> Self {
         self.subnets.push(Some(subnet_type.to_string()));
+        self.subnet_nodes.push(if subnet_type == "fiduciary" {
+            crate::fees::FIDUCIARY_SUBNET_NODES
+        } else {
+            crate::fees::REFERENCE_SUBNET_NODES
+        });
         self
     }
 
@@ -285,10 +304,13 @@ impl HarnessBuilder {
     #[must_use]
     pub fn build(self) -> Harness {
         let mut kinds = self.subnets;
+        let mut nodes = self.subnet_nodes;
         if kinds.is_empty() {
             kinds.push(None);
+            nodes.push(crate::fees::REFERENCE_SUBNET_NODES);
         }
         let subnets: Vec<SubnetId> = (0..kinds.len() as u64).map(subnet_id_from_index).collect();
+        let subnet_nodes = subnets.iter().copied().zip(nodes).collect();
         let subnet_types = subnets
             .iter()
             .zip(kinds)
@@ -298,6 +320,7 @@ impl HarnessBuilder {
         let mut harness = Harness {
             subnets,
             subnet_types,
+            subnet_nodes,
             faults: faults::Faults::default(),
             events: faults::EventLog::default(),
             canisters: BTreeMap::new(),
@@ -335,6 +358,8 @@ pub struct Harness {
     subnets: Vec<SubnetId>,
     /// CMC subnet types of the typed subnets (the others are default subnets).
     subnet_types: BTreeMap<SubnetId, String>,
+    /// Nodes per subnet: fees scale with them.
+    subnet_nodes: BTreeMap<SubnetId, u128>,
     faults: faults::Faults,
     events: faults::EventLog,
     canisters: BTreeMap<CanisterId, Canister>,
@@ -369,6 +394,25 @@ pub struct Harness {
 }
 
 impl Harness {
+    /// The fee schedule on `subnet`: the reference prices scaled to its nodes.
+    pub(crate) fn fees_on(&self, subnet: SubnetId) -> FeeSchedule {
+        let nodes = self
+            .subnet_nodes
+            .get(&subnet)
+            .copied()
+            .unwrap_or(crate::fees::REFERENCE_SUBNET_NODES);
+        self.fees.for_subnet(nodes)
+    }
+
+    /// The fee schedule `c` pays: its subnet's, at the instruction price of its memory width.
+    pub(crate) fn fees_of(&self, c: &Canister) -> FeeSchedule {
+        let wasm64 = c
+            .code
+            .as_ref()
+            .is_some_and(|code| code.compiled.prepared.memory64);
+        self.fees_on(c.subnet).for_wasm64(wasm64)
+    }
+
     /// Queues `msg`: at once on the same subnet, after the configured latency across subnets.
     /// Cross-subnet messages wait in an output queue until `build_streams` moves them
     /// into their stream. While an execution's effects are captured, the message is held.

@@ -66,7 +66,9 @@ impl Harness {
             },
             cycles: Nat::from(c.cycles),
             reserved_cycles: Nat::from(0u8),
-            idle_cycles_burned_per_day: Nat::from(self.fees.idle_burn_per_day(c.memory_bytes())),
+            idle_cycles_burned_per_day: Nat::from(
+                self.fees_of(c).idle_burn_per_day(c.memory_bytes()),
+            ),
             query_stats: QueryStats {
                 num_calls_total: Nat::from(0u8),
                 num_instructions_total: Nat::from(0u8),

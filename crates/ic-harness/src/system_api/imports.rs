@@ -14,14 +14,13 @@ use super::{
     Allowed, ApiContext as Ctx, CanisterState, ExecState, HostTrap, PendingCall, Ptr, Response,
 };
 use crate::limits::MAX_PRINCIPAL_BYTES;
+use crate::weights::{self, BYTE_TRANSMISSION_COST_FACTOR as SENT, Syscall};
 
 mod calls;
+mod cycles;
 
 type C<'a> = Caller<'a, CanisterState>;
 type R<T> = wasmtime::Result<T>;
-
-/// Fixed instruction charge of a System API call, plus one instruction per byte copied.
-const SYSCALL_BASE_INSTRUCTIONS: u64 = 20;
 
 const ARG: Allowed = Allowed::of(&[
     Ctx::Init,
@@ -109,8 +108,17 @@ fn exec<'a>(c: &'a mut C<'_>, name: &str, allowed: Allowed) -> R<&'a mut ExecSta
     Ok(state)
 }
 
-fn charge(c: &mut C<'_>, bytes: u64) -> R<()> {
-    let cost = SYSCALL_BASE_INSTRUCTIONS + bytes;
+/// Charges a System API call its replica cost ([`weights::syscall_cost`]: the fixed overhead
+/// plus `bytes`, already weighted), first thing in the call as the replica does.
+fn charge(c: &mut C<'_>, call: Syscall, bytes: u64) -> R<()> {
+    consume(c, weights::syscall_cost(call, bytes))
+}
+
+/// Takes `cost` instructions, and the growth surcharge owed so far, from the budget; traps
+/// with IC0522 when it cannot cover them.
+fn consume(c: &mut C<'_>, cost: u64) -> R<()> {
+    let owed = std::mem::take(&mut c.data_mut().heap_limit.grow_surcharge);
+    let cost = cost.saturating_add(owed);
     let fuel = c.get_fuel()?;
     if fuel < cost {
         c.set_fuel(0)?;
@@ -136,7 +144,6 @@ fn heap_range(heap_len: usize, ptr: u64, size: u64, name: &str) -> R<std::ops::R
 }
 
 fn read_heap(c: &mut C<'_>, ptr: impl Ptr, size: impl Ptr, name: &str) -> R<Vec<u8>> {
-    charge(c, size.get())?;
     let mem = memory(c)?;
     let heap = mem.data(&*c);
     let range = heap_range(heap.len(), ptr.get(), size.get(), name)?;
@@ -153,7 +160,6 @@ fn write_heap(c: &mut C<'_>, dst: impl Ptr, bytes: &[u8], name: &str) -> R<()> {
 
 /// The `*_copy(dst, offset, size)` pattern: copies `src[offset..offset+size]` to the heap.
 fn copy_out<P: Ptr>(c: &mut C<'_>, src: &[u8], dst: P, offset: P, size: P, name: &str) -> R<()> {
-    charge(c, size.get())?;
     let (offset, size) = (offset.get(), size.get());
     let end = offset.saturating_add(size);
     if end > src.len() as u64 {
@@ -193,7 +199,7 @@ fn pending<'a>(state: &'a mut ExecState, name: &str) -> R<&'a mut PendingCall> {
 /// Registers every supported `ic0` function on `linker`.
 pub(crate) fn register<P: Ptr>(linker: &mut Linker<CanisterState>) -> R<()> {
     register_message::<P>(linker)?;
-    register_cycles::<P>(linker)?;
+    cycles::register_cycles::<P>(linker)?;
     register_canister::<P>(linker)?;
     calls::register_calls::<P>(linker)?;
     calls::register_stable(linker)?;
@@ -204,6 +210,7 @@ pub(crate) fn register<P: Ptr>(linker: &mut Linker<CanisterState>) -> R<()> {
 macro_rules! blob_accessors {
     ($linker:ident, $size:literal, $copy:literal, $allowed:expr, |$s:ident| $blob:expr) => {
         $linker.func_wrap("ic0", $size, |mut c: C<'_>| -> R<P> {
+            charge(&mut c, Syscall::Standard, 0)?;
             let $s = exec(&mut c, $size, $allowed)?;
             Ok(P::of_len($blob.len()))
         })?;
@@ -211,6 +218,7 @@ macro_rules! blob_accessors {
             "ic0",
             $copy,
             |mut c: C<'_>, dst: P, off: P, size: P| -> R<()> {
+                charge(&mut c, Syscall::Standard, size.get())?;
                 let $s = exec(&mut c, $copy, $allowed)?;
                 let blob: Vec<u8> = $blob.to_vec();
                 copy_out(&mut c, &blob, dst, off, size, $copy)
@@ -257,10 +265,12 @@ fn register_message<P: Ptr>(linker: &mut Linker<CanisterState>) -> R<()> {
         |s| s.method_name.as_bytes()
     );
     linker.func_wrap("ic0", "msg_reject_code", |mut c: C<'_>| -> R<u32> {
+        charge(&mut c, Syscall::Standard, 0)?;
         let s = exec(&mut c, "msg_reject_code", REJECT_CODE)?;
         Ok(s.reject.as_ref().map_or(0, |(code, _)| code.as_u32()))
     })?;
     linker.func_wrap("ic0", "msg_reject_msg_size", |mut c: C<'_>| -> R<P> {
+        charge(&mut c, Syscall::Standard, 0)?;
         let s = exec(&mut c, "msg_reject_msg_size", REJECT_MSG)?;
         Ok(P::of_len(s.reject.as_ref().map_or(0, |(_, m)| m.len())))
     })?;
@@ -268,6 +278,7 @@ fn register_message<P: Ptr>(linker: &mut Linker<CanisterState>) -> R<()> {
         "ic0",
         "msg_reject_msg_copy",
         |mut c: C<'_>, dst: P, off: P, size: P| -> R<()> {
+            charge(&mut c, Syscall::Standard, size.get())?;
             let s = exec(&mut c, "msg_reject_msg_copy", REJECT_MSG)?;
             let msg = s
                 .reject
@@ -278,12 +289,14 @@ fn register_message<P: Ptr>(linker: &mut Linker<CanisterState>) -> R<()> {
         },
     )?;
     linker.func_wrap("ic0", "msg_deadline", |mut c: C<'_>| -> R<u64> {
+        charge(&mut c, Syscall::Standard, 0)?;
         Ok(exec(&mut c, "msg_deadline", DEADLINE)?.deadline)
     })?;
     linker.func_wrap(
         "ic0",
         "msg_reply_data_append",
         |mut c: C<'_>, src: P, size: P| -> R<()> {
+            charge(&mut c, Syscall::Standard, SENT.saturating_mul(size.get()))?;
             exec(&mut c, "msg_reply_data_append", RESPOND)?;
             let bytes = read_heap(&mut c, src, size, "msg_reply_data_append")?;
             let s = exec(&mut c, "msg_reply_data_append", RESPOND)?;
@@ -299,6 +312,7 @@ fn register_message<P: Ptr>(linker: &mut Linker<CanisterState>) -> R<()> {
         },
     )?;
     linker.func_wrap("ic0", "msg_reply", |mut c: C<'_>| -> R<()> {
+        charge(&mut c, Syscall::Standard, 0)?;
         let s = exec(&mut c, "msg_reply", RESPOND)?;
         ensure_can_respond(s, "msg_reply")?;
         s.response = Some(Response::Reply(std::mem::take(&mut s.reply_data)));
@@ -309,6 +323,7 @@ fn register_message<P: Ptr>(linker: &mut Linker<CanisterState>) -> R<()> {
         "ic0",
         "msg_reject",
         |mut c: C<'_>, src: P, size: P| -> R<()> {
+            charge(&mut c, Syscall::Standard, SENT.saturating_mul(size.get()))?;
             exec(&mut c, "msg_reject", RESPOND)?;
             let bytes = read_heap(&mut c, src, size, "msg_reject")?;
             let s = exec(&mut c, "msg_reject", RESPOND)?;
@@ -322,6 +337,7 @@ fn register_message<P: Ptr>(linker: &mut Linker<CanisterState>) -> R<()> {
         },
     )?;
     linker.func_wrap("ic0", "accept_message", |mut c: C<'_>| -> R<()> {
+        charge(&mut c, Syscall::Standard, 0)?;
         let s = exec(&mut c, "accept_message", INSPECT)?;
         if s.message_accepted {
             return violation("ic0.accept_message called twice".into());
@@ -346,85 +362,6 @@ fn ensure_can_respond(s: &ExecState, name: &str) -> R<()> {
     }
 }
 
-fn register_cycles<P: Ptr>(linker: &mut Linker<CanisterState>) -> R<()> {
-    linker.func_wrap(
-        "ic0",
-        "msg_cycles_available128",
-        |mut c: C<'_>, dst: P| -> R<()> {
-            let v = exec(&mut c, "msg_cycles_available128", CYCLES_IN)?.cycles_available;
-            write_u128(&mut c, dst, v, "msg_cycles_available128")
-        },
-    )?;
-    linker.func_wrap(
-        "ic0",
-        "msg_cycles_refunded128",
-        |mut c: C<'_>, dst: P| -> R<()> {
-            let v = exec(&mut c, "msg_cycles_refunded128", REFUNDED)?.cycles_refunded;
-            write_u128(&mut c, dst, v, "msg_cycles_refunded128")
-        },
-    )?;
-    linker.func_wrap(
-        "ic0",
-        "msg_cycles_accept128",
-        |mut c: C<'_>, high: u64, low: u64, dst: P| -> R<()> {
-            let s = exec(&mut c, "msg_cycles_accept128", CYCLES_IN)?;
-            let taken = amount(high, low).min(s.cycles_available);
-            s.cycles_available -= taken;
-            s.accepted += taken;
-            s.balance += taken;
-            write_u128(&mut c, dst, taken, "msg_cycles_accept128")
-        },
-    )?;
-    linker.func_wrap(
-        "ic0",
-        "cycles_burn128",
-        |mut c: C<'_>, high: u64, low: u64, dst: P| -> R<()> {
-            let s = exec(&mut c, "cycles_burn128", BURN)?;
-            let burned = amount(high, low).min(s.liquid_balance());
-            s.balance -= burned;
-            s.burned += burned;
-            write_u128(&mut c, dst, burned, "cycles_burn128")
-        },
-    )?;
-    linker.func_wrap(
-        "ic0",
-        "canister_cycle_balance128",
-        |mut c: C<'_>, dst: P| -> R<()> {
-            let v = exec(&mut c, "canister_cycle_balance128", Allowed::STAR)?.balance;
-            write_u128(&mut c, dst, v, "canister_cycle_balance128")
-        },
-    )?;
-    linker.func_wrap(
-        "ic0",
-        "canister_liquid_cycle_balance128",
-        |mut c: C<'_>, dst: P| -> R<()> {
-            let v =
-                exec(&mut c, "canister_liquid_cycle_balance128", Allowed::STAR)?.liquid_balance();
-            write_u128(&mut c, dst, v, "canister_liquid_cycle_balance128")
-        },
-    )?;
-    linker.func_wrap(
-        "ic0",
-        "cost_call",
-        |mut c: C<'_>, name_len: u64, payload_len: u64, dst: P| -> R<()> {
-            let s = exec(&mut c, "cost_call", Allowed::ANY)?;
-            let cost = s.fees.cost_call(name_len, payload_len);
-            write_u128(&mut c, dst, cost, "cost_call")
-        },
-    )?;
-    linker.func_wrap(
-        "ic0",
-        "cost_create_canister",
-        |mut c: C<'_>, dst: P| -> R<()> {
-            let cost = exec(&mut c, "cost_create_canister", Allowed::ANY)?
-                .fees
-                .canister_creation;
-            write_u128(&mut c, dst, cost, "cost_create_canister")
-        },
-    )?;
-    Ok(())
-}
-
 fn register_canister<P: Ptr>(linker: &mut Linker<CanisterState>) -> R<()> {
     blob_accessors!(
         linker,
@@ -441,22 +378,27 @@ fn register_canister<P: Ptr>(linker: &mut Linker<CanisterState>) -> R<()> {
         |s| s.subnet_id.as_slice()
     );
     linker.func_wrap("ic0", "subnet_self_node_count", |mut c: C<'_>| -> R<u32> {
+        charge(&mut c, Syscall::Standard, 0)?;
         exec(&mut c, "subnet_self_node_count", Allowed::STAR)?;
         Ok(13)
     })?;
     linker.func_wrap("ic0", "canister_status", |mut c: C<'_>| -> R<u32> {
+        charge(&mut c, Syscall::Standard, 0)?;
         Ok(exec(&mut c, "canister_status", Allowed::STAR)?.status)
     })?;
     linker.func_wrap("ic0", "canister_version", |mut c: C<'_>| -> R<u64> {
+        charge(&mut c, Syscall::Standard, 0)?;
         Ok(exec(&mut c, "canister_version", Allowed::STAR)?.version)
     })?;
     linker.func_wrap("ic0", "time", |mut c: C<'_>| -> R<u64> {
+        charge(&mut c, Syscall::Standard, 0)?;
         Ok(exec(&mut c, "time", Allowed::STAR)?.time)
     })?;
     linker.func_wrap(
         "ic0",
         "global_timer_set",
         |mut c: C<'_>, at: u64| -> R<u64> {
+            charge(&mut c, Syscall::Standard, 0)?;
             let s = exec(&mut c, "global_timer_set", TIMER_AND_BURN)?;
             let previous = s.new_timer.unwrap_or(s.timer_at_start);
             s.new_timer = Some(at);
@@ -467,6 +409,8 @@ fn register_canister<P: Ptr>(linker: &mut Linker<CanisterState>) -> R<()> {
         "ic0",
         "performance_counter",
         |mut c: C<'_>, kind: u32| -> R<u64> {
+            // Charged before the counter is read: the value includes this call.
+            charge(&mut c, Syscall::PerformanceCounter, 0)?;
             let fuel = c.get_fuel()?;
             let s = exec(&mut c, "performance_counter", Allowed::ANY)?;
             let this_execution = s.instruction_limit.saturating_sub(fuel);
@@ -483,6 +427,7 @@ fn register_canister<P: Ptr>(linker: &mut Linker<CanisterState>) -> R<()> {
         "ic0",
         "is_controller",
         |mut c: C<'_>, src: P, size: P| -> R<u32> {
+            charge(&mut c, Syscall::IsController, size.get())?;
             exec(&mut c, "is_controller", Allowed::ANY)?;
             let bytes = read_heap(&mut c, src, size, "is_controller")?;
             let p = principal(&bytes, "is_controller")?;
@@ -491,6 +436,7 @@ fn register_canister<P: Ptr>(linker: &mut Linker<CanisterState>) -> R<()> {
         },
     )?;
     linker.func_wrap("ic0", "in_replicated_execution", |mut c: C<'_>| -> R<u32> {
+        charge(&mut c, Syscall::Standard, 0)?;
         let s = exec(&mut c, "in_replicated_execution", Allowed::ANY)?;
         Ok(u32::from(!matches!(
             s.context,
@@ -501,6 +447,7 @@ fn register_canister<P: Ptr>(linker: &mut Linker<CanisterState>) -> R<()> {
         "ic0",
         "certified_data_set",
         |mut c: C<'_>, src: P, size: P| -> R<()> {
+            charge(&mut c, Syscall::Standard, size.get())?;
             exec(&mut c, "certified_data_set", TIMER_AND_BURN)?;
             if size.get() > 32 {
                 return violation(format!("ic0.certified_data_set: {size} bytes exceeds 32"));
@@ -514,6 +461,7 @@ fn register_canister<P: Ptr>(linker: &mut Linker<CanisterState>) -> R<()> {
         "ic0",
         "data_certificate_present",
         |mut c: C<'_>| -> R<u32> {
+            charge(&mut c, Syscall::Standard, 0)?;
             exec(&mut c, "data_certificate_present", Allowed::STAR)?;
             Ok(0)
         },
@@ -539,6 +487,7 @@ fn register_canister<P: Ptr>(linker: &mut Linker<CanisterState>) -> R<()> {
         }
     );
     linker.func_wrap("ic0", "env_var_count", |mut c: C<'_>| -> R<P> {
+        charge(&mut c, Syscall::Standard, 0)?;
         exec(&mut c, "env_var_count", Allowed::STAR)?;
         Ok(P::of_len(0))
     })?;
@@ -550,6 +499,11 @@ fn register_misc<P: Ptr>(linker: &mut Linker<CanisterState>) -> R<()> {
         "ic0",
         "debug_print",
         |mut c: C<'_>, src: P, size: P| -> R<()> {
+            charge(
+                &mut c,
+                Syscall::DebugPrint,
+                weights::logging_bytes(size.get()),
+            )?;
             exec(&mut c, "debug_print", Allowed::ANY)?;
             let bytes = read_heap(&mut c, src, size, "debug_print")?;
             let line = String::from_utf8_lossy(&bytes).into_owned();
@@ -567,6 +521,12 @@ fn register_misc<P: Ptr>(linker: &mut Linker<CanisterState>) -> R<()> {
         },
     )?;
     linker.func_wrap("ic0", "trap", |mut c: C<'_>, src: P, size: P| -> R<()> {
+        let len = size.get();
+        charge(
+            &mut c,
+            Syscall::Standard,
+            len.saturating_add(weights::logging_bytes(len)),
+        )?;
         exec(&mut c, "trap", Allowed::ANY)?;
         let bytes = read_heap(&mut c, src, size, "trap")?;
         trap(HostTrap::Explicit(

@@ -150,6 +150,10 @@ pub enum HostTrap {
     /// The instruction budget ran out inside a System API call (IC0522).
     #[error("exceeded the instruction limit for single message execution")]
     OutOfInstructions,
+    /// A stable-memory access would exceed the execution's accessed or dirtied page limit
+    /// (IC0524, `CanisterMemoryAccessLimitExceeded`).
+    #[error("Canister exceeded memory access limits: {0}")]
+    MemoryAccessLimitExceeded(String),
 }
 
 /// A call under construction (`call_new` .. `call_perform`).
@@ -235,8 +239,13 @@ pub struct ExecState {
     pub fees: Arc<crate::fees::FeeSchedule>,
 
     // ---- mutable state and buffered effects ----
-    /// The canister's balance, updated by this execution.
+    /// The canister's balance, updated by this execution. It starts with the execution's
+    /// prepayment withdrawn, as on the replica; the unused part returns after the run.
     pub balance: u128,
+    /// Cycles withdrawn before the run for its execution at the instruction limit
+    /// (`prepay_execution_cycles`); 0 for queries and callbacks (a call's reservation
+    /// prepaid those).
+    pub prepaid: u128,
     /// Data appended by `msg_reply_data_append`.
     pub reply_data: Vec<u8>,
     /// The answer to the call context, if this execution gave one.
@@ -271,21 +280,32 @@ pub struct CanisterState {
     pub logs: Vec<String>,
     /// Caps the wasm heap at the replica's maximum for the module's memory width.
     pub heap_limit: HeapLimit,
+    /// Stable-memory pages the current execution accessed and dirtied, under its limits.
+    pub(crate) pages: crate::stable_pages::ExecPages,
 }
 
 /// A wasmtime resource limiter that refuses to grow the heap past `max_bytes`
 /// (`memory.grow` then returns -1, as on the replica; an initial memory above it fails
 /// instantiation). Tables are not limited here (the module validation bounds them).
+///
+/// It also counts what the fuel table cannot charge: `memory.grow` and `table.grow` weigh
+/// 300 on the replica, more than wasmtime's `u8` operator cost holds, so each growth attempt
+/// (wasmtime consults the limiter for every non-zero one) adds
+/// [`GROW_SURCHARGE`](crate::weights::GROW_SURCHARGE) to `grow_surcharge`, which the next
+/// System API call and the end of the execution take into the instruction count.
 #[derive(Debug, Clone, Copy)]
 pub struct HeapLimit {
     /// Largest heap in bytes.
     pub max_bytes: u64,
+    /// Instructions owed for growth attempts not yet taken from the budget.
+    pub grow_surcharge: u64,
 }
 
 impl Default for HeapLimit {
     fn default() -> Self {
         Self {
             max_bytes: crate::limits::MAX_WASM32_HEAP_BYTES,
+            grow_surcharge: 0,
         }
     }
 }
@@ -297,6 +317,7 @@ impl wasmtime::ResourceLimiter for HeapLimit {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        self.grow_surcharge += crate::weights::GROW_SURCHARGE;
         Ok(desired as u64 <= self.max_bytes)
     }
 
@@ -306,6 +327,7 @@ impl wasmtime::ResourceLimiter for HeapLimit {
         _desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        self.grow_surcharge += crate::weights::GROW_SURCHARGE;
         Ok(true)
     }
 }

@@ -3,12 +3,13 @@
 use wasmtime::Linker;
 
 use super::{
-    C, CALL, CALL_CYCLES, CanisterState, PendingCall, Ptr, R, amount, charge, exec, heap_range,
-    memory, pending, principal, read_heap, violation,
+    C, CALL, CALL_CYCLES, CanisterState, PendingCall, Ptr, R, amount, charge, consume, exec,
+    heap_range, memory, pending, principal, read_heap, violation,
 };
 use crate::limits::{MAX_CALL_TIMEOUT_SECONDS, MAX_QUEUE_PER_PAIR};
 use crate::stable_memory::MAX_STABLE_PAGES;
-use crate::system_api::Allowed;
+use crate::system_api::{Allowed, HostTrap};
+use crate::weights::{BYTE_TRANSMISSION_COST_FACTOR as SENT, DIRTY_PAGE_OVERHEAD, Syscall};
 
 pub(super) fn register_calls<P: Ptr>(linker: &mut Linker<CanisterState>) -> R<()> {
     linker.func_wrap(
@@ -24,6 +25,11 @@ pub(super) fn register_calls<P: Ptr>(linker: &mut Linker<CanisterState>) -> R<()
          reject_fun: P,
          reject_env: P|
          -> R<()> {
+            charge(
+                &mut c,
+                Syscall::CallNew,
+                callee_size.get().saturating_add(name_size.get()),
+            )?;
             exec(&mut c, "call_new", CALL)?;
             let callee = read_heap(&mut c, callee_src, callee_size, "call_new")?;
             let callee = principal(&callee, "call_new")?;
@@ -52,6 +58,7 @@ pub(super) fn register_calls<P: Ptr>(linker: &mut Linker<CanisterState>) -> R<()
         "ic0",
         "call_on_cleanup",
         |mut c: C<'_>, fun: P, env: P| -> R<()> {
+            charge(&mut c, Syscall::Standard, 0)?;
             let s = exec(&mut c, "call_on_cleanup", CALL)?;
             let p = pending(s, "call_on_cleanup")?;
             if p.on_cleanup.is_some() {
@@ -62,6 +69,7 @@ pub(super) fn register_calls<P: Ptr>(linker: &mut Linker<CanisterState>) -> R<()
         },
     )?;
     linker.func_wrap("ic0", "call_data_append", |mut c: C<'_>, src: P, size: P| -> R<()> {
+        charge(&mut c, Syscall::Standard, SENT.saturating_mul(size.get()))?;
         pending(exec(&mut c, "call_data_append", CALL)?, "call_data_append")?;
         let bytes = read_heap(&mut c, src, size, "call_data_append")?;
         let s = exec(&mut c, "call_data_append", CALL)?;
@@ -80,6 +88,7 @@ pub(super) fn register_calls<P: Ptr>(linker: &mut Linker<CanisterState>) -> R<()
         "ic0",
         "call_with_best_effort_response",
         |mut c: C<'_>, timeout: u32| -> R<()> {
+            charge(&mut c, Syscall::Standard, 0)?;
             let s = exec(&mut c, "call_with_best_effort_response", CALL)?;
             let p = pending(s, "call_with_best_effort_response")?;
             if p.timeout_seconds.is_some() {
@@ -95,6 +104,7 @@ pub(super) fn register_calls<P: Ptr>(linker: &mut Linker<CanisterState>) -> R<()
         "ic0",
         "call_cycles_add128",
         |mut c: C<'_>, high: u64, low: u64| -> R<()> {
+            charge(&mut c, Syscall::Standard, 0)?;
             let s = exec(&mut c, "call_cycles_add128", CALL_CYCLES)?;
             let add = amount(high, low);
             if add > s.liquid_balance() {
@@ -110,6 +120,7 @@ pub(super) fn register_calls<P: Ptr>(linker: &mut Linker<CanisterState>) -> R<()
         },
     )?;
     linker.func_wrap("ic0", "call_perform", |mut c: C<'_>| -> R<u32> {
+        charge(&mut c, Syscall::CallPerform, 0)?;
         let s = exec(&mut c, "call_perform", CALL)?;
         let Some(call) = s.pending_call.take() else {
             return violation("ic0.call_perform called with no call under construction".into());
@@ -139,6 +150,7 @@ pub(super) fn register_calls<P: Ptr>(linker: &mut Linker<CanisterState>) -> R<()
 
 pub(super) fn register_stable(linker: &mut Linker<CanisterState>) -> R<()> {
     linker.func_wrap("ic0", "stable64_size", |mut c: C<'_>| -> R<u64> {
+        charge(&mut c, Syscall::Free, 0)?;
         exec(&mut c, "stable64_size", Allowed::ANY)?;
         Ok(c.data().stable.size_pages())
     })?;
@@ -146,8 +158,8 @@ pub(super) fn register_stable(linker: &mut Linker<CanisterState>) -> R<()> {
         "ic0",
         "stable64_grow",
         |mut c: C<'_>, pages: u64| -> R<u64> {
+            charge(&mut c, Syscall::StableGrow, 0)?;
             exec(&mut c, "stable64_grow", Allowed::ANY)?;
-            charge(&mut c, 0)?;
             Ok(c.data_mut()
                 .stable
                 .grow(pages, MAX_STABLE_PAGES)
@@ -158,9 +170,17 @@ pub(super) fn register_stable(linker: &mut Linker<CanisterState>) -> R<()> {
         "ic0",
         "stable64_write",
         |mut c: C<'_>, offset: u64, src: u64, size: u64| -> R<()> {
+            charge(&mut c, Syscall::StableAccess, size)?;
             exec(&mut c, "stable64_write", Allowed::ANY)?;
-            charge(&mut c, size)?;
             let mem = memory(&c)?;
+            let state = c.data_mut();
+            state
+                .stable
+                .check(offset, size)
+                .or_else(|e| violation(format!("ic0.stable64_write: {e}")))?;
+            // The replica's order: page limits, then the dirty-page charge, then the copy.
+            let new_dirty = state.pages.write(offset, size).map_err(page_limit)?;
+            consume(&mut c, new_dirty * DIRTY_PAGE_OVERHEAD)?;
             let (heap, state) = mem.data_and_store_mut(&mut c);
             let range = heap_range(heap.len(), src, size, "stable64_write")?;
             state
@@ -173,11 +193,16 @@ pub(super) fn register_stable(linker: &mut Linker<CanisterState>) -> R<()> {
         "ic0",
         "stable64_read",
         |mut c: C<'_>, dst: u64, offset: u64, size: u64| -> R<()> {
+            charge(&mut c, Syscall::StableAccess, size)?;
             exec(&mut c, "stable64_read", Allowed::ANY)?;
-            charge(&mut c, size)?;
             let mem = memory(&c)?;
             let (heap, state) = mem.data_and_store_mut(&mut c);
             let range = heap_range(heap.len(), dst, size, "stable64_read")?;
+            state
+                .stable
+                .check(offset, size)
+                .or_else(|e| violation(format!("ic0.stable64_read: {e}")))?;
+            state.pages.read(offset, size).map_err(page_limit)?;
             state
                 .stable
                 .read(offset, &mut heap[range])
@@ -185,4 +210,8 @@ pub(super) fn register_stable(linker: &mut Linker<CanisterState>) -> R<()> {
         },
     )?;
     Ok(())
+}
+
+fn page_limit(e: crate::stable_pages::PageLimitExceeded) -> wasmtime::Error {
+    wasmtime::Error::new(HostTrap::MemoryAccessLimitExceeded(e.to_string()))
 }

@@ -124,6 +124,16 @@ fn costs(name_len: u64, payload_len: u64) -> (Nat, Nat) {
     )
 }
 
+/// The balance and the liquid balance as this update execution sees them (after the
+/// replica's prepayment for the execution was withdrawn).
+#[update]
+fn balances() -> (Nat, Nat) {
+    (
+        Nat::from(ic_cdk::api::canister_cycle_balance()),
+        Nat::from(ic_cdk::api::canister_liquid_cycle_balance()),
+    )
+}
+
 /// Accepts every cycle attached to the call and returns how many.
 #[update]
 fn accept_all() -> Nat {
