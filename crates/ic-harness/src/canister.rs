@@ -185,8 +185,8 @@ pub(crate) struct Canister {
     pub next_id: u64,
     pub logs: Vec<String>,
     pub metrics: CanisterMetrics,
-    /// The canister sits out rounds before this one (a long execution's DTS slices).
-    pub busy_until_round: u64,
+    /// Heap delta produced and not yet paid off by the per-round rate limit.
+    pub heap_delta_debit: u64,
     /// The module as installed (raw or gzipped), for snapshots; empty without code.
     pub wasm_module: Vec<u8>,
     /// The wasm chunk store of `upload_chunk`: SHA-256 → chunk.
@@ -233,7 +233,7 @@ impl Canister {
             next_id: 1,
             logs: Vec::new(),
             metrics: CanisterMetrics::default(),
-            busy_until_round: 0,
+            heap_delta_debit: 0,
             wasm_module: Vec::new(),
             chunk_store: BTreeMap::new(),
             snapshots: BTreeMap::new(),

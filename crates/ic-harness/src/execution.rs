@@ -81,6 +81,10 @@ pub(crate) struct Outcome {
     pub instructions: u64,
     /// `debug_print` output, kept even when the execution trapped.
     pub logs: Vec<String>,
+    /// Bytes of heap and stable-memory pages a committed execution dirtied (0 when
+    /// nothing was kept): 4 KiB heap pages that differ from before (new pages count when
+    /// not all zero) plus the stable-memory blocks the transaction touched.
+    pub heap_delta: u64,
 }
 
 /// A module instantiated for one canister.
@@ -264,9 +268,13 @@ impl InstalledCode {
         let logs = std::mem::take(&mut data.logs);
         let result = run.map(|()| state);
         let keep = persist && result.is_ok();
+        let mut heap_delta = 0;
+        if keep {
+            heap_delta = dirty_bytes(&heap_before, self.memory.data(&self.store));
+        }
         if txn == StableTxn::Own {
             if keep {
-                self.store.data_mut().stable.commit();
+                heap_delta += self.store.data_mut().stable.commit();
             } else {
                 self.store.data_mut().stable.rollback();
             }
@@ -279,6 +287,7 @@ impl InstalledCode {
             result,
             instructions,
             logs,
+            heap_delta,
         }
     }
 
@@ -347,6 +356,23 @@ impl InstalledCode {
                 .expect("restoring a global to its own earlier value succeeds");
         }
     }
+}
+
+/// Bytes of the 4 KiB pages of `after` that differ from `before`; pages past the end of
+/// `before` (grown memory) count when they are not all zero.
+fn dirty_bytes(before: &[u8], after: &[u8]) -> u64 {
+    let page = crate::limits::HEAP_DELTA_PAGE_BYTES;
+    let common = before.len().min(after.len());
+    let changed = before[..common]
+        .chunks(page)
+        .zip(after[..common].chunks(page))
+        .filter(|(a, b)| a != b)
+        .count();
+    let grown = after[common..]
+        .chunks(page)
+        .filter(|p| p.iter().any(|b| *b != 0))
+        .count();
+    ((changed + grown) * page) as u64
 }
 
 fn classify(err: wasmtime::Error) -> ExecTrap {

@@ -56,6 +56,35 @@ pub const MAX_WASM32_HEAP_BYTES: u64 = 4 << 30;
 /// (default 3 GiB) is not modelled: the harness lets a heap grow to this hard limit.
 pub const MAX_WASM64_HEAP_BYTES: u64 = 18 << 30;
 
+// Scheduling and bandwidth: an application subnet's values in dfinity/ic.
+
+/// `NUMBER_OF_EXECUTION_THREADS` (`rs/config/src/subnet_config.rs`, `scheduler_cores`):
+/// canisters a subnet executes in parallel in a round.
+pub const SCHEDULER_CORES: usize = 4;
+/// `MAX_INSTRUCTIONS_PER_ROUND` (`rs/config/src/subnet_config.rs`): instructions one
+/// execution thread may run in a round (7B); a canister whose thread has used them waits.
+pub const MAX_INSTRUCTIONS_PER_ROUND: u64 = 7_000_000_000;
+/// `heap_delta_rate_limit` of `SchedulerConfig::application_subnet()`
+/// (`rs/config/src/subnet_config.rs`): heap delta (dirty heap and stable pages) a canister
+/// may produce per round. Its debit grows by what it dirties and shrinks by this much each
+/// round; while the debit is at least this much, the scheduler skips it
+/// (`RoundSchedule::filter_canisters`).
+pub const HEAP_DELTA_RATE_LIMIT_BYTES: u64 = 75 * 1024 * 1024;
+/// `MAX_HEAP_DELTA_PER_ITERATION` (`rs/config/src/subnet_config.rs`): once a subnet's
+/// executions have produced this much heap delta in a round, no further execution starts
+/// in that round.
+pub const MAX_HEAP_DELTA_PER_ROUND_BYTES: u64 = 200_000_000;
+/// Page size of heap-delta accounting (the replica's 4 KiB OS page, `PAGE_SIZE`).
+pub const HEAP_DELTA_PAGE_BYTES: usize = 4096;
+/// `max_block_payload_size` of an application subnet's registry record: the combined
+/// bytes of ingress and incoming stream slices one block (one round) carries, 4 MiB.
+/// A stream slice is at most this large too.
+pub const MAX_BLOCK_PAYLOAD_BYTES: u64 = 4 * 1024 * 1024;
+/// `TARGET_STREAM_SIZE_BYTES` (`rs/messaging/src/routing/stream_builder.rs`, now
+/// `rs/config/src/message_routing.rs`): messages are routed from output queues into a
+/// stream only while the stream holds fewer bytes than this; the rest wait in order.
+pub const TARGET_STREAM_SIZE_BYTES: u64 = 10 * 1024 * 1024;
+
 // Per-execution stable-memory limits, from dfinity/ic `rs/config/src/embedders.rs`
 // (`STABLE_MEMORY_ACCESSED_PAGE_LIMIT_*`, `STABLE_MEMORY_DIRTY_PAGE_LIMIT_*`, counted in 4 KiB
 // OS pages), chosen per execution by `SystemApiImpl::get_page_limit`. An execution whose

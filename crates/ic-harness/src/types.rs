@@ -133,8 +133,8 @@ pub struct InstructionLimits {
     pub query: u64,
     /// Per install or upgrade, across pre_upgrade, start and post_upgrade (IC: 300B).
     pub install: u64,
-    /// Instructions a canister executes per round before yielding (one DTS slice, 2B).
-    /// A longer message finishes, then the canister sits out the rounds it would have taken.
+    /// One DTS slice (2B; also the `install_code` slice): an execution longer than this
+    /// pauses, taking one slice per round, and its effects appear after its last slice.
     pub round_per_canister: u64,
     /// Per `canister_inspect_message` (IC: 200M).
     pub inspect_message: u64,

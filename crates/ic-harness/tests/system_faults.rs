@@ -98,10 +98,21 @@ fn best_effort_responses_are_shed_largest_first_under_memory_pressure() {
     );
     let a = s.install_on(0);
     let b = s.install_on(0);
-    // a burns first, so the responses pile up in its own input queue.
-    let sizes = [1_900_000, 1_500_000, 600_000];
-    let calls = sizes.iter().map(|n| (0, *n)).collect();
-    let results = fan_out(&mut s, a, b, calls, BUSY_BURN);
+    // A long execution's calls leave only after its last DTS slice, so a burn queued
+    // right behind the (short) fan-out keeps a busy while the responses come back: they
+    // pile up in its own input queue.
+    let sizes = [1_900_000u64, 1_500_000, 600_000];
+    let calls: Vec<(u64, u64)> = sizes.iter().map(|n| (0, *n)).collect();
+    let arg = Encode!(&b, &calls, &60u32, &0u64).expect("fan_out args");
+    let fan =
+        s.ic.submit_call(a, s.user, "fan_out", arg)
+            .expect("submitted");
+    let burn =
+        s.ic.submit_call(a, s.user, "burn", Encode!(&BUSY_BURN).expect("nat64"))
+            .expect("submitted");
+    let reply = s.ic.await_call(fan).expect("fan_out");
+    let results: Vec<SizeResult> = candid::decode_one(&reply).expect("fan_out reply");
+    s.ic.await_call(burn).expect("burn");
 
     // b acted on all three; the largest response was dropped on the way back.
     assert_eq!(absorbed(&mut s, b), vec![0, 0, 0]);

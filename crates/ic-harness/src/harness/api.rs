@@ -209,6 +209,7 @@ impl Harness {
         };
         self.in_transit.push(super::InTransit {
             at: self.round + 1,
+            in_stream: true,
             from_subnet: None,
             msg: Message::Request(req),
         });

@@ -15,8 +15,9 @@
 //!   for canisters and users.
 //!
 //! The CMC sits on no application subnet: calls to it and its answers take the
-//! cross-subnet latency each way (on mainnet it also makes a call to the target subnet,
-//! which the harness does not model as a separate hop).
+//! cross-subnet latency each way. `create_canister` also takes the CMC's own call to the
+//! target subnet's management canister: the canister is created, and the CMC answers,
+//! one cross-subnet round trip (2 × latency) after the request reached the CMC.
 
 use candid::{Encode, Nat, Principal};
 use cmc_types::{
@@ -83,13 +84,31 @@ impl Harness {
 
     /// Answers every request delivered to the CMC. True if any was handled.
     pub(crate) fn process_cmc_queue(&mut self) -> bool {
-        let Some(queue) = self.inputs.get_mut(&CMC) else {
-            return false;
-        };
-        let messages: Vec<_> = queue.drain(..).collect();
-        let progressed = !messages.is_empty();
+        let round = self.round;
+        let hop = 2 * self.config.latency_rounds;
+        let messages: Vec<_> = self
+            .inputs
+            .get_mut(&CMC)
+            .map(|q| q.drain(..).collect())
+            .unwrap_or_default();
+        let mut progressed = !messages.is_empty();
+        let mut ready = Vec::new();
         for msg in messages {
             let Message::Request(req) = msg else { continue };
+            if req.method == "create_canister" {
+                // The CMC calls the target subnet's management canister and awaits its answer.
+                self.cmc_waiting.push((round + hop, req));
+            } else {
+                ready.push(req);
+            }
+        }
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.cmc_waiting)
+            .into_iter()
+            .partition(|(at, _)| *at <= round);
+        self.cmc_waiting = waiting;
+        progressed |= !due.is_empty();
+        ready.extend(due.into_iter().map(|(_, req)| req));
+        for req in ready {
             let (result, refund) = self.handle_cmc(&req);
             self.current_sender = CMC;
             self.respond(&req.origin, result, refund);

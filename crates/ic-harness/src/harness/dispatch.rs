@@ -186,6 +186,7 @@ impl Harness {
                 ))),
                 instructions: 0,
                 logs: Vec::new(),
+                heap_delta: 0,
             }
         } else {
             let code = canister
@@ -200,6 +201,7 @@ impl Harness {
         } else {
             canister.record_execution(outcome.instructions, outcome.logs.clone(), replicated);
         }
+        canister.heap_delta_debit = canister.heap_delta_debit.saturating_add(outcome.heap_delta);
         if replicated {
             super::cycles::charge_run(canister, &fees, context, persist, &mut outcome);
         }
@@ -600,7 +602,11 @@ impl Harness {
     ) {
         match origin {
             Origin::Ingress(id) => {
-                self.ingress.insert(*id, Some(result));
+                if let Some(effects) = self.capture.as_mut() {
+                    effects.push(super::Effect::Ingress(*id, result));
+                } else {
+                    self.ingress.insert(*id, Some(result));
+                }
             }
             Origin::Canister {
                 caller,

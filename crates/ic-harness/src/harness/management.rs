@@ -75,15 +75,33 @@ impl Harness {
                 self.inputs.entry(key).or_default().push_back(msg);
                 continue;
             }
+            if self.waits_for_paused_execution(&msg) {
+                self.inputs.entry(key).or_default().push_back(msg);
+                continue;
+            }
             progressed = true;
             let super::Message::Request(req) = msg else {
                 continue;
             };
-            self.current_sender = effective_canister(&req.method, &req.arg).unwrap_or(req.sender);
+            let target = effective_canister(&req.method, &req.arg);
+            self.current_sender = target.unwrap_or(req.sender);
+            let sliced = matches!(req.method.as_str(), "install_code" | "install_chunked_code");
+            let instructions_before = self.instructions_of(target);
+            let outer = if sliced {
+                self.capture.replace(Vec::new())
+            } else {
+                None
+            };
             if let Some((result, refund)) = self.handle_management(&req) {
-                self.current_sender =
-                    effective_canister(&req.method, &req.arg).unwrap_or(req.sender);
+                self.current_sender = target.unwrap_or(req.sender);
                 self.respond(&req.origin, result, refund);
+            }
+            if sliced {
+                let effects = std::mem::replace(&mut self.capture, outer).unwrap_or_default();
+                let used = self
+                    .instructions_of(target)
+                    .saturating_sub(instructions_before);
+                self.pause_install(target, used, effects);
             }
         }
         progressed

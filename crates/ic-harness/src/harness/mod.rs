@@ -14,8 +14,10 @@ mod scheduler;
 pub(crate) mod snapshots;
 mod status;
 mod system_faults;
+mod threads;
 mod upgrade;
 pub(crate) mod visibility;
+mod xnet;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -68,11 +70,14 @@ impl Message {
     }
 }
 
-/// A message between subnets, waiting for its delivery round.
+/// A message between subnets: waiting in its sender's output queue (not yet in the
+/// stream), or in the stream until its delivery round and room in a block.
 #[derive(Debug, Clone)]
 pub(crate) struct InTransit {
-    /// The round from which it may be delivered.
+    /// The round from which it may be delivered (meaningful once `in_stream`).
     pub at: u64,
+    /// Routed into its stream (ingress and the CMC's messages always are).
+    pub in_stream: bool,
     /// The sender's subnet (`None` for users and the CMC).
     pub from_subnet: Option<SubnetId>,
     pub msg: Message,
@@ -93,6 +98,34 @@ pub(crate) struct Config {
     pub subnet_callback_soft_limit: usize,
     /// Outstanding callbacks each canister may always hold.
     pub canister_callback_quota: usize,
+    /// Execution threads per subnet.
+    pub scheduler_cores: usize,
+    /// Instructions each thread may execute per round.
+    pub round_instructions: u64,
+    /// Heap delta a canister may produce per round on average.
+    pub heap_delta_rate_limit: u64,
+    /// Bytes of ingress and incoming cross-subnet messages one block carries.
+    pub block_payload_bytes: u64,
+}
+
+/// An effect of an execution that others can observe, held back while the execution is
+/// paused between DTS slices.
+#[derive(Debug, Clone)]
+pub(crate) enum Effect {
+    /// A message routed by `from`.
+    Route(Principal, Message),
+    /// The result of an ingress message.
+    Ingress(MessageId, Result<Vec<u8>, Reject>),
+}
+
+/// A long execution still going through its DTS slices: it has run, but what others see
+/// of it is released only when its last slice has executed.
+#[derive(Debug, Clone)]
+pub(crate) struct Paused {
+    /// Instructions of the slices still to execute.
+    pub remaining: u64,
+    /// Held-back effects, in order.
+    pub effects: Vec<Effect>,
 }
 
 /// Builds a [`Harness`] with a chosen topology.
@@ -128,6 +161,10 @@ impl HarnessBuilder {
                 best_effort_capacity: crate::limits::SUBNET_BEST_EFFORT_MESSAGE_MEMORY_CAPACITY,
                 subnet_callback_soft_limit: crate::limits::SUBNET_CALLBACK_SOFT_LIMIT,
                 canister_callback_quota: crate::limits::CANISTER_GUARANTEED_CALLBACK_QUOTA,
+                scheduler_cores: crate::limits::SCHEDULER_CORES,
+                round_instructions: crate::limits::MAX_INSTRUCTIONS_PER_ROUND,
+                heap_delta_rate_limit: crate::limits::HEAP_DELTA_RATE_LIMIT_BYTES,
+                block_payload_bytes: crate::limits::MAX_BLOCK_PAYLOAD_BYTES,
             },
         }
     }
@@ -179,7 +216,11 @@ impl HarnessBuilder {
         self
     }
 
-    /// Rounds a message takes between subnets (default 2).
+    /// Rounds a message takes between subnets (default 2, so a cross-subnet call's round
+    /// trip takes at least 4 rounds; mainnet measures about 5). One unit is one round
+    /// between the end of the round that routes a message into its stream and the round
+    /// that inducts it on the receiving subnet; waiting for room in the stream or in a
+    /// block comes on top.
     #[must_use]
     pub fn with_cross_subnet_latency_rounds(mut self, rounds: u64) -> Self {
         self.config.latency_rounds = rounds;
@@ -227,6 +268,31 @@ impl HarnessBuilder {
         self
     }
 
+    /// Execution threads per subnet (default: the replica's 4, `SCHEDULER_CORES`) and the
+    /// instructions each may run per round (default 7B, `MAX_INSTRUCTIONS_PER_ROUND`).
+    #[must_use]
+    pub fn with_scheduler_threads(mut self, threads: usize, instructions_per_round: u64) -> Self {
+        self.config.scheduler_cores = threads.max(1);
+        self.config.round_instructions = instructions_per_round;
+        self
+    }
+
+    /// Heap delta a canister may produce per round before the scheduler skips it (default:
+    /// the replica's 75 MiB, `HEAP_DELTA_RATE_LIMIT_BYTES`).
+    #[must_use]
+    pub fn with_heap_delta_rate_limit(mut self, bytes: u64) -> Self {
+        self.config.heap_delta_rate_limit = bytes;
+        self
+    }
+
+    /// Bytes of ingress and incoming cross-subnet messages a subnet inducts per round
+    /// (default: 4 MiB, `MAX_BLOCK_PAYLOAD_BYTES`).
+    #[must_use]
+    pub fn with_block_payload_bytes(mut self, bytes: u64) -> Self {
+        self.config.block_payload_bytes = bytes;
+        self
+    }
+
     /// Seed of every pseudo-random choice (`raw_rand`).
     #[must_use]
     pub fn with_seed(mut self, seed: u64) -> Self {
@@ -265,6 +331,10 @@ impl HarnessBuilder {
             time: 1_700_000_000_000_000_000,
             round: 0,
             in_transit: Vec::new(),
+            cmc_waiting: Vec::new(),
+            paused: BTreeMap::new(),
+            capture: None,
+            last_scheduled: BTreeMap::new(),
             inputs: BTreeMap::new(),
             ingress: BTreeMap::new(),
             next_message: 0,
@@ -303,6 +373,16 @@ pub struct Harness {
     round: u64,
     /// Messages between subnets, in send order.
     in_transit: Vec<InTransit>,
+    /// CMC `create_canister` requests waiting for the CMC's round trip to the target
+    /// subnet: (round from which they complete, request).
+    cmc_waiting: Vec<(u64, Request)>,
+    /// Canisters in the middle of a long (DTS) execution.
+    paused: BTreeMap<CanisterId, Paused>,
+    /// While `Some`, effects are collected here instead of taking place.
+    capture: Option<Vec<Effect>>,
+    /// The round in which each canister last executed (its scheduling priority: the least
+    /// recently executed go first).
+    last_scheduled: BTreeMap<CanisterId, u64>,
     /// Input queues by receiver (the management canister included).
     inputs: BTreeMap<Principal, VecDeque<Message>>,
     /// Ingress messages: `None` while pending.
@@ -334,7 +414,13 @@ impl Harness {
     }
 
     /// Queues `msg`: at once on the same subnet, after the configured latency across subnets.
+    /// Cross-subnet messages wait in an output queue until `build_streams` moves them
+    /// into their stream. While an execution's effects are captured, the message is held.
     pub(crate) fn route(&mut self, from: Principal, msg: Message) {
+        if let Some(effects) = self.capture.as_mut() {
+            effects.push(Effect::Route(from, msg));
+            return;
+        }
         let to = match &msg {
             Message::Request(r) if r.receiver == Principal::management_canister() => {
                 management::effective_canister(&r.method, &r.arg).unwrap_or(from)
@@ -348,7 +434,8 @@ impl Harness {
             self.inputs.entry(key).or_default().push_back(msg);
         } else {
             self.in_transit.push(InTransit {
-                at: self.round + self.config.latency_rounds,
+                at: u64::MAX,
+                in_stream: false,
                 from_subnet,
                 msg,
             });

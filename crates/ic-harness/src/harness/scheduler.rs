@@ -18,6 +18,7 @@
 
 use candid::Principal;
 
+use super::threads::RoundCtx;
 use super::{Harness, Message, ResponseMsg};
 use crate::canister::{Origin, Status};
 use crate::execution::Entry;
@@ -34,6 +35,7 @@ impl Harness {
         self.events.round = self.round;
         self.time += self.config.round_nanos;
         self.charge_storage();
+        self.build_streams(self.round - 1);
         self.deliver_due();
         self.expire_deadlines();
         self.drop_expired_requests();
@@ -43,26 +45,29 @@ impl Harness {
             .into_iter()
             .filter(|id| !self.is_subnet_offline(self.canisters[id].subnet))
             .collect();
-        let mut budgets: std::collections::BTreeMap<CanisterId, u64> = ids
-            .iter()
-            .map(|id| (*id, self.config.limits.round_per_canister))
-            .collect();
-        for id in self.shuffled(ids.clone()) {
-            self.run_system_tasks(id, &mut budgets);
+        let shuffled = self.shuffled(ids);
+        let order = self.by_priority(shuffled);
+        let mut rc = self.new_round();
+        let paused = self.by_priority(self.paused.keys().copied().collect());
+        self.continue_paused(&paused, &mut rc);
+        for id in &order {
+            self.run_system_tasks(*id, &mut rc);
         }
         for _ in 0..MAX_PASSES_PER_ROUND {
             let mut progressed = self.process_management_queue();
             progressed |= self.process_cmc_queue();
             progressed |= self.reject_messages_to_missing_canisters();
-            for id in self.shuffled(ids.clone()) {
-                progressed |= self.drain_inputs(id, &mut budgets);
+            for id in &order {
+                progressed |= self.drain_inputs(*id, &mut rc);
             }
             self.finish_stops();
             if !progressed {
                 break;
             }
         }
+        self.repay_heap_delta();
         self.shed_best_effort_messages();
+        self.build_streams(self.round);
     }
 
     /// Moves the simulated clock forward without executing anything.
@@ -94,6 +99,8 @@ impl Harness {
     /// True when nothing is in flight, queued, awaited or due.
     pub(crate) fn is_idle(&self) -> bool {
         self.in_transit.is_empty()
+            && self.cmc_waiting.is_empty()
+            && self.paused.is_empty()
             && self
                 .inputs
                 .values()
@@ -107,7 +114,12 @@ impl Harness {
     }
 
     pub(crate) fn busy_summary(&self) -> String {
-        let mut parts = vec![format!("{} messages in transit", self.in_transit.len())];
+        let mut parts = vec![format!(
+            "{} messages in transit, {} CMC creations pending, {} executions paused",
+            self.in_transit.len(),
+            self.cmc_waiting.len(),
+            self.paused.len()
+        )];
         for (id, q) in &self.inputs {
             if !q.is_empty() {
                 parts.push(format!("{} queued for {id}", q.len()));
@@ -132,24 +144,6 @@ impl Harness {
             }
         }
         parts.join("; ")
-    }
-
-    /// Moves due messages to their input queues; those from or to an offline subnet wait.
-    fn deliver_due(&mut self) {
-        let round = self.round;
-        let pending = std::mem::take(&mut self.in_transit);
-        for t in pending {
-            let blocked = t.from_subnet.is_some_and(|s| self.is_subnet_offline(s))
-                || self
-                    .destination_subnet(&t.msg)
-                    .is_some_and(|s| self.is_subnet_offline(s));
-            if t.at > round || blocked {
-                self.in_transit.push(t);
-            } else {
-                let key = t.msg.queue_key();
-                self.inputs.entry(key).or_default().push_back(t.msg);
-            }
-        }
     }
 
     fn expire_deadlines(&mut self) {
@@ -218,79 +212,77 @@ impl Harness {
         !orphans.is_empty()
     }
 
-    /// Runs a due global timer and the heartbeat of `id`.
-    fn run_system_tasks(
-        &mut self,
-        id: CanisterId,
-        budgets: &mut std::collections::BTreeMap<CanisterId, u64>,
-    ) {
-        let round = self.round;
+    /// Runs a due global timer and the heartbeat of `id`, each if a thread takes it.
+    fn run_system_tasks(&mut self, id: CanisterId, rc: &mut RoundCtx) {
         let now = self.time;
-        let Some(c) = self.canisters.get_mut(&id) else {
+        let Some(c) = self.canisters.get(&id) else {
             return;
         };
-        if c.status != Status::Running || c.busy_until_round > round {
+        if c.status != Status::Running || self.paused.contains_key(&id) {
             return;
         }
-        if self.check_not_frozen(&self.canisters[&id]).is_err() {
+        if self.check_not_frozen(c).is_err() {
             return; // a frozen canister cannot prepay its timer or heartbeat
         }
-        let c = self.canisters.get_mut(&id).expect("present");
         let Some(code) = c.code.as_ref() else { return };
-        let prepared = code.compiled.prepared.clone();
+        let prepared = &code.compiled.prepared;
         let mut tasks = Vec::new();
         if prepared.has_heartbeat {
             tasks.push("canister_heartbeat");
         }
         if prepared.has_global_timer && c.timer != 0 && c.timer <= now {
-            c.timer = 0; // deactivated when scheduled
             tasks.push("canister_global_timer");
         }
         for task in tasks {
-            let c = self.canisters.get_mut(&id).expect("present");
-            let ctx = c.open_context(Origin::System, Principal::management_canister(), 0, 0);
-            let c = &self.canisters[&id];
-            let state = self.exec_state(
-                c,
-                ApiContext::SystemTask,
-                Principal::management_canister(),
-                Vec::new(),
-                Some(ctx),
-            );
-            let c = self.canisters.get_mut(&id).expect("present");
-            let outcome = Self::run(
-                c,
-                &Entry::Export(task.to_string()),
-                state,
-                true,
-                &mut self.events,
-            );
-            let used = outcome.instructions;
-            self.current_sender = id;
-            self.apply(id, ctx, outcome);
-            self.charge_budget(id, used, budgets);
+            let Some(thread) = self.thread_for(id, rc) else {
+                return; // the timer stays armed for a later round
+            };
+            if task == "canister_global_timer" {
+                self.canisters.get_mut(&id).expect("present").timer = 0; // deactivated when scheduled
+            }
+            self.execute_sliced(id, thread, rc, |h| h.run_system_task(id, task));
         }
     }
 
-    /// Executes queued messages of `id` within its round budget. True if any ran.
-    fn drain_inputs(
-        &mut self,
-        id: CanisterId,
-        budgets: &mut std::collections::BTreeMap<CanisterId, u64>,
-    ) -> bool {
+    fn run_system_task(&mut self, id: CanisterId, task: &str) -> u64 {
+        let c = self.canisters.get_mut(&id).expect("present");
+        let ctx = c.open_context(Origin::System, Principal::management_canister(), 0, 0);
+        let c = &self.canisters[&id];
+        let state = self.exec_state(
+            c,
+            ApiContext::SystemTask,
+            Principal::management_canister(),
+            Vec::new(),
+            Some(ctx),
+        );
+        let c = self.canisters.get_mut(&id).expect("present");
+        let outcome = Self::run(
+            c,
+            &Entry::Export(task.to_string()),
+            state,
+            true,
+            &mut self.events,
+        );
+        let used = outcome.instructions;
+        self.current_sender = id;
+        self.apply(id, ctx, outcome);
+        used
+    }
+
+    /// Executes queued messages of `id` while its thread has capacity. True if any ran.
+    fn drain_inputs(&mut self, id: CanisterId, rc: &mut RoundCtx) -> bool {
         let mut progressed = false;
         loop {
-            let round = self.round;
-            if budgets.get(&id).copied().unwrap_or(0) == 0 {
-                break;
-            }
             if self
-                .canisters
+                .inputs
                 .get(&id)
-                .is_some_and(|c| c.busy_until_round > round)
+                .is_none_or(std::collections::VecDeque::is_empty)
             {
                 break;
             }
+            let Some(thread) = self.thread_for(id, rc) else {
+                break;
+            };
             let Some(index) = self.next_input_index(id) else {
                 break;
             };
@@ -298,45 +290,25 @@ impl Harness {
                 break;
             };
             progressed = true;
-            self.current_sender = id;
-            let used = match msg {
-                Message::Request(req) => self.execute_request(req),
-                Message::Response(resp) => self.execute_response(resp),
-            };
-            self.charge_budget(id, used, budgets);
+            self.execute_sliced(id, thread, rc, |h| {
+                h.current_sender = id;
+                match msg {
+                    Message::Request(req) => h.execute_request(req),
+                    Message::Response(resp) => h.execute_response(resp),
+                }
+            });
         }
         progressed
-    }
-
-    /// Deducts `used` from the round budget; a message longer than the budget makes the
-    /// canister sit out the rounds its remaining DTS slices would take.
-    fn charge_budget(
-        &mut self,
-        id: CanisterId,
-        used: u64,
-        budgets: &mut std::collections::BTreeMap<CanisterId, u64>,
-    ) {
-        let slice = self.config.limits.round_per_canister.max(1);
-        let budget = budgets.entry(id).or_insert(0);
-        if used >= *budget {
-            *budget = 0;
-            let extra_rounds = used.saturating_sub(1) / slice;
-            if let Some(c) = self.canisters.get_mut(&id) {
-                c.busy_until_round = c
-                    .busy_until_round
-                    .max(self.round + extra_rounds + 1)
-                    .max(self.round + 1);
-            }
-        } else {
-            *budget -= used;
-        }
     }
 
     /// Stopping canisters with no open call context become stopped; their stop calls are answered.
     pub(crate) fn finish_stops(&mut self) {
         let mut done = Vec::new();
         for c in self.canisters.values_mut() {
-            if matches!(c.status, Status::Stopping(_)) && c.contexts.is_empty() {
+            if matches!(c.status, Status::Stopping(_))
+                && c.contexts.is_empty()
+                && !self.paused.contains_key(&c.id)
+            {
                 let Status::Stopping(waiters) = std::mem::replace(&mut c.status, Status::Stopped)
                 else {
                     unreachable!("matched above");
