@@ -51,16 +51,29 @@ pub struct WholeCanisterReport {
 
 type Answers = ((u64, u64, ByteBuf), u64, Vec<Option<ByteBuf>>);
 
+/// Entries, value bytes and the digests of every page of 64 entries, read page by page
+/// so that each query stays under the query instruction limit whatever the heap's size.
+fn digest_pages(w: &World, app: Principal) -> CliResult<(u64, u64, ByteBuf)> {
+    let (mut entries, mut bytes, mut pages) = (0u64, 0u64, Vec::new());
+    let mut from = Some(0u64);
+    while let Some(start) = from {
+        let arg = Encode!(&start, &64u32).map_err(|e| CliError::Usage(e.to_string()))?;
+        let reply = w
+            .t
+            .query(app, "digest_page", arg)
+            .map_err(|e| CliError::from_transport(e, app, "digest_page", w.t.caller(), "demo"))?;
+        let (n, b, d, next): (u64, u64, ByteBuf, Option<u64>) =
+            candid::decode_args(&reply).map_err(|e| CliError::Usage(e.to_string()))?;
+        entries += n;
+        bytes += b;
+        pages.extend_from_slice(&d);
+        from = next;
+    }
+    Ok((entries, bytes, ByteBuf::from(pages)))
+}
+
 fn answers(w: &World, app: Principal, calls: u32) -> CliResult<Answers> {
-    let reply =
-        w.t.query(
-            app,
-            "digest",
-            Encode!().map_err(|e| CliError::Usage(e.to_string()))?,
-        )
-        .map_err(|e| CliError::from_transport(e, app, "digest", w.t.caller(), "demo"))?;
-    let digest: (u64, u64, ByteBuf) =
-        candid::decode_args(&reply).map_err(|e| CliError::Usage(e.to_string()))?;
+    let digest = digest_pages(w, app)?;
     let writes: u64 = call_plain(&w.t, app, false, "writes", (), "heap app")?;
     let mut samples = Vec::new();
     for seed in 0..u64::from(calls) {
