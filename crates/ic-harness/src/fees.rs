@@ -65,20 +65,33 @@ pub struct FeeSchedule {
 }
 
 impl Default for FeeSchedule {
+    /// `CyclesAccountManagerConfig::application_subnet` in dfinity/ic
+    /// `rs/config/src/subnet_config.rs`, field by field (docs/harness.md, "Fee table").
     fn default() -> Self {
         Self {
+            // `CANISTER_CREATION_FEE`.
             canister_creation: 500_000_000_000,
+            // `update_message_execution_fee`.
             update_message_execution: 5_000_000,
+            // `ten_update_instructions_execution_fee`.
             ten_update_instructions: 10,
+            // `xnet_call_fee`, `xnet_byte_transmission_fee`.
             xnet_call: 260_000,
             xnet_byte_transmission: 1_000,
+            // `ingress_message_reception_fee`, `ingress_byte_reception_fee`.
             ingress_message_reception: 1_200_000,
             ingress_byte_reception: 2_000,
+            // `gib_storage_per_second_fee` since the 2026 pricing change ("10 SDR per GiB
+            // per year"; 127,000 before, as in the copy of the file at 002d553).
             gib_storage_per_second: 317_500,
+            // `base_per_second_fee`, dfinity/ic PR #10292 (merged 2026-05-22).
             base_per_second: 10_000,
+            // `WASM64_INSTRUCTION_COST_OVERHEAD` (2) × `ten_update_instructions_execution_fee`.
             ten_update_instructions_wasm64: 20,
+            // `DEFAULT_REFERENCE_SUBNET_SIZE`.
             subnet_nodes: REFERENCE_SUBNET_NODES,
             wasm64: false,
+            // `MAX_INSTRUCTIONS_PER_MESSAGE`: the reservation for a callback.
             max_callback_instructions: 40_000_000_000,
         }
     }
