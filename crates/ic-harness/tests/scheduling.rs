@@ -1,7 +1,8 @@
 //! Scheduling and bandwidth conformance on real wasm (docs/harness.md, "Scheduling and
 //! bandwidth"): blocks carry at most 4 MiB of cross-subnet messages, a cross-subnet round
 //! trip takes at least 4 rounds, a CMC creation takes the CMC's extra hop, an execution
-//! longer than a 2B slice releases its effects only after its last slice, a subnet runs
+//! longer than a 2B slice releases its effects only after its last slice (an upgrade's
+//! `install_code` answer likewise), a subnet runs
 //! 4 threads, and a canister that dirtied more than its heap-delta budget sits out rounds.
 //!
 //! The probe canister is hand-written wat (below); the CMC test uses the platform canister
@@ -269,6 +270,66 @@ fn long_update_releases_its_call_only_after_its_last_slice() {
         "the call left in the last slice's round"
     );
     answered_round(&mut s, behind, 3);
+}
+
+/// An upgrade whose `canister_post_upgrade` runs about 5B instructions is sliced like a
+/// long update (`MAX_INSTRUCTIONS_PER_INSTALL_CODE_SLICE` = 2B): the `install_code` call is
+/// answered only in the round of its last slice, and an update to the canister queued
+/// meanwhile waits for it.
+#[test]
+fn long_upgrade_is_answered_after_its_last_install_slice() {
+    use ic_management_canister_types::{CanisterInstallMode, InstallCodeArgs};
+    let mut s = Setup::new(HarnessBuilder::new(), 1);
+    let probe = probe_on(&mut s, 0);
+    // The probe again, with a post_upgrade burning about 5B instructions.
+    let iterations: u64 = 5_000_000_000 / 8;
+    let body = PROBE
+        .trim_end()
+        .strip_suffix(')')
+        .expect("module ends with )");
+    let slow = wat::parse_str(format!(
+        "{body} (func (export \"canister_post_upgrade\") (call $burn (i64.const {iterations}))))"
+    ))
+    .expect("slow probe wat parses");
+    let upgrade = candid::encode_one(InstallCodeArgs {
+        mode: CanisterInstallMode::Upgrade(None),
+        canister_id: probe,
+        wasm_module: slow,
+        arg: Vec::new(),
+        sender_canister_version: None,
+    })
+    .expect("encodes");
+    let before = s.ic.metrics(probe).instructions;
+    let install =
+        s.ic.submit_call(
+            Principal::management_canister(),
+            s.controller,
+            "install_code",
+            upgrade,
+        )
+        .expect("submitted");
+    s.ic.tick();
+    let behind = submit(&mut s, probe, "ping", Vec::new());
+    let used = s.ic.metrics(probe).instructions - before;
+    assert!(used > 2 * SLICE, "the upgrade is long: {used} instructions");
+    let slices = used.div_ceil(SLICE);
+    for round in 1..slices {
+        assert!(
+            s.ic.ingress_status(install).is_none(),
+            "install_code answered before its last slice (round {round} of {slices})"
+        );
+        assert!(
+            s.ic.ingress_status(behind).is_none(),
+            "an update ran during the upgrade's slices"
+        );
+        s.ic.tick();
+    }
+    assert!(
+        s.ic.ingress_status(install).is_some(),
+        "answered in the last slice's round"
+    );
+    answered_round(&mut s, behind, 3);
+    assert_eq!(counter(&mut s.ic, probe, "pings"), 1);
 }
 
 /// Six canisters with work on a subnet of 4 threads: in the first round two of them wait;
