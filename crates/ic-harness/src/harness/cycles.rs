@@ -124,16 +124,12 @@ impl Harness {
     /// pay run out of cycles and lose their memory.
     pub(crate) fn charge_storage(&mut self) {
         let now = self.time;
-        let fees: std::collections::BTreeMap<CanisterId, FeeSchedule> = self
-            .canisters
-            .values()
-            .map(|c| (c.id, self.fees_of(c)))
-            .collect();
         let mut exhausted = Vec::new();
         for c in self.canisters.values_mut() {
             let nanos = now.saturating_sub(c.storage_since);
             c.storage_since = now;
-            let (fee, carry) = fees[&c.id].storage(c.memory_bytes(), nanos, c.storage_carry);
+            let fees = super::canister_fees(&self.fees, &self.subnet_nodes, c);
+            let (fee, carry) = fees.storage(c.memory_bytes(), nanos, c.storage_carry);
             c.storage_carry = carry;
             if fee > c.cycles {
                 c.metrics.cycles_burned.storage += c.cycles;

@@ -393,6 +393,24 @@ pub struct Harness {
     current_sender: Principal,
 }
 
+/// The fee schedule `c` pays, from the reference table and the subnets' node counts (a
+/// free function so that loops holding the canisters mutably can use it).
+pub(crate) fn canister_fees(
+    fees: &FeeSchedule,
+    subnet_nodes: &BTreeMap<SubnetId, u128>,
+    c: &Canister,
+) -> FeeSchedule {
+    let nodes = subnet_nodes
+        .get(&c.subnet)
+        .copied()
+        .unwrap_or(crate::fees::REFERENCE_SUBNET_NODES);
+    let wasm64 = c
+        .code
+        .as_ref()
+        .is_some_and(|code| code.compiled.prepared.memory64);
+    fees.for_subnet(nodes).for_wasm64(wasm64)
+}
+
 impl Harness {
     /// The fee schedule on `subnet`: the reference prices scaled to its nodes.
     pub(crate) fn fees_on(&self, subnet: SubnetId) -> FeeSchedule {
@@ -406,11 +424,7 @@ impl Harness {
 
     /// The fee schedule `c` pays: its subnet's, at the instruction price of its memory width.
     pub(crate) fn fees_of(&self, c: &Canister) -> FeeSchedule {
-        let wasm64 = c
-            .code
-            .as_ref()
-            .is_some_and(|code| code.compiled.prepared.memory64);
-        self.fees_on(c.subnet).for_wasm64(wasm64)
+        canister_fees(&self.fees, &self.subnet_nodes, c)
     }
 
     /// Queues `msg`: at once on the same subnet, after the configured latency across subnets.
