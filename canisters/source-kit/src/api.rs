@@ -37,6 +37,9 @@ fn require_admin() -> Result<Principal, KitError> {
 /// # Errors
 /// Not an admin; an invalid chunk size or window.
 pub fn configure(config: KitConfig) -> Result<(), KitError> {
+    /// Highest ceiling of calls in flight an admin may set (each holds a batch's
+    /// bookkeeping on the app's heap).
+    const MAX_WINDOW: u32 = 256;
     require_admin()?;
     if let Some(cs) = config.chunk_size
         && !valid_chunk_size(cs)
@@ -45,8 +48,12 @@ pub fn configure(config: KitConfig) -> Result<(), KitError> {
             "chunk size {cs} must be a multiple of 65536 between 65536 and 1048576"
         )));
     }
-    if config.window == Some(0) {
-        return Err(KitError::InvalidRequest("window must be at least 1".into()));
+    if let Some(w) = config.window
+        && !(1..=MAX_WINDOW).contains(&w)
+    {
+        return Err(KitError::InvalidRequest(format!(
+            "window {w} must be between 1 and {MAX_WINDOW}"
+        )));
     }
     with_kit(|k| {
         k.update_state(|s| {

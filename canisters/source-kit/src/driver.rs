@@ -1,13 +1,17 @@
 //! The effectful side of backups: timers and inter-canister calls to the vault.
 //!
-//! One pump task at a time walks the backup state machine (`backup.rs`): begin, send
-//! windows of batches concurrently, commit. Every call is bounded-wait and idempotent
+//! One pump task at a time walks the backup state machine (`backup.rs`): begin, push the
+//! batches, commit. The push is a pipeline: the pump keeps as many `put_chunks` calls in
+//! flight as the flow controller (`canvault_protocol::flow`) allows, and every reply
+//! refills it, in the reply's own execution, within a per-execution and a per-round
+//! preparation budget. Every call is bounded-wait and idempotent
 //! (keyed by snapshot id, index and hash), so a timeout or a lost reply is handled by
 //! sending the same thing again. Progress lives in stable memory, so an upgrade in the
 //! middle only loses the in-flight calls; `post_upgrade` re-arms the pump.
 //!
 //! Retry policy: transient rejects (SYS_TRANSIENT 2, SYS_UNKNOWN 6, and CANISTER_ERROR 5,
-//! which a stopped or upgrading vault returns) are retried after an exponential backoff
+//! which a stopped or upgrading vault returns) are retried (the first two also halve the
+//! in-flight limit) after an exponential backoff
 //! (1 s doubling to 60 s); after [`MAX_FAILURES_IN_A_ROW`] the backup ends as failed.
 //! A typed refusal from the vault (`VaultError`) ends it at once, with its reason.
 
@@ -17,10 +21,13 @@ use std::time::Duration;
 
 use candid::utils::ArgumentEncoder;
 use candid::{CandidType, Principal};
+use canvault_protocol::flow::{self, FlowControl};
 use canvault_protocol::vault_api::{
-    BeginSnapshotResponse, CommitSnapshotRequest, PutChunksRequest, PutChunksResponse, SnapshotId,
-    SnapshotInfo, VaultError,
+    BeginSnapshotResponse, ChunkBody, ChunkPut, CommitSnapshotRequest, PutChunksRequest,
+    PutChunksResponse, SnapshotId, SnapshotInfo, VaultError,
 };
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use ic_cdk::call::{Call, CallFailed};
 use serde::de::DeserializeOwned;
 
@@ -29,18 +36,63 @@ use crate::{now, with_kit};
 
 /// Consecutive failed calls after which a backup is given up.
 pub const MAX_FAILURES_IN_A_ROW: u32 = 20;
-/// Instructions one pump execution may spend preparing batches (one DTS slice is 2B).
+/// Instructions one execution may spend preparing batches (one DTS slice is 2B).
 const PREPARE_INSTRUCTION_BUDGET: u64 = 1_000_000_000;
+/// Instructions the kit may spend preparing batches per round, over all its executions:
+/// the app keeps at least 5B of the 7B a canister may run per round.
+const PREPARE_ROUND_BUDGET: u64 = 2_000_000_000;
 /// A pump that has not made progress for this long is presumed dead (its task was
 /// cancelled by a trap) and may be replaced.
 const STALE_PUMP_NS: u64 = 15 * 60 * 1_000_000_000;
 
-#[derive(Default)]
 struct Pump {
     /// When the running pump last made progress (0: none running).
     alive_at_ns: u64,
+    /// Chunks in a `put_chunks` call that has not come back.
     in_flight: BTreeSet<u32>,
+    /// Chunks the vault reported missing: sent with their bytes.
     force_data: BTreeSet<u32>,
+    /// The in-flight limit; kept across pumps, so a retry resumes at the learnt rate.
+    flow: FlowControl,
+    /// The round (its time) whose preparation spending `round_spent` counts.
+    round_ns: u64,
+    round_spent: u64,
+}
+
+impl Default for Pump {
+    fn default() -> Self {
+        Self {
+            alive_at_ns: 0,
+            in_flight: BTreeSet::new(),
+            force_data: BTreeSet::new(),
+            flow: FlowControl::new(flow::DEFAULT_MAX_IN_FLIGHT),
+            round_ns: 0,
+            round_spent: 0,
+        }
+    }
+}
+
+impl Pump {
+    /// Caps the in-flight limit at the configured `window` (kept if unchanged).
+    fn flow_ceiling(&mut self, window: u32) {
+        if self.flow.max() != window {
+            self.flow = FlowControl::new(window);
+        }
+    }
+
+    /// Preparation instructions left in the round at `now_ns` (the IC's time is the
+    /// same for every message of a round).
+    fn round_budget_left(&mut self, now_ns: u64) -> u64 {
+        if self.round_ns != now_ns {
+            self.round_ns = now_ns;
+            self.round_spent = 0;
+        }
+        PREPARE_ROUND_BUDGET.saturating_sub(self.round_spent)
+    }
+
+    fn spend_round_budget(&mut self, instructions: u64) {
+        self.round_spent += instructions;
+    }
 }
 
 thread_local! {
@@ -63,6 +115,8 @@ enum Step {
 enum CallError {
     /// Try again later.
     Retry(String),
+    /// Try again later, and send less at once: the path is full or lost the call.
+    Congested(String),
     /// Give the backup up.
     Fatal(String),
 }
@@ -93,10 +147,9 @@ fn take_pump() -> bool {
         if p.alive_at_ns != 0 && t.saturating_sub(p.alive_at_ns) < STALE_PUMP_NS {
             return false;
         }
-        *p = Pump {
-            alive_at_ns: t,
-            ..Pump::default()
-        };
+        p.alive_at_ns = t;
+        p.in_flight.clear();
+        p.force_data.clear();
         true
     })
 }
@@ -193,7 +246,16 @@ async fn pump() {
             }
             Step::Expire(reason) => Err(CallError::Fatal(reason)),
             Step::Begin(vault) => begin(vault).await,
-            Step::Send(vault, id) => send_window(vault, id).await,
+            Step::Send(vault, id) => match send_pipelined(vault, id).await {
+                Ok(true) => Ok(()),
+                Ok(false) => {
+                    // This round's preparation budget is spent: go on next round.
+                    running.finish();
+                    schedule(Duration::ZERO);
+                    return;
+                }
+                Err(e) => Err(e),
+            },
             Step::Commit(vault, id) => commit(vault, id).await,
         };
         match outcome {
@@ -202,7 +264,7 @@ async fn pump() {
                 ic_cdk::println!("canvault: backup failed: {reason}");
                 give_up(reason).await;
             }
-            Err(CallError::Retry(reason)) => {
+            Err(CallError::Retry(reason) | CallError::Congested(reason)) => {
                 let failures = with_kit(|k| k.record_failure(reason.clone()));
                 if failures >= MAX_FAILURES_IN_A_ROW {
                     let reason =
@@ -250,23 +312,33 @@ async fn call<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
     method: &str,
     args: A,
 ) -> Result<R, CallError> {
-    let response = Call::bounded_wait(vault, method)
-        .with_args(&args)
-        .await
-        .map_err(|e| match e {
-            CallFailed::CallRejected(r) => {
-                let msg = format!(
-                    "{method}: reject code {}: {}",
-                    r.raw_reject_code(),
-                    r.reject_message()
-                );
-                match r.raw_reject_code() {
-                    2 | 5 | 6 => CallError::Retry(msg),
-                    _ => CallError::Fatal(msg),
-                }
+    decode_reply(
+        method,
+        Call::bounded_wait(vault, method).with_args(&args).await,
+    )
+}
+
+/// Classifies a call's failure and decodes its reply. SYS_TRANSIENT and SYS_UNKNOWN
+/// rejects and calls the IC would not send are congestion (the flow controller backs
+/// off); CANISTER_ERROR (a stopped or upgrading vault) is retried; the rest are fatal.
+fn decode_reply<R: CandidType + DeserializeOwned>(
+    method: &str,
+    response: Result<ic_cdk::call::Response, CallFailed>,
+) -> Result<R, CallError> {
+    let response = response.map_err(|e| match e {
+        CallFailed::CallRejected(r) => {
+            let code = r.raw_reject_code();
+            let msg = format!("{method}: reject code {code}: {}", r.reject_message());
+            if flow::is_congestion(code) {
+                CallError::Congested(msg)
+            } else if code == 5 {
+                CallError::Retry(msg)
+            } else {
+                CallError::Fatal(msg)
             }
-            other => CallError::Retry(format!("{method}: {other}")),
-        })?;
+        }
+        other => CallError::Congested(format!("{method}: {other}")),
+    })?;
     canvault_protocol::decode::decode_one::<R>(&response.into_bytes())
         .map_err(|e| CallError::Fatal(format!("{method}: undecodable reply: {e}")))
 }
@@ -315,63 +387,136 @@ async fn begin(vault: Principal) -> Result<(), CallError> {
     Ok(())
 }
 
-async fn send_window(vault: Principal, snapshot_id: u64) -> Result<(), CallError> {
-    let (in_flight, force) = PUMP.with(|p| {
-        let p = p.borrow();
-        (p.in_flight.clone(), p.force_data.clone())
-    });
+/// The pipelined push of the backup in progress (see the module documentation).
+///
+/// One task keeps up to the flow controller's limit of `put_chunks` calls in flight and
+/// refills the pipe whenever a reply arrives, in the reply's own execution: no barrier
+/// between windows. Preparing is bounded per execution ([`PREPARE_INSTRUCTION_BUDGET`])
+/// and per round ([`PREPARE_ROUND_BUDGET`]), so the app's own messages keep most of the
+/// canister's round. After a failed call nothing new is sent; the calls in flight are
+/// drained (their acknowledgements count) and the first error is returned.
+///
+/// Returns whether any batch was sent: `false` means nothing could be prepared in this
+/// execution (the round's budget is spent), and the pump yields to a later round.
+async fn send_pipelined(vault: Principal, snapshot_id: u64) -> Result<bool, CallError> {
     let Some(nonce) = running_nonce() else {
-        return Ok(());
+        return Ok(false);
     };
-    let window = with_kit(|k| k.state().config.window.max(1)) as usize;
-    let batches: Vec<Batch> = with_kit(|k| {
-        k.plan_batches(window, &in_flight, &force, || {
-            ic_cdk::api::instruction_counter() < PREPARE_INSTRUCTION_BUDGET
+    let ceiling = with_kit(|k| k.state().config.window.max(1));
+    PUMP.with(|p| p.borrow_mut().flow_ceiling(ceiling));
+    let mut pipe = FuturesUnordered::new();
+    let mut sent_any = false;
+    let mut error: Option<CallError> = None;
+    loop {
+        if error.is_none() {
+            for batch in prepare(pipe.len()) {
+                sent_any = true;
+                pipe.push(put_batch(vault, snapshot_id, batch));
+            }
+        }
+        let Some((batch, sent_at_ns, result)) = pipe.next().await else {
+            break;
+        };
+        heartbeat();
+        PUMP.with(|p| {
+            let mut p = p.borrow_mut();
+            for c in &batch.chunks {
+                p.in_flight.remove(&c.index);
+            }
+        });
+        if !still_running(nonce) {
+            return Ok(sent_any);
+        }
+        match result.and_then(|r| r.map_err(|e| vault_refused("put_chunks", &e))) {
+            Ok(resp) => {
+                with_kit(|k| k.acknowledge(&batch, &resp.missing));
+                PUMP.with(|p| {
+                    let mut p = p.borrow_mut();
+                    p.force_data.extend(resp.missing);
+                    p.flow.on_ack(now().saturating_sub(sent_at_ns));
+                });
+            }
+            Err(CallError::Fatal(reason)) => return Err(CallError::Fatal(reason)),
+            Err(e) => {
+                if matches!(e, CallError::Congested(_)) {
+                    PUMP.with(|p| p.borrow_mut().flow.on_congestion());
+                }
+                error.get_or_insert(e);
+            }
+        }
+    }
+    error.map_or(Ok(sent_any), Err)
+}
+
+/// Plans the batches that fit the flow limit (with `in_pipe` calls outstanding) and this
+/// execution's and round's preparation budgets, and marks their chunks in flight.
+fn prepare(in_pipe: usize) -> Vec<Batch> {
+    let (room, in_flight, force) = PUMP.with(|p| {
+        let p = p.borrow();
+        let room = (p.flow.limit() as usize).saturating_sub(in_pipe);
+        (room, p.in_flight.clone(), p.force_data.clone())
+    });
+    if room == 0 {
+        return Vec::new();
+    }
+    let start = ic_cdk::api::instruction_counter();
+    let round_left = PUMP.with(|p| p.borrow_mut().round_budget_left(now()));
+    let batches = with_kit(|k| {
+        k.plan_batches(room, &in_flight, &force, || {
+            let counter = ic_cdk::api::instruction_counter();
+            counter < PREPARE_INSTRUCTION_BUDGET && counter - start < round_left
         })
     });
-    if batches.is_empty() {
-        return Err(CallError::Retry(
-            "nothing could be prepared in this execution".into(),
-        ));
-    }
+    let spent = ic_cdk::api::instruction_counter() - start;
     PUMP.with(|p| {
         let mut p = p.borrow_mut();
+        p.spend_round_budget(spent);
         for b in &batches {
             p.in_flight.extend(b.chunks.iter().map(|c| c.index));
         }
     });
-    let calls = batches.iter().map(|b| {
-        let req = PutChunksRequest {
-            snapshot_id,
-            chunks: b.chunks.clone(),
-        };
-        call::<_, Result<PutChunksResponse, VaultError>>(vault, "put_chunks", (req,))
-    });
-    let results = futures::future::join_all(calls).await;
-    PUMP.with(|p| {
-        let mut p = p.borrow_mut();
-        for c in batches.iter().flat_map(|b| &b.chunks) {
-            p.in_flight.remove(&c.index);
-        }
-    });
-    if !still_running(nonce) {
-        return Ok(());
+    batches
+}
+
+/// One `put_chunks` call. Resolves to the batch without its bytes (what the
+/// acknowledgement needs), when it was sent, and the vault's answer.
+async fn put_batch(
+    vault: Principal,
+    snapshot_id: u64,
+    mut batch: Batch,
+) -> (
+    Batch,
+    u64,
+    Result<Result<PutChunksResponse, VaultError>, CallError>,
+) {
+    let req = PutChunksRequest {
+        snapshot_id,
+        chunks: std::mem::take(&mut batch.chunks),
+    };
+    let sent_at_ns = now();
+    let call = Call::bounded_wait(vault, "put_chunks").with_args(&(&req,));
+    // The request is encoded by now: keep only what the acknowledgement reads.
+    batch.chunks = req.chunks.iter().map(without_bytes).collect();
+    drop(req);
+    let result = decode_reply("put_chunks", call.await);
+    (batch, sent_at_ns, result)
+}
+
+/// A put with its bytes dropped (the body's variant is kept).
+fn without_bytes(c: &ChunkPut) -> ChunkPut {
+    let body = match &c.body {
+        ChunkBody::Data { codec, .. } => ChunkBody::Data {
+            codec: *codec,
+            bytes: Default::default(),
+        },
+        other => other.clone(),
+    };
+    ChunkPut {
+        index: c.index,
+        hash: c.hash,
+        len: c.len,
+        body,
     }
-    let mut first_error = None;
-    for (batch, result) in batches.iter().zip(results) {
-        match result.and_then(|r| r.map_err(|e| vault_refused("put_chunks", &e))) {
-            Ok(resp) => {
-                with_kit(|k| k.acknowledge(batch, &resp.missing));
-                PUMP.with(|p| p.borrow_mut().force_data.extend(resp.missing));
-            }
-            Err(e) => {
-                if first_error.is_none() || matches!(e, CallError::Fatal(_)) {
-                    first_error = Some(e);
-                }
-            }
-        }
-    }
-    first_error.map_or(Ok(()), Err)
 }
 
 async fn commit(vault: Principal, snapshot_id: u64) -> Result<(), CallError> {

@@ -65,7 +65,8 @@ pub struct Config {
     /// Chunk size for the next full backup (doubled for very large images, see
     /// [`effective_chunk_size`]).
     pub chunk_size: u32,
-    /// Most `put_chunks` calls in flight.
+    /// Ceiling of the adaptive limit of `put_chunks` calls in flight
+    /// (`canvault_protocol::flow`).
     pub window: u32,
     /// Largest image a restore without an expected root may announce (`None`:
     /// [`DEFAULT_MAX_UNVERIFIED_RESTORE_BYTES`]).
@@ -79,7 +80,7 @@ impl Default for Config {
             admins: Vec::new(),
             interval_seconds: 0,
             chunk_size: DEFAULT_KIT_CHUNK_SIZE,
-            window: 4,
+            window: canvault_protocol::flow::DEFAULT_MAX_IN_FLIGHT,
             max_unverified_restore_bytes: None,
         }
     }

@@ -19,6 +19,7 @@
 //! All state is in stable structures: there is no `pre_upgrade`, and `post_upgrade`
 //! only applies its optional argument and re-arms the timers.
 
+pub mod acked_prefix;
 pub mod backup;
 pub mod blocks;
 pub mod canister_driver;

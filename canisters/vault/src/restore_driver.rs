@@ -8,24 +8,32 @@
 //! Each restore step runs in its own timer execution: read the next step from the job
 //! record (sync), make the calls (async, bounded wait), record the outcome (sync), and
 //! arm the next timer. No state is borrowed across an `await`; the job record is the
-//! only progress, so a lost timer (upgrade, trap) is re-armed by `post_upgrade` or the
-//! hourly housekeeping and the job resumes where it was.
+//! only persistent progress, so a lost timer (upgrade, trap) is re-armed by
+//! `post_upgrade` or the hourly housekeeping and the job resumes where it was.
+//!
+//! The push step is a pipeline: it keeps as many `canvault_restore_chunks` calls in
+//! flight as the job's flow controller (`canvault_protocol::flow`) allows, plans the next
+//! batch whenever a reply comes back, and records the contiguous acknowledged prefix
+//! (`acked_prefix`) as it grows. After a failed call it sends nothing new, drains the
+//! calls in flight, and records the failure (the job retries from its prefix).
 
 use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use candid::{CandidType, Principal};
+use canvault_protocol::flow::{self, FlowControl};
 use canvault_protocol::kit_api::KitError;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use ic_cdk::api::time;
 use ic_cdk::call::{Call, CallFailed};
 use serde::de::DeserializeOwned;
 
-use crate::restore_job::{Failure, Outcome, Step};
+use crate::acked_prefix::AckedPrefix;
+use crate::restore_job::{Batch, Failure, Outcome, Step};
 use crate::slots::Slots;
 use crate::{with_vault, within_budget};
-
-/// Push calls in flight per job.
-const IN_FLIGHT: usize = 4;
 /// How often retention runs and stalled jobs are re-armed.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(3_600);
 
@@ -34,6 +42,8 @@ thread_local! {
     static BUSY: RefCell<Slots> = RefCell::new(Slots::default());
     /// True while a table-work timer is armed (reset hourly, in case one trapped).
     static COLLECT_ARMED: Cell<bool> = const { Cell::new(false) };
+    /// Each pushing job's in-flight limit, kept across its push steps.
+    static FLOWS: RefCell<BTreeMap<u64, FlowControl>> = const { RefCell::new(BTreeMap::new()) };
 }
 
 /// Frees a job's slot when its step ends. A trap after an `await` drops it (ic-cdk
@@ -128,48 +138,130 @@ async fn run_step(id: u64) {
         return; // a re-armed duplicate of a step that is running after all
     }
     let busy = Busy(id);
-    let Some((target, step)) = with_vault(|v| v.restore_step(id, IN_FLIGHT)) else {
+    let Some((target, step)) = with_vault(|v| v.restore_step(id, 1)) else {
+        FLOWS.with_borrow_mut(|f| f.remove(&id));
         return;
     };
-    let outcome = match step {
-        Step::Begin(req) => acked(call::<_, ()>(target, "canvault_restore_begin", req).await),
+    let next = match step {
+        Step::Begin(req) => {
+            let outcome = acked(call::<_, ()>(target, "canvault_restore_begin", req).await);
+            with_vault(|v| v.restore_record(id, outcome, time()))
+        }
         Step::Finish(snapshot) => {
-            acked(call::<_, ()>(target, "canvault_restore_finish", snapshot).await)
+            let outcome = acked(call::<_, ()>(target, "canvault_restore_finish", snapshot).await);
+            with_vault(|v| v.restore_record(id, outcome, time()))
         }
-        Step::Push(batches) => {
-            let from = batches.first().map_or(0, |b| b.request.chunks[0].index);
-            let calls = batches
-                .iter()
-                .map(|b| call::<_, u32>(target, "canvault_restore_chunks", &b.request));
-            let results = futures::future::join_all(calls).await;
-            let (mut next_index, mut bytes, mut error) = (from, 0, None);
-            for (batch, result) in batches.iter().zip(results) {
-                match result {
-                    Ok(_) => (next_index, bytes) = (batch.end, bytes + batch.bytes),
-                    Err(failure) => {
-                        error = Some(failure);
-                        break;
-                    }
-                }
-            }
-            Outcome::Pushed {
-                next_index,
-                bytes,
-                error,
-            }
-        }
+        Step::Push(first) => push_pipelined(id, target, first).await,
     };
-    let next = with_vault(|v| v.restore_record(id, outcome, time()));
     drop(busy);
-    if let Some(delay) = next {
-        schedule(id, delay);
+    match next {
+        Some(delay) => schedule(id, delay),
+        None => FLOWS.with_borrow_mut(|f| {
+            f.remove(&id);
+        }),
     }
 }
 
-fn acked(result: Result<(), Failure>) -> Outcome {
+/// The push step of job `id` as a pipeline (see the module documentation), starting
+/// with `first` (planned from the job's acknowledged prefix). Returns the delay before
+/// the job's next step, or `None` once the job is over.
+async fn push_pipelined(id: u64, target: Principal, first: Vec<Batch>) -> Option<Duration> {
+    let from = first.first().map_or(0, |b| b.request.chunks[0].index);
+    let mut prefix = AckedPrefix::new(from);
+    let mut cursor = first.last().map_or(from, |b| b.end);
+    let mut planned: VecDeque<Batch> = first.into();
+    let mut pipe = FuturesUnordered::new();
+    let mut failure: Option<Failure> = None;
+    loop {
+        if failure.is_none() {
+            let limit = FLOWS.with_borrow_mut(|f| f.entry(id).or_insert_with(new_flow).limit());
+            while pipe.len() < limit as usize && within_budget() {
+                if planned.is_empty() {
+                    planned.extend(with_vault(|v| v.restore_batches_from(id, cursor, 1)));
+                }
+                let Some(batch) = planned.pop_front() else {
+                    break;
+                };
+                cursor = batch.end;
+                pipe.push(push_batch(target, batch));
+            }
+        }
+        let Some((start, end, bytes, sent_at_ns, result)) = pipe.next().await else {
+            break;
+        };
+        match result {
+            Ok(_) => {
+                FLOWS.with_borrow_mut(|f| {
+                    f.entry(id)
+                        .or_insert_with(new_flow)
+                        .on_ack(time().saturating_sub(sent_at_ns));
+                });
+                if let Some((next_index, bytes)) = prefix.acknowledge(start, end, bytes) {
+                    let outcome = Outcome::Pushed {
+                        next_index,
+                        bytes,
+                        error: None,
+                    };
+                    with_vault(|v| v.restore_record(id, outcome, time()))?;
+                }
+            }
+            Err(CallFailure {
+                failure: f,
+                congestion,
+            }) => {
+                if congestion {
+                    FLOWS.with_borrow_mut(|flows| {
+                        flows.entry(id).or_insert_with(new_flow).on_congestion();
+                    });
+                }
+                failure.get_or_insert(f);
+            }
+        }
+    }
+    match failure {
+        Some(f) => with_vault(|v| v.restore_record(id, Outcome::Failed(f), time())),
+        None => Some(Duration::ZERO),
+    }
+}
+
+fn new_flow() -> FlowControl {
+    FlowControl::new(flow::DEFAULT_MAX_IN_FLIGHT)
+}
+
+/// One `canvault_restore_chunks` call: resolves to the batch's index range, its encoded
+/// bytes, when it was sent, and the outcome.
+async fn push_batch(
+    target: Principal,
+    batch: Batch,
+) -> (u32, u32, u64, u64, Result<u32, CallFailure>) {
+    let start = batch.request.chunks.first().map_or(batch.end, |c| c.index);
+    let sent_at_ns = time();
+    let call = Call::bounded_wait(target, "canvault_restore_chunks").with_arg(&batch.request);
+    let (end, bytes) = (batch.end, batch.bytes);
+    drop(batch);
+    let result = decode_reply("canvault_restore_chunks", call.await);
+    (start, end, bytes, sent_at_ns, result)
+}
+
+fn acked(result: Result<(), CallFailure>) -> Outcome {
     match result {
         Ok(()) => Outcome::Acked,
-        Err(failure) => Outcome::Failed(failure),
+        Err(f) => Outcome::Failed(f.failure),
+    }
+}
+
+/// A call that did not succeed, and whether it says the path is congested.
+struct CallFailure {
+    failure: Failure,
+    congestion: bool,
+}
+
+impl From<Failure> for CallFailure {
+    fn from(failure: Failure) -> Self {
+        Self {
+            failure,
+            congestion: false,
+        }
     }
 }
 
@@ -178,20 +270,32 @@ async fn call<A: CandidType, T: CandidType + DeserializeOwned>(
     target: Principal,
     method: &str,
     arg: A,
-) -> Result<T, Failure> {
-    let response = Call::bounded_wait(target, method)
-        .with_arg(arg)
-        .await
-        .map_err(|e| match e {
-            CallFailed::CallRejected(r) => {
-                Failure::from_reject(r.raw_reject_code(), r.reject_message())
-            }
-            CallFailed::CallPerformFailed(e) => Failure::Retry(format!("{method} not sent: {e}")),
-            CallFailed::InsufficientLiquidCycleBalance(e) => {
-                Failure::Retry(format!("{method} not sent: {e}"))
-            }
-        })?;
+) -> Result<T, CallFailure> {
+    decode_reply(
+        method,
+        Call::bounded_wait(target, method).with_arg(arg).await,
+    )
+}
+
+/// Classifies a kit restore endpoint's answer.
+fn decode_reply<T: CandidType + DeserializeOwned>(
+    method: &str,
+    response: Result<ic_cdk::call::Response, CallFailed>,
+) -> Result<T, CallFailure> {
+    let response = response.map_err(|e| match e {
+        CallFailed::CallRejected(r) => CallFailure {
+            failure: Failure::from_reject(r.raw_reject_code(), r.reject_message()),
+            congestion: flow::is_congestion(r.raw_reject_code()),
+        },
+        CallFailed::CallPerformFailed(e) => CallFailure {
+            failure: Failure::Retry(format!("{method} not sent: {e}")),
+            congestion: true,
+        },
+        CallFailed::InsufficientLiquidCycleBalance(e) => {
+            Failure::Retry(format!("{method} not sent: {e}")).into()
+        }
+    })?;
     let reply: Result<T, KitError> = canvault_protocol::decode::decode_one(&response)
         .map_err(|e| Failure::Permanent(format!("{method}: unexpected reply: {e}")))?;
-    reply.map_err(|e| Failure::Permanent(format!("{method}: the target refused: {e}")))
+    Ok(reply.map_err(|e| Failure::Permanent(format!("{method}: the target refused: {e}")))?)
 }

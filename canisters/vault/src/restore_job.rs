@@ -267,6 +267,19 @@ impl<M: Memory> Vault<M> {
         Some((job.target, step))
     }
 
+    /// Up to `max_batches` push batches of job `id` from index `from` on, planned as
+    /// [`Self::restore_step`] plans them (a pipeline plans ahead of what the target has
+    /// acknowledged). Empty unless the job is pushing and `from` is below its chunk count.
+    pub fn restore_batches_from(&self, id: u64, from: u32, max_batches: usize) -> Vec<Batch> {
+        let Some(record) = self.jobs.map.get(&id) else {
+            return Vec::new();
+        };
+        if !matches!(record.job.state, RestoreJobState::Pushing { .. }) {
+            return Vec::new();
+        }
+        self.plan_batches(record.job.snapshot_id, from, max_batches)
+    }
+
     /// Records how a step ended; returns the delay before the next step, or `None`
     /// when the job is over.
     pub fn restore_record(&mut self, id: u64, outcome: Outcome, now_ns: u64) -> Option<Duration> {

@@ -18,7 +18,8 @@ pub struct KitConfig {
     pub interval_seconds: Option<u64>,
     /// Chunk size for the next full backup (a multiple of 64 KiB, at most 1 MiB).
     pub chunk_size: Option<u32>,
-    /// Most `put_chunks` calls in flight at once.
+    /// Ceiling of `put_chunks` calls in flight at once (1 to 256; default 32): the
+    /// kit's adaptive flow limit never exceeds it.
     pub window: Option<u32>,
     /// Largest image a restore armed without an expected root may announce (the kit's
     /// default is 64 GiB); with an expected root the root fixes the size.

@@ -6,6 +6,7 @@
 //! - [`vault_api`] and [`kit_api`]: the candid types of both canister interfaces;
 //! - [`canister_image`]: whole-canister images (native snapshots laid out as images) and
 //!   the candid types of the vault's canister-copy jobs;
+//! - [`flow`]: the adaptive in-flight limit of pipelined transfers (both directions);
 //! - [`decode`]: the candid decoding quotas the canisters apply to what they receive;
 //! - `golden` (feature `golden`, tests only): byte-for-byte checks of persistent formats
 //!   against gzipped golden files.
@@ -15,6 +16,7 @@
 pub mod canister_image;
 pub mod chunk;
 pub mod decode;
+pub mod flow;
 #[cfg(feature = "golden")]
 pub mod golden;
 mod hash;

@@ -597,6 +597,12 @@ impl Harness {
         self.round
     }
 
+    /// Rounds a message takes from one subnet's stream to another's induction (one way).
+    #[must_use]
+    pub fn cross_subnet_latency_rounds(&self) -> u64 {
+        self.config.latency_rounds
+    }
+
     /// The instruction budgets in force.
     #[must_use]
     pub fn instruction_limits(&self) -> InstructionLimits {
