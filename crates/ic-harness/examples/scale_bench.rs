@@ -54,7 +54,9 @@ const HEAP_WAT: &str = r#"
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--case") {
-        let gib = args.get(2).map_or(4, |g| g.parse().expect("GIB is a number"));
+        let gib = args
+            .get(2)
+            .map_or(4, |g| g.parse().expect("GIB is a number"));
         match args[1].as_str() {
             "ram" => stable_case(HarnessBuilder::new().with_stable_memory_in_ram(), gib),
             "disk" => stable_case(
@@ -66,7 +68,9 @@ fn main() {
         }
         return;
     }
-    let gib: u64 = args.first().map_or(4, |g| g.parse().expect("GIB is a number"));
+    let gib: u64 = args
+        .first()
+        .map_or(4, |g| g.parse().expect("GIB is a number"));
     let dir = args
         .get(1)
         .cloned()
@@ -144,7 +148,11 @@ fn stable_case(builder: HarnessBuilder, gib: u64) {
         let (sum,): (u64,) = ic
             .update_candid(id, user, "stable_checksum", (offset, CALL_MIB))
             .expect("stable_checksum");
-        assert_eq!(sum, host_checksum(offset, CALL_MIB, SEED), "slice at {offset} MiB");
+        assert_eq!(
+            sum,
+            host_checksum(offset, CALL_MIB, SEED),
+            "slice at {offset} MiB"
+        );
         checksums.push(sum);
     }
     println!(

@@ -170,9 +170,9 @@ impl Clone for StableMemory {
     /// An independent copy; on disk, a new file holding copies of the present blocks only.
     fn clone(&self) -> Self {
         let file = self.file.as_ref().map(|file| {
-            let runs = self.present_runs().map(|(block, blocks)| {
-                (block * BLOCK_BYTES, blocks * BLOCK_BYTES)
-            });
+            let runs = self
+                .present_runs()
+                .map(|(block, blocks)| (block * BLOCK_BYTES, blocks * BLOCK_BYTES));
             file.duplicate(self.size_bytes(), runs)
         });
         Self {
@@ -304,7 +304,9 @@ impl StableMemory {
 
     fn present(&self, block: u64) -> bool {
         let (chunk, index) = locate(block);
-        self.chunks[chunk].as_ref().is_some_and(|c| c.present(index))
+        self.chunks[chunk]
+            .as_ref()
+            .is_some_and(|c| c.present(index))
     }
 
     /// Runs of consecutive present blocks as (first block, number of blocks), in order.

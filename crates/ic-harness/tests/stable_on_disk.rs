@@ -89,13 +89,16 @@ fn scenario(builder: HarnessBuilder, dir: Option<std::path::PathBuf>) -> Vec<Str
         update: 120_000_000,
         ..limits
     });
-    let reject = r
-        .s
-        .update_reject(id, "stable_fill", (0u64, 40u64, OTHER_SEED));
+    let reject =
+        r.s.update_reject(id, "stable_fill", (0u64, 40u64, OTHER_SEED));
     assert_eq!(reject.code, RejectCode::CanisterError);
     assert!(reject.message.contains("IC0522"), "{}", reject.message);
     r.s.ic.set_instruction_limits(limits);
-    assert_eq!(r.stable_digest(id), baseline, "the trap rolled everything back");
+    assert_eq!(
+        r.stable_digest(id),
+        baseline,
+        "the trap rolled everything back"
+    );
     assert_eq!(r.checksum(id, 0, 3), sum);
     let (n,): (u64,) = r.s.query(id, "get_stable", ());
     assert_eq!(n, 3);
@@ -106,7 +109,10 @@ fn scenario(builder: HarnessBuilder, dir: Option<std::path::PathBuf>) -> Vec<Str
     let grown = r.s.ic.get_stable_memory(id);
     assert!(grown.len() > old_len);
     let nonzero = grown[old_len..].iter().filter(|b| **b != 0).count();
-    assert!(nonzero <= 1 << 20, "regrown memory holds {nonzero} non-zero bytes");
+    assert!(
+        nonzero <= 1 << 20,
+        "regrown memory holds {nonzero} non-zero bytes"
+    );
     let baseline = r.stable_digest(id);
     r.note("regrown", &baseline);
 
@@ -121,7 +127,11 @@ fn scenario(builder: HarnessBuilder, dir: Option<std::path::PathBuf>) -> Vec<Str
     r.s.ic
         .load_canister_snapshot(id, ctl, snap.id.clone())
         .expect("load");
-    assert_eq!(r.stable_digest(id), baseline, "the snapshot's stable memory");
+    assert_eq!(
+        r.stable_digest(id),
+        baseline,
+        "the snapshot's stable memory"
+    );
     r.expect_files(2, "after loading the snapshot");
 
     // An upgrade keeps stable memory; the counter goes on from 3.
