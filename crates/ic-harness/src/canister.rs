@@ -318,7 +318,7 @@ impl Canister {
     pub(crate) fn wipe_memory(&mut self) {
         self.code = None;
         self.wasm_module = Vec::new();
-        self.stable = StableMemory::new();
+        self.stable = self.stable.empty_like();
         self.chunk_store.clear();
         self.snapshots.clear();
         self.timer = 0;

@@ -3,8 +3,14 @@
 //! Invariant: after [`InstalledCode::execute`] returns a trap, or for any execution whose
 //! state is not persisted (queries), the heap, the exported mutable globals and the stable
 //! memory are exactly what they were before it, and its buffered effects are dropped (the
-//! caller never sees its `ExecState`). The cost is one heap copy per execution plus the
-//! stable-memory blocks the execution touched.
+//! caller never sees its `ExecState`).
+//!
+//! The heap's rollback source is a shadow copy kept with the instance, equal to the heap
+//! between executions. After an execution the two are compared page-wise: a kept execution
+//! copies its changed pages into the shadow (they are its heap delta), a discarded one copies
+//! them back from it. Per execution that is one compare of the heap (no allocation, no full
+//! copy) plus copies proportional to the pages changed, and the stable-memory blocks the
+//! execution touched; the shadow costs one heap's worth of memory per instance.
 
 use wasmtime::{Global, Instance, Memory, Ref, Store, Val};
 
@@ -94,6 +100,10 @@ pub(crate) struct InstalledCode {
     instance: Instance,
     memory: Memory,
     globals: Vec<Global>,
+    /// The heap as it was at the end of the last kept execution or restore. Invariant:
+    /// between executions it equals the heap whenever its length does; a length mismatch
+    /// (fresh instance, grown or replaced heap) means "stale" and it is recopied in full.
+    shadow: Vec<u8>,
 }
 
 impl InstalledCode {
@@ -129,6 +139,7 @@ impl InstalledCode {
             instance,
             memory,
             globals,
+            shadow: Vec::new(),
         })
     }
 
@@ -221,7 +232,9 @@ impl InstalledCode {
     /// Puts back a heap and globals saved with [`Self::heap_copy`] and
     /// [`Self::global_values`] (an upgrade that ran `pre_upgrade` for keeps, then failed).
     pub(crate) fn reset_to(&mut self, heap: &[u8], globals: &[Val]) {
-        self.restore(heap, globals);
+        self.shadow.clear();
+        self.shadow.extend_from_slice(heap);
+        self.restore(globals);
     }
 
     /// Runs `entry` with `state` as its System API view. `persist` false discards every
@@ -234,7 +247,11 @@ impl InstalledCode {
         persist: bool,
         txn: StableTxn,
     ) -> Outcome {
-        let heap_before = self.memory.data(&self.store).to_vec();
+        let heap = self.memory.data(&self.store);
+        if self.shadow.len() != heap.len() {
+            self.shadow.clear();
+            self.shadow.extend_from_slice(heap);
+        }
         let globals_before: Vec<Val> = self
             .globals
             .iter()
@@ -270,7 +287,7 @@ impl InstalledCode {
         let keep = persist && result.is_ok();
         let mut heap_delta = 0;
         if keep {
-            heap_delta = dirty_bytes(&heap_before, self.memory.data(&self.store));
+            heap_delta = absorb_dirty_pages(&mut self.shadow, self.memory.data(&self.store));
         }
         if txn == StableTxn::Own {
             if keep {
@@ -281,7 +298,7 @@ impl InstalledCode {
         }
         std::mem::swap(&mut self.store.data_mut().stable, stable);
         if !keep {
-            self.restore(&heap_before, &globals_before);
+            self.restore(&globals_before);
         }
         Outcome {
             result,
@@ -332,24 +349,35 @@ impl InstalledCode {
         outcome.map_err(classify)
     }
 
-    /// Puts the heap and globals back. Memory cannot shrink, so a grown memory means a
-    /// fresh instance with the old contents copied in.
-    fn restore(&mut self, heap: &[u8], globals: &[Val]) {
-        if self.memory.data_size(&self.store) != heap.len() {
+    /// Puts the heap back to the shadow and the globals to `globals`. Memory cannot shrink,
+    /// so a grown memory means a fresh instance with the shadow copied in whole; otherwise
+    /// only the pages that differ are copied back.
+    fn restore(&mut self, globals: &[Val]) {
+        if self.memory.data_size(&self.store) != self.shadow.len() {
             let stable = std::mem::take(&mut self.store.data_mut().stable);
+            let shadow = std::mem::take(&mut self.shadow);
             let fresh = Self::instantiate(self.compiled.clone())
                 .expect("a module that instantiated once instantiates again");
             *self = fresh;
             self.store.data_mut().stable = stable;
             let current_pages = self.memory.size(&self.store);
-            let wanted_pages = heap.len() as u64 / 65_536;
+            let wanted_pages = shadow.len() as u64 / 65_536;
             if wanted_pages > current_pages {
                 self.memory
                     .grow(&mut self.store, wanted_pages - current_pages)
                     .expect("regrowing to a size reached before succeeds");
             }
+            self.memory.data_mut(&mut self.store)[..shadow.len()].copy_from_slice(&shadow);
+            self.shadow = shadow;
+        } else {
+            let page = crate::limits::HEAP_DELTA_PAGE_BYTES;
+            let heap = self.memory.data_mut(&mut self.store);
+            for (now, before) in heap.chunks_mut(page).zip(self.shadow.chunks(page)) {
+                if now != before {
+                    now.copy_from_slice(before);
+                }
+            }
         }
-        self.memory.data_mut(&mut self.store)[..heap.len()].copy_from_slice(heap);
         for (global, value) in self.globals.iter().zip(globals) {
             global
                 .set(&mut self.store, *value)
@@ -358,20 +386,24 @@ impl InstalledCode {
     }
 }
 
-/// Bytes of the 4 KiB pages of `after` that differ from `before`; pages past the end of
-/// `before` (grown memory) count when they are not all zero.
-fn dirty_bytes(before: &[u8], after: &[u8]) -> u64 {
+/// Makes `shadow` equal to `heap` (which is at least as long) and returns the bytes of the
+/// 4 KiB pages that differed; pages past the end of `shadow` (grown memory) count when they
+/// are not all zero. Copies only the differing pages and the grown tail.
+fn absorb_dirty_pages(shadow: &mut Vec<u8>, heap: &[u8]) -> u64 {
     let page = crate::limits::HEAP_DELTA_PAGE_BYTES;
-    let common = before.len().min(after.len());
-    let changed = before[..common]
-        .chunks(page)
-        .zip(after[..common].chunks(page))
-        .filter(|(a, b)| a != b)
-        .count();
-    let grown = after[common..]
+    let common = shadow.len();
+    let mut changed = 0;
+    for (before, after) in shadow.chunks_mut(page).zip(heap[..common].chunks(page)) {
+        if before != after {
+            before.copy_from_slice(after);
+            changed += 1;
+        }
+    }
+    let grown = heap[common..]
         .chunks(page)
         .filter(|p| p.iter().any(|b| *b != 0))
         .count();
+    shadow.extend_from_slice(&heap[common..]);
     ((changed + grown) * page) as u64
 }
 

@@ -534,7 +534,7 @@ impl Harness {
     /// If the canister does not exist.
     pub fn set_stable_memory(&mut self, canister: CanisterId, data: Vec<u8>) {
         let c = self.canisters.get_mut(&canister).expect("canister exists");
-        c.stable = crate::stable_memory::StableMemory::from_bytes(&data);
+        c.stable = crate::stable_memory::StableMemory::from_bytes_in(&c.stable.storage(), &data);
     }
 
     /// The canister's cycle balance.

@@ -234,6 +234,7 @@ impl Harness {
         let id = canister_id_from_index(self.next_canister_index);
         self.next_canister_index += 1;
         let mut canister = Canister::new(id, subnet, controllers, cycles);
+        canister.stable = StableMemory::new_in(&self.config.stable_storage);
         canister.storage_since = self.time;
         self.canisters.insert(id, canister);
         std::sync::Arc::make_mut(&mut self.routing).insert(id, subnet);
@@ -418,7 +419,7 @@ impl Harness {
         sender: Principal,
     ) -> Result<(), Reject> {
         let mut code = instantiate(id, compiled)?;
-        let mut stable = StableMemory::new();
+        let mut stable = StableMemory::new_in(&self.config.stable_storage);
         stable.begin();
         let mut lc = Lifecycle {
             code: &mut code,
@@ -462,7 +463,7 @@ impl Harness {
         let c = self.canisters.get_mut(&id).expect("checked");
         c.code = None;
         c.wasm_module = Vec::new();
-        c.stable = StableMemory::new();
+        c.stable = c.stable.empty_like();
         c.timer = 0;
         c.version += 1;
         let mut answers = Vec::new();

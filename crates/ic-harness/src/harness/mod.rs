@@ -106,6 +106,8 @@ pub(crate) struct Config {
     pub heap_delta_rate_limit: u64,
     /// Bytes of ingress and incoming cross-subnet messages one block carries.
     pub block_payload_bytes: u64,
+    /// Where new stable memories keep their blocks.
+    pub stable_storage: crate::stable_memory::StableStorage,
 }
 
 /// An effect of an execution that others can observe, held back while the execution is
@@ -165,6 +167,7 @@ impl HarnessBuilder {
                 round_instructions: crate::limits::MAX_INSTRUCTIONS_PER_ROUND,
                 heap_delta_rate_limit: crate::limits::HEAP_DELTA_RATE_LIMIT_BYTES,
                 block_payload_bytes: crate::limits::MAX_BLOCK_PAYLOAD_BYTES,
+                stable_storage: crate::stable_memory::StableStorage::from_env(),
             },
         }
     }
@@ -290,6 +293,25 @@ impl HarnessBuilder {
     #[must_use]
     pub fn with_block_payload_bytes(mut self, bytes: u64) -> Self {
         self.config.block_payload_bytes = bytes;
+        self
+    }
+
+    /// Keeps every canister's stable memory (and its snapshots' copies) in a sparse
+    /// temporary file in `dir`, one per memory, unlinked at creation and so deleted when
+    /// dropped: resident memory then holds about 1 KiB of bookkeeping per MiB plus the open
+    /// execution's journal. Behaviour, instruction counts and cycles are the same as in RAM.
+    /// Default: RAM, unless the environment variable `IC_HARNESS_STABLE_MEMORY_DIR` names a
+    /// directory ([`crate::stable_memory::STABLE_MEMORY_DIR_ENV`]).
+    #[must_use]
+    pub fn with_stable_memory_on_disk(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.config.stable_storage = crate::stable_memory::StableStorage::disk(dir);
+        self
+    }
+
+    /// Keeps stable memory in RAM, whatever `IC_HARNESS_STABLE_MEMORY_DIR` says.
+    #[must_use]
+    pub fn with_stable_memory_in_ram(mut self) -> Self {
+        self.config.stable_storage = crate::stable_memory::StableStorage::Ram;
         self
     }
 

@@ -512,7 +512,7 @@ impl Harness {
         if args.certified_data.len() > 32 {
             return Err(bad_request("Certified data is at most 32 bytes."));
         }
-        let mut stable = StableMemory::new();
+        let mut stable = StableMemory::new_in(&self.config.stable_storage);
         stable.grow(args.stable_memory_size / WASM_PAGE_BYTES, MAX_STABLE_PAGES);
         let timer = match args.global_timer {
             Some(CanisterTimer::Active(t)) => t,

@@ -6,6 +6,13 @@ use super::*;
 
 const PAGE: u64 = WASM_PAGE_BYTES;
 
+/// A fresh directory for disk-mode memories, removed by the caller's `TempDir` drop.
+fn disk_dir() -> (tempfile::TempDir, StableStorage) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let storage = StableStorage::disk(dir.path());
+    (dir, storage)
+}
+
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) | 1)
@@ -217,6 +224,44 @@ fn clone_is_independent() {
     assert_eq!(a.to_vec()[0], 6);
 }
 
+#[test]
+fn disk_files_are_unlinked_and_independent() {
+    let (dir, disk) = disk_dir();
+    let mut a = StableMemory::from_bytes_in(&disk, &pattern(3 * BLOCK + 5, 9));
+    assert_eq!(a.storage(), disk);
+    // The file exists only as an open handle: nothing is left in the directory.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    let b = a.clone();
+    a.write(1, &[0; 10]).unwrap();
+    assert_eq!(b.to_vec()[..3 * BLOCK + 5], pattern(3 * BLOCK + 5, 9)[..]);
+    assert_eq!(a.to_vec()[1..11], [0; 10]);
+    let empty = a.empty_like();
+    assert_eq!((empty.storage(), empty.size_bytes()), (disk.clone(), 0));
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn disk_rollback_restores_content_size_and_allocation() {
+    let (_dir, disk) = disk_dir();
+    let mut m = StableMemory::from_bytes_in(&disk, &[7; 100]);
+    m.begin();
+    assert_eq!(m.grow(2, 10), Some(1));
+    m.write(50, &pattern(2 * BLOCK, 3)).unwrap();
+    m.write(2 * PAGE + 1, &[9]).unwrap();
+    assert_eq!(m.allocated_bytes(), 4 * BLOCK_BYTES);
+    m.rollback();
+    assert_eq!(m.size_pages(), 1);
+    assert_eq!(m.allocated_bytes(), BLOCK_BYTES);
+    let mut expected = vec![7; 100];
+    expected.resize(PAGE as usize, 0);
+    assert_eq!(m.to_vec(), expected);
+    // Regrown pages read as zeros again (the file was truncated).
+    m.grow(2, 10).unwrap();
+    let mut b = [1u8; 2];
+    m.read(2 * PAGE, &mut b).unwrap();
+    assert_eq!(b, [0, 0]);
+}
+
 /// Operations of the model test; offsets and lengths are chosen to hit block and chunk edges.
 #[derive(Debug, Clone)]
 enum Op {
@@ -270,7 +315,10 @@ fn changed_blocks(old: &[u8], new: &[u8]) -> u64 {
 proptest! {
     #[test]
     fn matches_a_plain_vec_model(ops in prop::collection::vec(op(), 1..60)) {
+        let (_dir, disk) = disk_dir();
+        // RAM and disk storage in lockstep: every answer must be the model's and each other's.
         let mut m = StableMemory::new();
+        let mut d = StableMemory::new_in(&disk);
         let mut model: Vec<u8> = Vec::new();
         let mut snapshot: Option<Vec<u8>> = None;
         let mut written_blocks = std::collections::BTreeSet::new();
@@ -278,22 +326,26 @@ proptest! {
             match op {
                 Op::Begin => if snapshot.is_none() {
                     m.begin();
+                    d.begin();
                     snapshot = Some(model.clone());
                     written_blocks.clear();
                 },
                 Op::Commit => if let Some(old) = snapshot.take() {
                     let bytes = m.commit();
+                    prop_assert_eq!(d.commit(), bytes);
                     prop_assert_eq!(bytes % BLOCK_BYTES, 0);
                     prop_assert!(bytes <= written_blocks.len() as u64 * BLOCK_BYTES);
                     prop_assert!(bytes >= changed_blocks(&old, &model) * BLOCK_BYTES);
                 },
                 Op::Rollback => if let Some(old) = snapshot.take() {
                     m.rollback();
+                    d.rollback();
                     model = old;
                 },
                 Op::Write { offset, data } => {
                     let end = offset as usize + data.len();
                     let result = m.write(offset, &data);
+                    prop_assert_eq!(d.write(offset, &data), result);
                     prop_assert_eq!(result.is_ok(), end <= model.len());
                     if end <= model.len() {
                         model[offset as usize..end].copy_from_slice(&data);
@@ -305,6 +357,7 @@ proptest! {
                 Op::Zeros { offset, len } => {
                     let end = offset as usize + len;
                     let result = m.write(offset, &vec![0; len]);
+                    prop_assert_eq!(d.write(offset, &vec![0; len]), result);
                     prop_assert_eq!(result.is_ok(), end <= model.len());
                     if end <= model.len() {
                         model[offset as usize..end].fill(0);
@@ -316,6 +369,11 @@ proptest! {
                 Op::Read { offset, len } => {
                     let mut buf = vec![0xee; len];
                     let result = m.read(offset, &mut buf);
+                    let mut from_disk = vec![0xdd; len];
+                    prop_assert_eq!(d.read(offset, &mut from_disk), result);
+                    if result.is_ok() {
+                        prop_assert_eq!(&from_disk, &buf);
+                    }
                     let end = offset as usize + len;
                     prop_assert_eq!(result.is_ok(), end <= model.len());
                     if end <= model.len() {
@@ -330,6 +388,7 @@ proptest! {
                     let old = model.len() as u64 / PAGE;
                     let expected = (old + pages <= max).then_some(old);
                     prop_assert_eq!(m.grow(pages, max), expected);
+                    prop_assert_eq!(d.grow(pages, max), expected);
                     if expected.is_some() {
                         model.resize(((old + pages) * PAGE) as usize, 0);
                     }
@@ -340,6 +399,17 @@ proptest! {
             prop_assert!(m.allocated_bytes() >= nonzero_blocks(&model) * BLOCK_BYTES);
             prop_assert!(m.allocated_bytes() <= m.size_bytes());
             prop_assert!(m.to_vec() == model, "content differs from the model");
+            prop_assert_eq!(d.size_bytes(), m.size_bytes());
+            prop_assert_eq!(d.in_transaction(), m.in_transaction());
+            prop_assert_eq!(d.journaled_bytes(), m.journaled_bytes());
+            prop_assert_eq!(d.allocated_bytes(), m.allocated_bytes());
+            prop_assert!(d.to_vec() == model, "disk content differs from the model");
+        }
+        // A copy (what a snapshot takes) holds the same content in its own file.
+        if !d.in_transaction() {
+            let copy = d.clone();
+            prop_assert!(copy.to_vec() == model);
+            prop_assert_eq!(copy.allocated_bytes(), d.allocated_bytes());
         }
     }
 }
