@@ -196,6 +196,59 @@ impl AppScenario {
         canvault_kit::Kit::load(VectorMemory::new(std::cell::RefCell::new(raw))).image_bytes()
     }
 
+    /// SHA-256 of the app's image and its size, read from stable memory piece by piece
+    /// (for images too large to copy whole, where [`Self::app_image`] would).
+    pub fn image_digest(&self, app: Principal) -> ([u8; 32], u64) {
+        use sha2::{Digest, Sha256};
+        const PIECE: u64 = 16 * 1024 * 1024;
+        let kit = canvault_kit::Kit::load(StableView {
+            ic: &self.ic,
+            id: app,
+        });
+        let size = kit.image_pages() * 65_536;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0; PIECE as usize];
+        let mut offset = 0;
+        while offset < size {
+            let n = PIECE.min(size - offset) as usize;
+            kit.image_read(offset, &mut buf[..n]);
+            hasher.update(&buf[..n]);
+            offset += n as u64;
+        }
+        (hasher.finalize().into(), size)
+    }
+
+    /// True if the images of `a` and `b` are equal byte for byte, compared piece by piece.
+    pub fn images_equal(&self, a: Principal, b: Principal) -> bool {
+        const PIECE: u64 = 16 * 1024 * 1024;
+        let (ka, kb) = (
+            canvault_kit::Kit::load(StableView {
+                ic: &self.ic,
+                id: a,
+            }),
+            canvault_kit::Kit::load(StableView {
+                ic: &self.ic,
+                id: b,
+            }),
+        );
+        if ka.image_pages() != kb.image_pages() {
+            return false;
+        }
+        let size = ka.image_pages() * 65_536;
+        let (mut x, mut y) = (vec![0; PIECE as usize], vec![0; PIECE as usize]);
+        let mut offset = 0;
+        while offset < size {
+            let n = PIECE.min(size - offset) as usize;
+            ka.image_read(offset, &mut x[..n]);
+            kb.image_read(offset, &mut y[..n]);
+            if x[..n] != y[..n] {
+                return false;
+            }
+            offset += n as u64;
+        }
+        true
+    }
+
     /// Downloads snapshot `id` through the vault's query endpoints, verifying every chunk.
     pub fn download(&mut self, id: u64) -> Vec<u8> {
         self.vault_client()
@@ -236,5 +289,31 @@ impl AppScenario {
             self.ic.tick();
         }
         panic!("restore did not finish");
+    }
+}
+
+/// A canister's stable memory as a read-only `Memory`, read through the harness range
+/// by range (no copy of the whole memory).
+#[derive(Clone, Copy)]
+struct StableView<'a> {
+    ic: &'a Harness,
+    id: Principal,
+}
+
+impl ic_stable_structures::Memory for StableView<'_> {
+    fn size(&self) -> u64 {
+        self.ic.stable_memory_size(self.id) / 65_536
+    }
+
+    fn grow(&self, _pages: u64) -> i64 {
+        -1
+    }
+
+    fn read(&self, offset: u64, dst: &mut [u8]) {
+        self.ic.read_stable_memory(self.id, offset, dst);
+    }
+
+    fn write(&self, _offset: u64, _src: &[u8]) {
+        panic!("StableView is read-only");
     }
 }

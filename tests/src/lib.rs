@@ -9,6 +9,7 @@ pub mod bench_results;
 pub mod chaos;
 pub mod heap_app;
 pub mod matrix;
+pub mod throughput;
 pub mod vault;
 pub mod whole_canister;
 

@@ -28,6 +28,7 @@
 use candid::Encode;
 use canvault_scenarios::app::AppScenario;
 use canvault_scenarios::bench_results::{BenchResults, Format, Table, column, row};
+use canvault_scenarios::throughput::{floor_rounds, percentile};
 use ic_harness::MessageId;
 use ic_harness::limits::MAX_BLOCK_PAYLOAD_BYTES;
 use serde_json::Value;
@@ -38,20 +39,7 @@ const PENDING_UPDATES: usize = 4;
 /// Updates timed without a backup.
 const IDLE_SAMPLES: usize = 40;
 
-/// The floor of a transfer whose sender sent `bytes` (see the module documentation).
-fn floor_rounds(bytes: u64, latency: u64) -> u64 {
-    bytes.div_ceil(MAX_BLOCK_PAYLOAD_BYTES) + 3 * (2 * latency + 1)
-}
-
-fn percentile(samples: &[u64], p: f64) -> u64 {
-    let mut v = samples.to_vec();
-    v.sort_unstable();
-    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
-    v[rank.clamp(1, v.len()) - 1]
-}
-
-/// Submits app updates and records their latency while `done` is false, ticking
-/// between checks. Returns the latencies of the updates answered.
+/// Submits small app updates, a few at a time, and records their latency in rounds.
 struct UpdateProbe {
     pending: Vec<(MessageId, u64)>,
     latencies: Vec<u64>,
@@ -156,7 +144,7 @@ fn main() {
         }
         idle.drain(&mut s);
 
-        let frozen = s.app_image(app);
+        let frozen = s.image_digest(app);
         let vault = s.vault;
         s.ic.reset_metrics(app);
         let start = s.ic.rounds();
@@ -213,7 +201,7 @@ fn main() {
             floor: floor_rounds(s.ic.metrics(vault).bytes_sent, latency),
         };
         assert!(
-            s.app_image(fresh) == frozen,
+            s.image_digest(fresh) == frozen,
             "the restored image is the image at the freeze, byte for byte"
         );
         for (phase, m, updates) in [

@@ -528,6 +528,27 @@ impl Harness {
         self.canisters[&canister].stable.to_vec()
     }
 
+    /// Size of the canister's stable memory in bytes.
+    ///
+    /// # Panics
+    /// If the canister does not exist.
+    #[must_use]
+    pub fn stable_memory_size(&self, canister: CanisterId) -> u64 {
+        self.canisters[&canister].stable.size_bytes()
+    }
+
+    /// Copies `dst.len()` bytes of the canister's stable memory from `offset` (reading
+    /// a multi-GiB memory piece by piece, where [`Self::get_stable_memory`] copies it whole).
+    ///
+    /// # Panics
+    /// If the canister does not exist or the range is out of bounds.
+    pub fn read_stable_memory(&self, canister: CanisterId, offset: u64, dst: &mut [u8]) {
+        self.canisters[&canister]
+            .stable
+            .read(offset, dst)
+            .unwrap_or_else(|e| panic!("read_stable_memory: {e}"));
+    }
+
     /// Replaces the canister's stable memory (size rounded up to whole pages).
     ///
     /// # Panics
