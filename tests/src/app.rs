@@ -201,10 +201,7 @@ impl AppScenario {
     pub fn image_digest(&self, app: Principal) -> ([u8; 32], u64) {
         use sha2::{Digest, Sha256};
         const PIECE: u64 = 16 * 1024 * 1024;
-        let kit = canvault_kit::Kit::load(StableView {
-            ic: &self.ic,
-            id: app,
-        });
+        let kit = canvault_kit::Kit::load(StableView::new(&self.ic, app));
         let size = kit.image_pages() * 65_536;
         let mut hasher = Sha256::new();
         let mut buf = vec![0; PIECE as usize];
@@ -222,14 +219,8 @@ impl AppScenario {
     pub fn images_equal(&self, a: Principal, b: Principal) -> bool {
         const PIECE: u64 = 16 * 1024 * 1024;
         let (ka, kb) = (
-            canvault_kit::Kit::load(StableView {
-                ic: &self.ic,
-                id: a,
-            }),
-            canvault_kit::Kit::load(StableView {
-                ic: &self.ic,
-                id: b,
-            }),
+            canvault_kit::Kit::load(StableView::new(&self.ic, a)),
+            canvault_kit::Kit::load(StableView::new(&self.ic, b)),
         );
         if ka.image_pages() != kb.image_pages() {
             return false;
@@ -292,28 +283,83 @@ impl AppScenario {
     }
 }
 
-/// A canister's stable memory as a read-only `Memory`, read through the harness range
-/// by range (no copy of the whole memory).
-#[derive(Clone, Copy)]
+/// A canister's stable memory as a `Memory` read through the harness range by range (no
+/// copy of the whole memory). Writes (opening the kit writes its state cell back) go to
+/// a private overlay of 4 KiB blocks: the canister's memory is never changed.
+#[derive(Clone)]
 struct StableView<'a> {
     ic: &'a Harness,
     id: Principal,
+    overlay: std::rc::Rc<std::cell::RefCell<Overlay>>,
+}
+
+#[derive(Default)]
+struct Overlay {
+    blocks: std::collections::BTreeMap<u64, Vec<u8>>,
+    extra_pages: u64,
+}
+
+const BLOCK: u64 = 4096;
+
+impl<'a> StableView<'a> {
+    fn new(ic: &'a Harness, id: Principal) -> Self {
+        Self {
+            ic,
+            id,
+            overlay: Default::default(),
+        }
+    }
+
+    fn base_bytes(&self) -> u64 {
+        self.ic.stable_memory_size(self.id)
+    }
 }
 
 impl ic_stable_structures::Memory for StableView<'_> {
     fn size(&self) -> u64 {
-        self.ic.stable_memory_size(self.id) / 65_536
+        self.base_bytes() / 65_536 + self.overlay.borrow().extra_pages
     }
 
-    fn grow(&self, _pages: u64) -> i64 {
-        -1
+    fn grow(&self, pages: u64) -> i64 {
+        let old = self.size();
+        self.overlay.borrow_mut().extra_pages += pages;
+        i64::try_from(old).unwrap_or(-1)
     }
 
     fn read(&self, offset: u64, dst: &mut [u8]) {
-        self.ic.read_stable_memory(self.id, offset, dst);
+        let base = self.base_bytes();
+        let end = offset + dst.len() as u64;
+        if offset < base {
+            let n = (end.min(base) - offset) as usize;
+            self.ic.read_stable_memory(self.id, offset, &mut dst[..n]);
+        }
+        if end > base {
+            dst[(base.saturating_sub(offset)) as usize..].fill(0);
+        }
+        for (block, bytes) in self
+            .overlay
+            .borrow()
+            .blocks
+            .range(offset / BLOCK..end.div_ceil(BLOCK))
+        {
+            let start = (block * BLOCK).max(offset);
+            let stop = ((block + 1) * BLOCK).min(end);
+            dst[(start - offset) as usize..(stop - offset) as usize].copy_from_slice(
+                &bytes[(start - block * BLOCK) as usize..(stop - block * BLOCK) as usize],
+            );
+        }
     }
 
-    fn write(&self, _offset: u64, _src: &[u8]) {
-        panic!("StableView is read-only");
+    fn write(&self, offset: u64, src: &[u8]) {
+        let end = offset + src.len() as u64;
+        for block in offset / BLOCK..end.div_ceil(BLOCK) {
+            let mut current = vec![0; BLOCK as usize];
+            self.read(block * BLOCK, &mut current);
+            let start = (block * BLOCK).max(offset);
+            let stop = ((block + 1) * BLOCK).min(end);
+            current[(start - block * BLOCK) as usize..(stop - block * BLOCK) as usize]
+                .copy_from_slice(&src[(start - offset) as usize..(stop - offset) as usize]);
+            self.overlay.borrow_mut().blocks.insert(block, current);
+        }
     }
 }
