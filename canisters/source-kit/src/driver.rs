@@ -45,6 +45,10 @@ struct Pump {
 
 thread_local! {
     static PUMP: RefCell<Pump> = RefCell::new(Pump::default());
+    /// Set by a step that spent this execution's budget on table work (the root walk,
+    /// the merge into the known table) and scheduled the pump again: the running pump
+    /// stops, and the next one goes on in a fresh execution.
+    static YIELDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// What the pump does next.
@@ -144,7 +148,15 @@ pub fn kick() {
 }
 
 fn next_step() -> Step {
+    if YIELDED.replace(false) {
+        return Step::Idle;
+    }
     with_kit(|k| {
+        if k.completing()
+            && let Some(b) = k.state().backup.as_ref()
+        {
+            return Step::Commit(b.vault, b.snapshot_id.unwrap_or_default());
+        }
         if let Some(reason) = k.dataset_backup_expired(now()) {
             return Step::Expire(reason);
         }
@@ -374,8 +386,19 @@ async fn send_window(vault: Principal, snapshot_id: u64) -> Result<(), CallError
     first_error.map_or(Ok(()), Err)
 }
 
+/// Walks the root, asks the vault to commit, then merges into the known table: the
+/// walk and the merge run under [`PREPARE_INSTRUCTION_BUDGET`] per execution and
+/// yield to a fresh execution ([`yield_execution`]) until done.
 async fn commit(vault: Principal, snapshot_id: u64) -> Result<(), CallError> {
-    let Some(root) = with_kit(|k| k.frozen_root()) else {
+    let within_budget = || ic_cdk::api::instruction_counter() < PREPARE_INSTRUCTION_BUDGET;
+    if with_kit(|k| k.completing()) {
+        if !with_kit(|k| k.advance_complete(now(), within_budget)) {
+            yield_execution();
+        }
+        return Ok(());
+    }
+    let Some(root) = with_kit(|k| k.advance_root(within_budget)) else {
+        yield_execution();
         return Ok(());
     };
     let Some(nonce) = running_nonce() else {
@@ -389,6 +412,15 @@ async fn commit(vault: Principal, snapshot_id: u64) -> Result<(), CallError> {
     }
     let reply = reply?;
     reply.map_err(|e| vault_refused("commit_snapshot", &e))?;
-    with_kit(|k| k.complete(root, now()));
+    with_kit(|k| k.committed(root));
+    if !with_kit(|k| k.advance_complete(now(), within_budget)) {
+        yield_execution();
+    }
     Ok(())
+}
+
+/// Ends the running pump after this step and starts another in a fresh execution.
+fn yield_execution() {
+    YIELDED.set(true);
+    schedule(Duration::ZERO);
 }
