@@ -410,8 +410,15 @@ async fn commit(vault: Principal, snapshot_id: u64) -> Result<(), CallError> {
     if !still_running(nonce) {
         return Ok(());
     }
-    let reply = reply?;
-    reply.map_err(|e| vault_refused("commit_snapshot", &e))?;
+    match reply? {
+        // The vault's table work for this snapshot (copying the parent's table, walking
+        // ours) goes on in its own messages: ask again later, not a failure.
+        Err(VaultError::InUse(_)) => {
+            yield_for(COMMIT_POLL);
+            return Ok(());
+        }
+        other => other.map_err(|e| vault_refused("commit_snapshot", &e))?,
+    };
     with_kit(|k| k.committed(root));
     if !with_kit(|k| k.advance_complete(now(), within_budget)) {
         yield_execution();
@@ -419,8 +426,16 @@ async fn commit(vault: Principal, snapshot_id: u64) -> Result<(), CallError> {
     Ok(())
 }
 
+/// How long a commit waits before asking a vault that answered `InUse` again.
+const COMMIT_POLL: Duration = Duration::from_secs(2);
+
 /// Ends the running pump after this step and starts another in a fresh execution.
 fn yield_execution() {
+    yield_for(Duration::ZERO);
+}
+
+/// Ends the running pump after this step and starts another after `delay`.
+fn yield_for(delay: Duration) {
     YIELDED.set(true);
-    schedule(Duration::ZERO);
+    schedule(delay);
 }

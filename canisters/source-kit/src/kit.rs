@@ -434,9 +434,10 @@ impl<M: Memory> Kit<M> {
     /// `i` had it there, or a known digest shares its prefix (the vault checks either).
     pub(crate) fn vault_knows(&self, target: Target, i: u32, h: &Hash256) -> bool {
         self.known_digest(target, i) == Some(h.0)
-            || self.known_set.as_ref().is_some_and(|k| {
-                k.target == target && k.prefixes.contains(&prefix(&h.0))
-            })
+            || self
+                .known_set
+                .as_ref()
+                .is_some_and(|k| k.target == target && k.prefixes.contains(&prefix(&h.0)))
     }
 
     /// The digest of chunk `i` in the target's last complete backup.

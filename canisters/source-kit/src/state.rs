@@ -6,8 +6,8 @@ use std::borrow::Cow;
 
 use candid::{CandidType, Decode, Encode, Principal};
 use canvault_protocol::Hash256;
-use canvault_protocol::merkle::Frontier;
 use canvault_protocol::kit_api::{FailedBackup, LastBackup};
+use canvault_protocol::merkle::Frontier;
 use canvault_protocol::vault_api::SnapshotId;
 use ic_stable_structures::Storable;
 use ic_stable_structures::storable::Bound;

@@ -104,7 +104,11 @@ fn completion_spans_calls_cannot_fail_and_leaves_a_correct_known_base() {
     k.committed(root);
     assert!(!k.advance_complete(5, budget(5)));
     assert_eq!(k.known.len(), 5, "five steps merged five digests");
-    assert_eq!(k.fail("late".into(), 6), None, "a committed backup cannot fail");
+    assert_eq!(
+        k.fail("late".into(), 6),
+        None,
+        "a committed backup cannot fail"
+    );
     assert!(k.completing());
     k = Kit::load(raw.clone());
     while !k.advance_complete(7, budget(4)) {}
@@ -117,7 +121,10 @@ fn completion_spans_calls_cannot_fail_and_leaves_a_correct_known_base() {
         .chunks(CS as usize)
         .map(|c| chunk::chunk_hash(c).0)
         .collect();
-    assert_eq!(k.known.iter().map(|e| e.value()).collect::<Vec<_>>(), expected);
+    assert_eq!(
+        k.known.iter().map(|e| e.value()).collect::<Vec<_>>(),
+        expected
+    );
     // The next backup builds on that base.
     write_pattern(&mut k, 3 * WASM_PAGE, 100, 77);
     k.freeze(vault(), 8).unwrap();

@@ -83,7 +83,10 @@ impl Frontier {
             && height == node.0
         {
             self.stack.pop();
-            node = (height + 1, Hash256::of_parts(&[&[NODE], &left.0, &node.1.0]));
+            node = (
+                height + 1,
+                Hash256::of_parts(&[&[NODE], &left.0, &node.1.0]),
+            );
         }
         self.stack.push(node);
         self.pushed += 1;
@@ -107,7 +110,8 @@ impl Frontier {
     #[must_use]
     pub fn image_root(&self, image_size: u64, chunk_size: u32) -> Option<Hash256> {
         let count = crate::chunk::chunk_count(image_size, chunk_size);
-        (self.pushed == count).then(|| geometry_root(image_size, chunk_size, count, &self.tree_root()))
+        (self.pushed == count)
+            .then(|| geometry_root(image_size, chunk_size, count, &self.tree_root()))
     }
 }
 
