@@ -272,3 +272,28 @@ fn the_restore_root_walk_follows_the_contiguous_chunks_and_finish_only_ends_it()
     assert_eq!(k.restore_finish(vault(), 4, 1), Ok(true));
     assert_eq!(k.image_bytes(), image);
 }
+
+#[test]
+fn the_known_digest_set_is_built_a_step_per_call_and_the_own_digest_needs_none() {
+    use canvault_protocol::Hash256;
+
+    use crate::kit::KNOWN_SET_STEP;
+    use crate::state::Target;
+    let mut k = kit_with_pages(1);
+    let n = u32::try_from(KNOWN_SET_STEP).unwrap() + 100;
+    let digest = |i: u32| Hash256::of(&i.to_le_bytes());
+    for i in 0..n {
+        k.known.insert(i, digest(i).0);
+    }
+    let last = digest(n - 1);
+    assert!(k.vault_knows(Target::Image, n - 1, &last), "its own digest");
+    assert!(!k.vault_knows(Target::Image, 0, &last), "no set built yet");
+    k.advance_known_set(Target::Image);
+    assert!(k.vault_knows(Target::Image, 0, &digest(5)));
+    assert!(!k.vault_knows(Target::Image, 0, &last), "beyond the first step");
+    k.advance_known_set(Target::Image);
+    assert!(k.vault_knows(Target::Image, 0, &last));
+    assert!(!k.vault_knows(Target::Image, 0, &digest(n)));
+    k.invalidate_known_set();
+    assert!(!k.vault_knows(Target::Image, 0, &last));
+}
