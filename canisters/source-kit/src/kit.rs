@@ -66,9 +66,9 @@ const FROZEN: MemoryId = MemoryId::new(14);
 
 /// Known-table entries read into the digest-prefix set per planning call.
 pub const KNOWN_SET_STEP: usize = 16_384;
-/// Most entries of the digest-prefix set (~24 MiB of heap); a larger known table is
+/// Most entries of the digest-prefix set (~18 MiB of heap); a larger known table is
 /// indexed up to this many entries, and the same-index check covers the rest.
-pub const KNOWN_SET_CAP: usize = 1 << 21;
+pub const KNOWN_SET_CAP: usize = 1 << 20;
 
 type Vm<M> = VirtualMemory<M>;
 
