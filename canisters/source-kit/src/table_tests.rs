@@ -290,7 +290,10 @@ fn the_known_digest_set_is_built_a_step_per_call_and_the_own_digest_needs_none()
     assert!(!k.vault_knows(Target::Image, 0, &last), "no set built yet");
     k.advance_known_set(Target::Image);
     assert!(k.vault_knows(Target::Image, 0, &digest(5)));
-    assert!(!k.vault_knows(Target::Image, 0, &last), "beyond the first step");
+    assert!(
+        !k.vault_knows(Target::Image, 0, &last),
+        "beyond the first step"
+    );
     k.advance_known_set(Target::Image);
     assert!(k.vault_knows(Target::Image, 0, &last));
     assert!(!k.vault_knows(Target::Image, 0, &digest(n)));
