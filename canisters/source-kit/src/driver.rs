@@ -10,6 +10,9 @@
 //! which a stopped or upgrading vault returns) are retried after an exponential backoff
 //! (1 s doubling to 60 s); after [`MAX_FAILURES_IN_A_ROW`] the backup ends as failed.
 //! A typed refusal from the vault (`VaultError`) ends it at once, with its reason.
+//! Except `InUse` from `commit_snapshot` (the vault's table work for the snapshot is not
+//! done): asked again every 2 s, not counted. The root walk and the merge into the
+//! known table run under the preparation budget and resume in a fresh execution.
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;

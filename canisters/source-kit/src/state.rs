@@ -44,9 +44,8 @@ pub struct Config {
     pub admins: Vec<Principal>,
     /// Automatic backup interval in seconds (0: off).
     pub interval_seconds: u64,
-    /// Chunk size for the next full backup. Kits before state generation 3 with the
-    /// root walk doubled it above 2^18 chunks; a known table of another size makes the
-    /// next backup a full one at this size.
+    /// Chunk size of every backup (kits before state generation 4 doubled it above
+    /// 2^18 chunks); a known table of another size makes the next backup a full one.
     pub chunk_size: u32,
     /// Most `put_chunks` calls in flight.
     pub window: u32,
