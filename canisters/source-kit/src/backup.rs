@@ -7,7 +7,11 @@
 //! - a chunk leaves the to-send set only when the vault acknowledged its `(index, hash)`;
 //! - a failed backup puts every chunk it had to send back into the dirty set, and the
 //!   known table (the last complete backup) is untouched, so nothing is ever skipped;
-//! - unchanged chunks are never read: the snapshot references them by their known digest.
+//! - unchanged chunks are never read: the snapshot references them by their known digest;
+//! - no step walks the image's chunks in one execution: freezing and failing are
+//!   word-wise bitmap passes, planning reads the to-send bitmap from a cursor, and the
+//!   root walk and the merge into the known table advance under a budget, their
+//!   progress in stable memory.
 
 use std::collections::BTreeSet;
 
@@ -17,12 +21,12 @@ use canvault_protocol::chunk::{
     ENTRY_OVERHEAD_BYTES, MAX_BATCH_PAYLOAD_BYTES, chunk_count, chunk_len,
 };
 use canvault_protocol::kit_api::{FailedBackup, KitError, LastBackup};
-use canvault_protocol::merkle::image_root;
+use canvault_protocol::merkle::Frontier;
 use canvault_protocol::vault_api::{BeginSnapshotRequest, ChunkBody, ChunkPut, SnapshotId};
 use ic_stable_structures::Memory;
 
 use crate::kit::{Kit, WASM_PAGE};
-use crate::state::{Backup, Target, effective_chunk_size};
+use crate::state::{Backup, Target};
 
 /// Chunks of one `put_chunks` call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,7 +52,7 @@ impl<M: Memory> Kit<M> {
             return Err(KitError::RestoreInProgress);
         }
         let image_size = s.image_pages * WASM_PAGE;
-        let chunk_size = effective_chunk_size(s.config.chunk_size, image_size);
+        let chunk_size = s.config.chunk_size;
         let incremental = s
             .last_backup
             .as_ref()
@@ -57,14 +61,13 @@ impl<M: Memory> Kit<M> {
         let count = chunk_count(image_size, chunk_size);
         self.send.clear_all();
         if incremental.is_some() {
-            let dirty: Vec<u32> = self.dirty.iter_from(0).filter(|i| *i < count).collect();
-            for i in dirty {
-                self.send.set(i);
-            }
+            self.send.union_below(&self.dirty, count);
         } else {
             self.clear_known(Target::Image);
             self.send.set_range(count);
         }
+        self.frozen.clear_all();
+        self.frozen.union_below(&self.send, count);
         self.dirty.clear_all();
         self.pending.clear_new();
         self.release_all_frozen();
@@ -112,6 +115,7 @@ impl<M: Memory> Kit<M> {
             let count = chunk_count(b.image_size, b.chunk_size);
             self.clear_known(b.target);
             self.send.set_range(count);
+            self.frozen.set_range(count);
             let total = self.send.count();
             self.update_state(|s| {
                 if let Some(b) = s.backup.as_mut() {
@@ -141,18 +145,19 @@ impl<M: Memory> Kit<M> {
         let Some(b) = self.state().backup.clone() else {
             return Vec::new();
         };
-        let todo: Vec<u32> = self
-            .send
-            .iter_from(0)
-            .filter(|i| !in_flight.contains(i))
-            .collect();
+        self.advance_known_set(b.target);
         let mut batches: Vec<Batch> = Vec::new();
         let mut current = Batch {
             chunks: Vec::new(),
             data_bytes: 0,
         };
         let mut current_bytes = 0usize;
-        for i in todo {
+        let mut cursor = Some(0);
+        while let Some(i) = cursor.and_then(|c| self.send.next_from(c)) {
+            cursor = i.checked_add(1);
+            if in_flight.contains(&i) {
+                continue;
+            }
             if !keep_going() {
                 break;
             }
@@ -162,7 +167,7 @@ impl<M: Memory> Kit<M> {
             let mut put = ChunkPut::with_bytes(i, &raw);
             if matches!(put.body, ChunkBody::Data { .. })
                 && !force_data.contains(&i)
-                && self.vault_knows(b.target, &put.hash)
+                && self.vault_knows(b.target, i, &put.hash)
             {
                 put.body = ChunkBody::Known;
             }
@@ -231,33 +236,108 @@ impl<M: Memory> Kit<M> {
         self.state().backup.is_some() && self.send.count() == 0
     }
 
-    /// The root of the frozen image: new digests where acknowledged, known ones elsewhere.
+    /// Advances the root walk over the frozen image (new digests where acknowledged,
+    /// known ones elsewhere) while `keep_going`, saving its progress; the root once
+    /// every chunk was walked. `None` before every chunk was acknowledged.
     ///
     /// # Panics
-    /// If a chunk has neither (an invariant violation).
-    pub fn frozen_root(&self) -> Option<Hash256> {
-        let b = self.state().backup.as_ref()?;
+    /// If a chunk has neither digest (an invariant violation).
+    pub fn advance_root(&mut self, mut keep_going: impl FnMut() -> bool) -> Option<Hash256> {
+        if !self.ready_to_commit() {
+            return None;
+        }
+        let b = self.state().backup.clone()?;
         let count = chunk_count(b.image_size, b.chunk_size);
-        let hashes = (0..count).map(|i| {
-            let h = self
-                .pending
-                .get(&i)
-                .or_else(|| self.known_digest(b.target, i))
-                .unwrap_or_else(|| panic!("chunk {i} has no digest: neither sent nor known"));
-            Hash256(h)
-        });
-        Some(image_root(b.image_size, b.chunk_size, hashes))
+        let mut walk = b.root_walk.unwrap_or_default();
+        if walk.pushed < count {
+            self.walk_digests(b.target, count, &mut walk, &mut keep_going);
+            let saved = walk.clone();
+            self.update_state(|s| {
+                if let Some(b) = s.backup.as_mut() {
+                    b.root_walk = Some(saved);
+                }
+            });
+        }
+        walk.image_root(b.image_size, b.chunk_size)
     }
 
-    /// The vault committed: the frozen content becomes the known base for the next backup.
-    pub fn complete(&mut self, root: Hash256, now_ns: u64) {
+    /// Pushes digests `walk.pushed..count` of `target` into `walk` while `keep_going`:
+    /// the pending table's where it has one, the known table's elsewhere. Both are read
+    /// in order by one range iterator each (no per-chunk lookup).
+    fn walk_digests(
+        &self,
+        target: Target,
+        count: u32,
+        walk: &mut Frontier,
+        keep_going: &mut impl FnMut() -> bool,
+    ) {
+        let from = walk.pushed;
+        let mut pending = self
+            .pending
+            .range(from..)
+            .map(|e| (*e.key(), e.value()))
+            .peekable();
+        let mut known: Box<dyn Iterator<Item = (u32, [u8; 32])> + '_> = match target {
+            Target::Image => Box::new(self.known.range(from..).map(|e| (*e.key(), e.value()))),
+            Target::Dataset(id) => Box::new(
+                self.dataset_known
+                    .range((id, from)..=(id, u32::MAX))
+                    .map(|e| (e.key().1, e.value())),
+            ),
+        };
+        let mut known_next = known.next();
+        while walk.pushed < count && keep_going() {
+            let i = walk.pushed;
+            while known_next.is_some_and(|(k, _)| k < i) {
+                known_next = known.next();
+            }
+            let digest = match pending.next_if(|(k, _)| *k == i) {
+                Some((_, h)) => h,
+                None => match known_next {
+                    Some((k, h)) if k == i => h,
+                    _ => panic!("chunk {i} has no digest: neither sent nor known"),
+                },
+            };
+            walk.push(&Hash256(digest));
+        }
+    }
+
+    /// The root of the frozen image, walked in one go (tests and host-side tools; the
+    /// driver walks with [`Kit::advance_root`] under a budget).
+    pub fn frozen_root(&mut self) -> Option<Hash256> {
+        self.advance_root(|| true)
+    }
+
+    /// The vault committed the snapshot with `root`: from now on the backup only
+    /// completes ([`Kit::advance_complete`]); it can no longer fail.
+    pub fn committed(&mut self, root: Hash256) {
+        self.update_state(|s| {
+            if let Some(b) = s.backup.as_mut() {
+                b.committed_root = Some(root);
+            }
+        });
+    }
+
+    /// Merges the committed backup into the known table while `keep_going` (each step
+    /// is durable); once merged, the frozen content becomes the known base for the next
+    /// backup and the backup ends. True when it ended (or none was committed).
+    pub fn advance_complete(&mut self, now_ns: u64, mut keep_going: impl FnMut() -> bool) -> bool {
         let Some(b) = self.state().backup.clone() else {
-            return;
+            return true;
+        };
+        let Some(root) = b.committed_root else {
+            return true;
         };
         let count = chunk_count(b.image_size, b.chunk_size);
-        let acked: Vec<(u32, [u8; 32])> = self.pending.iter().map(|e| e.into_pair()).collect();
-        self.merge_known(b.target, acked, count);
-        self.pending.clear_new();
+        loop {
+            if !keep_going() {
+                return false;
+            }
+            if !self.merge_step(b.target, count) {
+                break;
+            }
+        }
+        self.frozen.clear_all();
         self.release_all_frozen();
         let last = LastBackup {
             vault: b.vault,
@@ -272,7 +352,7 @@ impl<M: Memory> Kit<M> {
         if let Target::Dataset(id) = b.target {
             self.dataset_completed(id, last);
             self.update_state(|s| s.backup = None);
-            return;
+            return true;
         }
         self.update_state(|s| {
             s.last_backup = Some(last);
@@ -280,16 +360,37 @@ impl<M: Memory> Kit<M> {
             s.backup = None;
             s.backups_completed += 1;
         });
+        true
     }
 
-    /// Gives the backup up: every chunk it had to send becomes dirty again (an image),
-    /// or the failure is recorded on the data set (the app queues it again). Returns
-    /// the vault and snapshot begun for it, which the driver asks the vault to abort.
+    /// The vault committed: completes in one go (tests; the driver completes with
+    /// [`Kit::advance_complete`] under a budget).
+    pub fn complete(&mut self, root: Hash256, now_ns: u64) {
+        self.committed(root);
+        self.advance_complete(now_ns, || true);
+    }
+
+    /// True while a committed backup merges into the known table.
+    pub fn completing(&self) -> bool {
+        self.state()
+            .backup
+            .as_ref()
+            .is_some_and(|b| b.committed_root.is_some())
+    }
+
+    /// Gives the backup up: every chunk it had to send becomes dirty again (an image:
+    /// the frozen bitmap, word-wise), or the failure is recorded on the data set (the
+    /// app queues it again). Returns the vault and snapshot begun for it, which the
+    /// driver asks the vault to abort. A committed backup cannot fail (`None`).
     pub fn fail(&mut self, reason: String, now_ns: u64) -> Option<(Principal, SnapshotId)> {
         let b = self.state().backup.clone()?;
+        if b.committed_root.is_some() {
+            return None;
+        }
         let begun = b.snapshot_id.map(|id| (b.vault, id));
         if let Target::Dataset(id) = b.target {
             self.send.clear_all();
+            self.frozen.clear_all();
             self.pending.clear_new();
             self.dataset_failed(
                 id,
@@ -301,11 +402,9 @@ impl<M: Memory> Kit<M> {
             self.update_state(|s| s.backup = None);
             return begun;
         }
-        let unsent: Vec<u32> = self.send.iter_from(0).collect();
-        let sent: Vec<u32> = self.pending.keys().collect();
-        for i in unsent.into_iter().chain(sent) {
-            self.dirty.set(i);
-        }
+        let count = chunk_count(b.image_size, b.chunk_size);
+        self.dirty.union_below(&self.frozen, count);
+        self.frozen.clear_all();
         self.send.clear_all();
         self.pending.clear_new();
         self.release_all_frozen();

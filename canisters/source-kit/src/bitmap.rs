@@ -48,17 +48,7 @@ impl<M: Memory> Bitmap<M> {
         if self.get(i) == on {
             return false;
         }
-        if w >= self.words.len() {
-            self.words.resize(w + 1, 0);
-            let needed_pages = (self.words.len() as u64 * 8).div_ceil(WASM_PAGE);
-            let have = self.memory.size();
-            if needed_pages > have {
-                assert!(
-                    self.memory.grow(needed_pages - have) >= 0,
-                    "stable memory exhausted"
-                );
-            }
-        }
+        self.reserve_words(w + 1);
         if on {
             self.words[w] |= 1 << bit;
         } else {
@@ -69,20 +59,84 @@ impl<M: Memory> Bitmap<M> {
         true
     }
 
-    /// Adds every index in `0..n`.
-    pub fn set_range(&mut self, n: u32) {
-        for i in 0..n {
-            self.set(i);
+    /// Grows the heap copy and the memory to hold at least `words` words.
+    fn reserve_words(&mut self, words: usize) {
+        if words <= self.words.len() {
+            return;
+        }
+        self.words.resize(words, 0);
+        let needed_pages = (words as u64 * 8).div_ceil(WASM_PAGE);
+        let have = self.memory.size();
+        if needed_pages > have {
+            assert!(
+                self.memory.grow(needed_pages - have) >= 0,
+                "stable memory exhausted"
+            );
         }
     }
 
-    /// Empties the set.
+    /// Writes the heap words `from..to` through in one memory write.
+    fn write_words(&self, from: usize, to: usize) {
+        if from >= to {
+            return;
+        }
+        let bytes: Vec<u8> = self.words[from..to]
+            .iter()
+            .flat_map(|w| w.to_le_bytes())
+            .collect();
+        self.memory.write(from as u64 * 8, &bytes);
+    }
+
+    /// Adds every index in `0..n`: word-wise, one memory write (O(n/64)).
+    pub fn set_range(&mut self, n: u32) {
+        let full = n as usize / 64;
+        let rest = n % 64;
+        let words = full + usize::from(rest != 0);
+        self.reserve_words(words);
+        for w in &mut self.words[..full] {
+            *w = u64::MAX;
+        }
+        if rest != 0 {
+            self.words[full] |= (1u64 << rest) - 1;
+        }
+        self.write_words(0, words);
+    }
+
+    /// Adds every index of `other` below `n`: word-wise, one memory write (O(n/64)).
+    pub fn union_below<N: Memory>(&mut self, other: &Bitmap<N>, n: u32) {
+        let words = (n as usize).div_ceil(64).min(other.words.len());
+        self.reserve_words(words);
+        for (w, o) in other.words[..words].iter().enumerate() {
+            let mask = if (w + 1) * 64 <= n as usize {
+                u64::MAX
+            } else {
+                (1u64 << (n % 64)) - 1
+            };
+            self.words[w] |= o & mask;
+        }
+        self.write_words(0, words);
+    }
+
+    /// Empties the set: one memory write over the words in use (O(words)).
     pub fn clear_all(&mut self) {
-        for w in 0..self.words.len() {
-            if self.words[w] != 0 {
-                self.words[w] = 0;
-                self.memory.write(w as u64 * 8, &[0; 8]);
+        let Some(last) = self.words.iter().rposition(|w| *w != 0) else {
+            return;
+        };
+        self.words[..=last].fill(0);
+        self.write_words(0, last + 1);
+    }
+
+    /// The smallest index `>= from` in the set.
+    #[must_use]
+    pub fn next_from(&self, from: u32) -> Option<u32> {
+        let mut w = from as usize / 64;
+        let mut word = *self.words.get(w)? & (u64::MAX << (from % 64));
+        loop {
+            if word != 0 {
+                return Some(w as u32 * 64 + word.trailing_zeros());
             }
+            w += 1;
+            word = *self.words.get(w)?;
         }
     }
 
@@ -139,6 +193,30 @@ mod tests {
             prop_assert_eq!(reloaded.iter_from(0).collect::<Vec<_>>(), model.iter().copied().collect::<Vec<_>>());
             let from = 1234;
             prop_assert_eq!(reloaded.iter_from(from).collect::<Vec<_>>(), model.range(from..).copied().collect::<Vec<_>>());
+        }
+
+        #[test]
+        fn bulk_operations_match_a_btreeset(
+            a in proptest::collection::btree_set(0u32..3000, 0..200),
+            b in proptest::collection::btree_set(0u32..3000, 0..200),
+            n in 0u32..3100,
+            from in 0u32..3100,
+        ) {
+            let mem = VectorMemory::default();
+            let mut x = Bitmap::load(mem.clone());
+            let mut y = Bitmap::load(VectorMemory::default());
+            for i in &a { x.set(*i); }
+            for i in &b { y.set(*i); }
+            x.union_below(&y, n);
+            let model: BTreeSet<u32> = a.iter().copied().chain(b.iter().copied().filter(|i| *i < n)).collect();
+            prop_assert_eq!(Bitmap::load(mem.clone()).iter_from(0).collect::<BTreeSet<_>>(), model.clone());
+            prop_assert_eq!(x.next_from(from), model.range(from..).next().copied());
+            x.set_range(n);
+            let model: BTreeSet<u32> = model.into_iter().chain(0..n).collect();
+            prop_assert_eq!(Bitmap::load(mem.clone()).iter_from(0).collect::<BTreeSet<_>>(), model);
+            x.clear_all();
+            prop_assert_eq!(Bitmap::load(mem).count(), 0);
+            prop_assert_eq!(x.next_from(0), None);
         }
     }
 }

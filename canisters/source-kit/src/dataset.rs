@@ -225,6 +225,8 @@ impl<M: Memory> Kit<M> {
             }
         }
         let total = self.send.count();
+        self.frozen.clear_all();
+        self.frozen.union_below(&self.send, count);
         self.invalidate_known_set();
         self.update_state(|s| {
             s.start_backup(Backup::starting(
@@ -279,8 +281,13 @@ impl<M: Memory> Kit<M> {
         let Target::Dataset(id) = b.target else {
             return None;
         };
+        if b.committed_root.is_some() {
+            // Committed: it only merges into the known table now, and must finish.
+            return None;
+        }
         let begun = b.snapshot_id.map(|snapshot| (b.vault, snapshot));
         self.send.clear_all();
+        self.frozen.clear_all();
         self.pending.clear_new();
         self.update_state(|s| s.backup = None);
         let superseded = self.dataset_queue_index.iter().any(|e| e.value().0 == id);
@@ -303,7 +310,7 @@ impl<M: Memory> Kit<M> {
     /// backup slot).
     pub fn dataset_backup_expired(&self, now_ns: u64) -> Option<String> {
         let b = self.state().backup.as_ref()?;
-        if !matches!(b.target, Target::Dataset(_)) {
+        if !matches!(b.target, Target::Dataset(_)) || b.committed_root.is_some() {
             return None;
         }
         let ran = now_ns.saturating_sub(b.started_at_ns);

@@ -14,6 +14,9 @@
 //! in-flight limit) after an exponential backoff
 //! (1 s doubling to 60 s); after [`MAX_FAILURES_IN_A_ROW`] the backup ends as failed.
 //! A typed refusal from the vault (`VaultError`) ends it at once, with its reason.
+//! Except `InUse` from `commit_snapshot` (the vault's table work for the snapshot is not
+//! done): asked again every 2 s, not counted. The root walk and the merge into the
+//! known table run under the preparation budget and resume in a fresh execution.
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
@@ -97,6 +100,10 @@ impl Pump {
 
 thread_local! {
     static PUMP: RefCell<Pump> = RefCell::new(Pump::default());
+    /// Set by a step that spent this execution's budget on table work (the root walk,
+    /// the merge into the known table) and scheduled the pump again: the running pump
+    /// stops, and the next one goes on in a fresh execution.
+    static YIELDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// What the pump does next.
@@ -197,7 +204,15 @@ pub fn kick() {
 }
 
 fn next_step() -> Step {
+    if YIELDED.replace(false) {
+        return Step::Idle;
+    }
     with_kit(|k| {
+        if k.completing()
+            && let Some(b) = k.state().backup.as_ref()
+        {
+            return Step::Commit(b.vault, b.snapshot_id.unwrap_or_default());
+        }
         if let Some(reason) = k.dataset_backup_expired(now()) {
             return Step::Expire(reason);
         }
@@ -519,8 +534,19 @@ fn without_bytes(c: &ChunkPut) -> ChunkPut {
     }
 }
 
+/// Walks the root, asks the vault to commit, then merges into the known table: the
+/// walk and the merge run under [`PREPARE_INSTRUCTION_BUDGET`] per execution and
+/// yield to a fresh execution ([`yield_execution`]) until done.
 async fn commit(vault: Principal, snapshot_id: u64) -> Result<(), CallError> {
-    let Some(root) = with_kit(|k| k.frozen_root()) else {
+    let within_budget = || ic_cdk::api::instruction_counter() < PREPARE_INSTRUCTION_BUDGET;
+    if with_kit(|k| k.completing()) {
+        if !with_kit(|k| k.advance_complete(now(), within_budget)) {
+            yield_execution();
+        }
+        return Ok(());
+    }
+    let Some(root) = with_kit(|k| k.advance_root(within_budget)) else {
+        yield_execution();
         return Ok(());
     };
     let Some(nonce) = running_nonce() else {
@@ -532,8 +558,32 @@ async fn commit(vault: Principal, snapshot_id: u64) -> Result<(), CallError> {
     if !still_running(nonce) {
         return Ok(());
     }
-    let reply = reply?;
-    reply.map_err(|e| vault_refused("commit_snapshot", &e))?;
-    with_kit(|k| k.complete(root, now()));
+    match reply? {
+        // The vault's table work for this snapshot (copying the parent's table, walking
+        // ours) goes on in its own messages: ask again later, not a failure.
+        Err(VaultError::InUse(_)) => {
+            yield_for(COMMIT_POLL);
+            return Ok(());
+        }
+        other => other.map_err(|e| vault_refused("commit_snapshot", &e))?,
+    };
+    with_kit(|k| k.committed(root));
+    if !with_kit(|k| k.advance_complete(now(), within_budget)) {
+        yield_execution();
+    }
     Ok(())
+}
+
+/// How long a commit waits before asking a vault that answered `InUse` again.
+const COMMIT_POLL: Duration = Duration::from_secs(2);
+
+/// Ends the running pump after this step and starts another in a fresh execution.
+fn yield_execution() {
+    yield_for(Duration::ZERO);
+}
+
+/// Ends the running pump after this step and starts another after `delay`.
+fn yield_for(delay: Duration) {
+    YIELDED.set(true);
+    schedule(delay);
 }

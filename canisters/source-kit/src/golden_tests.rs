@@ -76,3 +76,49 @@ fn the_persistent_layout_matches_the_golden_file() {
 fn the_replay_is_deterministic() {
     assert!(replay() == replay());
 }
+
+/// The layout of state generation 3 (the golden file before generation 4), with a
+/// backup in progress: it loads through the migration, and the backup both fails and
+/// completes correctly (its frozen bitmap rebuilt from the pending table).
+#[test]
+fn the_generation_3_layout_loads_and_its_backup_in_progress_goes_on() {
+    let old = canvault_protocol::golden::read_golden(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/golden/kit-layout-gen3.bin.gz"
+    ));
+    let load = || {
+        let memory = VectorMemory::default();
+        memory.grow((old.len() as u64).div_ceil(65_536));
+        memory.write(0, &old);
+        Kit::load(memory)
+    };
+    let mut k = load();
+    assert_eq!(k.state().version, crate::state::STATE_VERSION);
+    assert_eq!(k.frozen.iter_from(0).collect::<Vec<_>>(), vec![1]);
+    assert!(k.fail("after the upgrade".into(), 4_000).is_some());
+    assert_eq!(k.dirty.iter_from(0).collect::<Vec<_>>(), vec![1, 2]);
+
+    let mut k = load();
+    assert!(k.ready_to_commit());
+    let root = k.frozen_root().expect("in progress");
+    k.complete(root, 4_000);
+    // Chunk 2 was written after the freeze, and not in the backup: its known digest.
+    let image = k.image_bytes();
+    let old_chunk_2 = k.known.get(&2).expect("chunk 2 known");
+    let expected = canvault_protocol::merkle::image_root(
+        image.len() as u64,
+        chunk::MIN_CHUNK_SIZE,
+        image
+            .chunks(chunk::MIN_CHUNK_SIZE as usize)
+            .enumerate()
+            .map(|(i, c)| {
+                if i == 2 {
+                    canvault_protocol::Hash256(old_chunk_2)
+                } else {
+                    chunk::chunk_hash(c)
+                }
+            }),
+    );
+    assert_eq!(root, expected);
+    assert_eq!(k.state().last_backup.as_ref().map(|l| l.root), Some(root));
+}

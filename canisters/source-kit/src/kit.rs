@@ -19,6 +19,9 @@
 //!   MemoryId 13 data-set queue index: sequence → (data set, byte length), so the
 //!               queue's caps are checked without reading queued bytes (added in
 //!               state generation 3; built from the queue when absent)
+//!   MemoryId 14 frozen bitmap: the chunks this backup had to send at its freeze (a
+//!               failure marks them dirty again in one word-wise pass; rebuilt from
+//!               the to-send bitmap and the pending table when absent)
 //! ```
 //! Ids are never reused. The backed-up image is exactly the app's memory: the kit's
 //! own state lives outside it, so a restore never overwrites the kit.
@@ -59,8 +62,28 @@ const DATASETS: MemoryId = MemoryId::new(10);
 const DATASET_KNOWN: MemoryId = MemoryId::new(11);
 const DATASET_QUEUE: MemoryId = MemoryId::new(12);
 const DATASET_QUEUE_INDEX: MemoryId = MemoryId::new(13);
+const FROZEN: MemoryId = MemoryId::new(14);
+
+/// Known-table entries read into the digest-prefix set per planning call.
+pub const KNOWN_SET_STEP: usize = 16_384;
+/// Most entries of the digest-prefix set (~18 MiB of heap); a larger known table is
+/// indexed up to this many entries, and the same-index check covers the rest.
+pub const KNOWN_SET_CAP: usize = 1 << 20;
 
 type Vm<M> = VirtualMemory<M>;
+
+/// The first 8 bytes of known digests (a match is a hint the vault verifies: a wrong
+/// one costs a resend, never a wrong snapshot).
+struct KnownSet {
+    target: Target,
+    /// The next known-table index to read (`None`: built).
+    next: Option<u32>,
+    prefixes: HashSet<u64>,
+}
+
+fn prefix(h: &[u8; 32]) -> u64 {
+    u64::from_le_bytes(h[..8].try_into().expect("8 bytes"))
+}
 
 /// All of the kit's persistent structures, over raw stable memory `M`.
 pub struct Kit<M: Memory> {
@@ -71,6 +94,7 @@ pub struct Kit<M: Memory> {
     pub(crate) pending: StableBTreeMap<u32, [u8; 32], Vm<M>>,
     pub(crate) dirty: Bitmap<Vm<M>>,
     pub(crate) send: Bitmap<Vm<M>>,
+    pub(crate) frozen: Bitmap<Vm<M>>,
     pub(crate) staged: StableBTreeMap<u32, [u8; 32], Vm<M>>,
     pub(crate) dataset_stage: Vm<M>,
     pub(crate) datasets: StableBTreeMap<u64, DatasetRecord, Vm<M>>,
@@ -80,8 +104,9 @@ pub struct Kit<M: Memory> {
     /// Heap mirror of the copy-on-write store's keys (the write path must not touch stable
     /// memory to find out whether a chunk was already preserved).
     preserved: BTreeSet<u32>,
-    /// Digests the vault holds from the target's last complete backup (built on demand).
-    known_set: Option<(Target, HashSet<Hash256>)>,
+    /// Digest prefixes the vault holds from the target's last complete backup, built a
+    /// slice per planning call (heap only: rebuilt after an upgrade).
+    known_set: Option<KnownSet>,
     /// The raw stable memory under the memory manager (read to detect foreign use).
     raw: M,
 }
@@ -178,6 +203,7 @@ impl<M: Memory + Clone> Kit<M> {
             pending: StableBTreeMap::init(manager.get(PENDING)),
             dirty: Bitmap::load(manager.get(DIRTY)),
             send: Bitmap::load(manager.get(SEND)),
+            frozen: Bitmap::load(manager.get(FROZEN)),
             staged: StableBTreeMap::init(manager.get(staged)),
             dataset_stage: manager.get(DATASET_STAGE),
             datasets: StableBTreeMap::init(manager.get(DATASETS)),
@@ -192,8 +218,19 @@ impl<M: Memory + Clone> Kit<M> {
     }
 
     /// Builds structures added since the state generation found (generation 2 had no
-    /// data-set queue index).
+    /// data-set queue index; kits before the frozen bitmap recorded a backup's chunks
+    /// only in the to-send bitmap and the pending table).
     fn migrated(mut self) -> Self {
+        if let Some(b) = self.state.get().backup.as_ref()
+            && self.frozen.count() == 0
+        {
+            let count = canvault_protocol::chunk::chunk_count(b.image_size, b.chunk_size);
+            self.frozen.union_below(&self.send, count);
+            let acked: Vec<u32> = self.pending.keys().collect();
+            for i in acked {
+                self.frozen.set(i);
+            }
+        }
         if self.dataset_queue_index.len() != self.dataset_queue.len() {
             self.dataset_queue_index.clear_new();
             let jobs: Vec<(u64, (u64, u64))> = self
@@ -354,20 +391,53 @@ impl<M: Memory> Kit<M> {
         self.preserved.clear();
     }
 
-    /// True if the vault holds a chunk with digest `h` from the target's last backup.
-    pub(crate) fn vault_knows(&mut self, target: Target, h: &Hash256) -> bool {
-        if self.known_set.as_ref().is_none_or(|(t, _)| *t != target) {
-            let set = match target {
-                Target::Image => self.known.iter().map(|e| Hash256(e.value())).collect(),
-                Target::Dataset(id) => self
-                    .dataset_known
-                    .range((id, 0)..=(id, u32::MAX))
-                    .map(|e| Hash256(e.value()))
-                    .collect(),
-            };
-            self.known_set = Some((target, set));
+    /// Reads up to [`KNOWN_SET_STEP`] more entries of the target's known table into the
+    /// digest-prefix set (starting it if it is another target's).
+    pub(crate) fn advance_known_set(&mut self, target: Target) {
+        if self.known_set.as_ref().is_none_or(|k| k.target != target) {
+            self.known_set = Some(KnownSet {
+                target,
+                next: Some(0),
+                prefixes: HashSet::new(),
+            });
         }
-        self.known_set.as_ref().is_some_and(|(_, s)| s.contains(h))
+        let Some(set) = self.known_set.as_mut() else {
+            return;
+        };
+        let Some(from) = set.next else {
+            return;
+        };
+        let room = KNOWN_SET_CAP.saturating_sub(set.prefixes.len());
+        let take = KNOWN_SET_STEP.min(room);
+        let read: Vec<(u32, [u8; 32])> = match target {
+            Target::Image => self
+                .known
+                .range(from..)
+                .take(take)
+                .map(|e| (*e.key(), e.value()))
+                .collect(),
+            Target::Dataset(id) => self
+                .dataset_known
+                .range((id, from)..=(id, u32::MAX))
+                .take(take)
+                .map(|e| (e.key().1, e.value()))
+                .collect(),
+        };
+        set.next = match read.last() {
+            Some((last, _)) if read.len() == take && room > take => last.checked_add(1),
+            _ => None,
+        };
+        set.prefixes.extend(read.iter().map(|(_, h)| prefix(h)));
+    }
+
+    /// True if the vault probably holds digest `h` from the target's last backup: chunk
+    /// `i` had it there, or a known digest shares its prefix (the vault checks either).
+    pub(crate) fn vault_knows(&self, target: Target, i: u32, h: &Hash256) -> bool {
+        self.known_digest(target, i) == Some(h.0)
+            || self
+                .known_set
+                .as_ref()
+                .is_some_and(|k| k.target == target && k.prefixes.contains(&prefix(&h.0)))
     }
 
     /// The digest of chunk `i` in the target's last complete backup.
@@ -387,32 +457,33 @@ impl<M: Memory> Kit<M> {
         self.invalidate_known_set();
     }
 
-    /// Merges acknowledged digests into the target's known table; drops indices `>= count`.
-    pub(crate) fn merge_known(&mut self, target: Target, acked: Vec<(u32, [u8; 32])>, count: u32) {
-        match target {
+    /// One step of merging a committed backup into the target's known table: moves the
+    /// first acknowledged digest from the pending table into it, or, once none is
+    /// pending, drops its first index `>= count`. False when neither is left. Each
+    /// step leaves the tables consistent, so the merge spans executions and upgrades.
+    pub(crate) fn merge_step(&mut self, target: Target, count: u32) -> bool {
+        if let Some((i, h)) = self.pending.pop_first() {
+            match target {
+                Target::Image => self.known.insert(i, h),
+                Target::Dataset(id) => self.dataset_known.insert((id, i), h),
+            };
+            return true;
+        }
+        let removed = match target {
             Target::Image => {
-                for (i, h) in acked {
-                    self.known.insert(i, h);
-                }
-                let beyond: Vec<u32> = self.known.keys_range(count..).collect();
-                for i in beyond {
-                    self.known.remove(&i);
-                }
+                let first = self.known.keys_range(count..).next();
+                first.and_then(|i| self.known.remove(&i))
             }
             Target::Dataset(id) => {
-                for (i, h) in acked {
-                    self.dataset_known.insert((id, i), h);
-                }
-                let beyond: Vec<(u64, u32)> = self
+                let first = self
                     .dataset_known
                     .keys_range((id, count)..=(id, u32::MAX))
-                    .collect();
-                for k in beyond {
-                    self.dataset_known.remove(&k);
-                }
+                    .next();
+                first.and_then(|k| self.dataset_known.remove(&k))
             }
-        }
+        };
         self.invalidate_known_set();
+        removed.is_some()
     }
 
     /// Forgets the cached digest set (the known table changed).

@@ -302,4 +302,6 @@ mod golden_tests;
 #[cfg(test)]
 mod hardening_tests;
 #[cfg(test)]
+mod table_tests;
+#[cfg(test)]
 mod tests;

@@ -12,7 +12,10 @@
 //!   (staging grows only as `Data` chunks arrive, and to the image size at `finish`);
 //! - one batch carries at most `MAX_BATCH_DECODED_BYTES` of decoded chunks;
 //! - `finish` switches only if every chunk is staged and the staged digests recompute
-//!   the announced root (and the admin's expected root, if given).
+//!   the announced root (and the admin's expected root, if given);
+//! - the root is walked as chunks arrive: every call advances the walk over the
+//!   contiguous staged digests by at most [`ROOT_WALK_STEP`], its frontier saved in the
+//!   restore state, so no call walks the whole image (`finish` only finishes it).
 //!
 //! What is trusted: with an expected root, nothing the vault says (the root binds the
 //! geometry and every chunk). Without one, the armed vault chooses the content and the
@@ -28,12 +31,16 @@ use canvault_protocol::chunk::{
 use canvault_protocol::kit_api::{
     ArmRestoreRequest, KitError, LastBackup, RestoreBeginRequest, RestoreChunksRequest,
 };
-use canvault_protocol::merkle::image_root;
+use canvault_protocol::merkle::Frontier;
 use canvault_protocol::vault_api::{ChunkBody, SnapshotId};
 use ic_stable_structures::Memory;
 
 use crate::kit::{Kit, WASM_PAGE};
 use crate::state::{DEFAULT_MAX_UNVERIFIED_RESTORE_BYTES, LastRestore, Restore, RestoreGeometry};
+
+/// Staged digests one restore call walks into the root at most: ~13k instructions each
+/// (two SHA-256 compressions and an ordered read), well inside one 2B slice.
+pub const ROOT_WALK_STEP: u32 = 32_768;
 
 impl<M: Memory> Kit<M> {
     /// Arms a restore of `snapshot_id` from `vault`.
@@ -52,6 +59,7 @@ impl<M: Memory> Kit<M> {
                 expected_root: req.expected_root,
                 begun: None,
                 stale_below: None,
+                root_walk: None,
             });
         });
         Ok(())
@@ -141,6 +149,7 @@ impl<M: Memory> Kit<M> {
             if let Some(r) = s.restore.as_mut() {
                 r.begun = Some(geometry);
                 r.stale_below = Some(have * WASM_PAGE);
+                r.root_walk = None;
             }
         });
         Ok(())
@@ -229,7 +238,36 @@ impl<M: Memory> Kit<M> {
             }
             self.staged.insert(index, hash.0);
         }
+        self.advance_restore_walk(count);
         Ok(u32::try_from(self.staged.len()).expect("chunk counts fit u32"))
+    }
+
+    /// Walks up to [`ROOT_WALK_STEP`] staged digests, from the first not yet walked,
+    /// stopping at the first index not staged; saves the frontier. Returns it.
+    fn advance_restore_walk(&mut self, count: u32) -> Frontier {
+        let mut walk = self
+            .state()
+            .restore
+            .as_ref()
+            .and_then(|r| r.root_walk.clone())
+            .unwrap_or_default();
+        let from = walk.pushed;
+        let before = walk.pushed;
+        for e in self.staged.range(from..).take(ROOT_WALK_STEP as usize) {
+            if *e.key() != walk.pushed || walk.pushed >= count {
+                break;
+            }
+            walk.push(&Hash256(e.value()));
+        }
+        if walk.pushed != before {
+            let saved = walk.clone();
+            self.update_state(|s| {
+                if let Some(r) = s.restore.as_mut() {
+                    r.root_walk = Some(saved);
+                }
+            });
+        }
+        walk
     }
 
     /// Grows the staging image to hold at least `bytes` (new pages are zero).
@@ -271,22 +309,21 @@ impl<M: Memory> Kit<M> {
             .begun
             .ok_or_else(|| KitError::InvalidRequest("restore_begin must come first".into()))?;
         let count = chunk_count(g.image_size, g.chunk_size);
+        let walk = self.advance_restore_walk(count);
         // Staged indices are all below `count` (restore_chunks checks), so a full table
-        // has exactly `count` entries; only an incomplete one is searched for its gaps.
-        if self.staged.len() != u64::from(count) {
-            let first = (0..count)
-                .find(|i| !self.staged.contains_key(i))
-                .expect("fewer entries than indices");
+        // has exactly `count` entries. The walk stops at the first index not staged.
+        if self.staged.len() != u64::from(count) && !self.staged.contains_key(&walk.pushed) {
             return Err(KitError::Incomplete {
                 missing: count - u32::try_from(self.staged.len()).expect("below count"),
-                first,
+                first: walk.pushed,
             });
         }
-        let computed = image_root(
-            g.image_size,
-            g.chunk_size,
-            self.staged.values().map(Hash256),
-        );
+        let Some(computed) = walk.image_root(g.image_size, g.chunk_size) else {
+            return Err(KitError::InvalidRequest(format!(
+                "the root walk is at chunk {} of {count}: chunks arrived out of order; call again",
+                walk.pushed
+            )));
+        };
         if computed != g.root {
             return Err(KitError::RootMismatch {
                 expected: g.root,

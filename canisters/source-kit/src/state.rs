@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use candid::{CandidType, Decode, Encode, Principal};
 use canvault_protocol::Hash256;
 use canvault_protocol::kit_api::{FailedBackup, LastBackup};
+use canvault_protocol::merkle::Frontier;
 use canvault_protocol::vault_api::SnapshotId;
 use ic_stable_structures::Storable;
 use ic_stable_structures::storable::Bound;
@@ -15,8 +16,10 @@ use serde::{Deserialize, Serialize};
 /// Layout version of [`KitState`]; bump on incompatible changes. 2: recorded chunk
 /// digests are frame digests (`chunk::frame_hash`). 3: the cell's bytes carry a magic
 /// and a SHA-256 of the candid encoding ([`STATE_MAGIC`]); generation 2 cells (bare
-/// candid) are read and migrated.
-pub const STATE_VERSION: u32 = 3;
+/// candid) are read and migrated. 4: a backup's root walk and committed root, a
+/// restore's root walk (absent fields of generation 3 read as none: the walks start
+/// over), and the frozen bitmap (MemoryId 14, rebuilt when the kit loads).
+pub const STATE_VERSION: u32 = 4;
 
 /// The first bytes of a generation-3 state cell, followed by the SHA-256 of the candid
 /// encoding that follows it.
@@ -32,27 +35,6 @@ pub const DEFAULT_MAX_UNVERIFIED_RESTORE_BYTES: u64 = 64 << 30;
 /// docs/benchmarks.md). The cost is more table entries: 16,384 per GiB.
 pub const DEFAULT_KIT_CHUNK_SIZE: u32 = canvault_protocol::chunk::MIN_CHUNK_SIZE;
 
-/// Most chunks the kit cuts an image into before it doubles the chunk size: 2^18, i.e.
-/// 16 GiB at 64 KiB chunks. Vault work per snapshot (inheriting a parent's table,
-/// deleting a snapshot) is per entry and runs in one message; measured at up to ~95k
-/// instructions per entry, 2^18 entries stay well inside the 40B-instruction limit.
-pub const MAX_CHUNKS_PER_IMAGE: u64 = 1 << 18;
-
-/// The chunk size a backup of an `image_size`-byte image uses: the configured size,
-/// doubled (up to 1 MiB) until the image has at most [`MAX_CHUNKS_PER_IMAGE`] chunks.
-/// Beyond 256 GiB the 1 MiB maximum stays and the chunk count grows.
-#[must_use]
-pub fn effective_chunk_size(configured: u32, image_size: u64) -> u32 {
-    use canvault_protocol::chunk::{MAX_CHUNK_SIZE, chunk_count};
-    let mut chunk_size = configured;
-    while u64::from(chunk_count(image_size, chunk_size)) > MAX_CHUNKS_PER_IMAGE
-        && chunk_size < MAX_CHUNK_SIZE
-    {
-        chunk_size = (chunk_size * 2).min(MAX_CHUNK_SIZE);
-    }
-    chunk_size
-}
-
 /// Kit settings.
 #[derive(CandidType, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -62,8 +44,8 @@ pub struct Config {
     pub admins: Vec<Principal>,
     /// Automatic backup interval in seconds (0: off).
     pub interval_seconds: u64,
-    /// Chunk size for the next full backup (doubled for very large images, see
-    /// [`effective_chunk_size`]).
+    /// Chunk size of every backup (kits before state generation 4 doubled it above
+    /// 2^18 chunks); a known table of another size makes the next backup a full one.
     pub chunk_size: u32,
     /// Ceiling of the adaptive limit of `put_chunks` calls in flight
     /// (`canvault_protocol::flow`).
@@ -128,6 +110,11 @@ pub struct Backup {
     pub failures_in_a_row: u32,
     /// The last error.
     pub last_error: Option<String>,
+    /// The root walk over the frozen digests, once every chunk was acknowledged
+    /// (absent in older kits: the walk starts over).
+    pub root_walk: Option<Frontier>,
+    /// The root the vault committed: the backup is merging into the known table.
+    pub committed_root: Option<Hash256>,
 }
 
 /// A restore armed by an admin.
@@ -144,6 +131,9 @@ pub struct Restore {
     /// Staging bytes below this offset may hold an older image; above it the staging
     /// memory was just grown and is all zeros, so zero chunks there need no write.
     pub stale_below: Option<u64>,
+    /// The root walk over the staged digests, advanced as contiguous chunks arrive
+    /// (absent in older kits: it starts over).
+    pub root_walk: Option<Frontier>,
 }
 
 /// What the vault announced.
@@ -257,6 +247,8 @@ impl Backup {
             retries: 0,
             failures_in_a_row: 0,
             last_error: None,
+            root_walk: None,
+            committed_root: None,
         }
     }
 }
@@ -282,7 +274,8 @@ impl KitState {
         out
     }
 
-    /// Reads a state cell of generation 3 (checked against its digest) or 2 (migrated).
+    /// Reads a state cell of generation 4 or 3 (checked against its digest; 3 migrated)
+    /// or 2 (migrated).
     ///
     /// # Errors
     /// The bytes are not a kit state the kit wrote: a bad digest, an undecodable
@@ -295,10 +288,11 @@ impl KitState {
             if Hash256::of(candid).0 != digest {
                 return Err("kit state cell does not match its checksum".into());
             }
-            let state = Decode!(candid, Self).map_err(|e| format!("kit state: {e}"))?;
-            if state.version != STATE_VERSION {
+            let mut state = Decode!(candid, Self).map_err(|e| format!("kit state: {e}"))?;
+            if state.version != STATE_VERSION && state.version != 3 {
                 return Err(format!("unsupported kit state version {}", state.version));
             }
+            state.version = STATE_VERSION;
             return Ok(state);
         }
         // Generation 2: bare candid; the fields added since are options (absent: None).

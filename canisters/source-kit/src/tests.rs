@@ -17,13 +17,13 @@ use proptest::prelude::*;
 use crate::backup::Batch;
 use crate::kit::{Kit, WASM_PAGE};
 
-const CS: u32 = chunk::MIN_CHUNK_SIZE;
+pub(super) const CS: u32 = chunk::MIN_CHUNK_SIZE;
 
-fn vault() -> Principal {
+pub(super) fn vault() -> Principal {
     Principal::from_slice(&[7; 10])
 }
 
-fn kit_with_pages(pages: u64) -> Kit<VectorMemory> {
+pub(super) fn kit_with_pages(pages: u64) -> Kit<VectorMemory> {
     let mut k = Kit::load(VectorMemory::default());
     k.update_state(|s| {
         s.config.chunk_size = CS;
@@ -35,13 +35,13 @@ fn kit_with_pages(pages: u64) -> Kit<VectorMemory> {
 
 /// A vault that stores what it is sent and rebuilds images from digests.
 #[derive(Default)]
-struct SimVault {
+pub(super) struct SimVault {
     chunks: HashMap<Hash256, Vec<u8>>,
     table: HashMap<u32, Hash256>,
 }
 
 impl SimVault {
-    fn put(&mut self, batch: &Batch) -> Vec<u32> {
+    pub(super) fn put(&mut self, batch: &Batch) -> Vec<u32> {
         let mut missing = Vec::new();
         for c in &batch.chunks {
             match &c.body {
@@ -64,7 +64,7 @@ impl SimVault {
         missing
     }
 
-    fn image(&self, size: u64) -> Vec<u8> {
+    pub(super) fn image(&self, size: u64) -> Vec<u8> {
         (0..chunk_count(size, CS))
             .flat_map(|i| self.chunks[&self.table[&i]].clone())
             .collect()
@@ -72,7 +72,7 @@ impl SimVault {
 }
 
 /// Runs a whole backup, letting `between` write to the app between batches.
-fn run_backup(
+pub(super) fn run_backup(
     k: &mut Kit<VectorMemory>,
     v: &mut SimVault,
     mut between: impl FnMut(&mut Kit<VectorMemory>),
@@ -102,7 +102,7 @@ fn run_backup(
     sent_bytes
 }
 
-fn write_pattern(k: &mut Kit<VectorMemory>, offset: u64, len: usize, seed: u8) {
+pub(super) fn write_pattern(k: &mut Kit<VectorMemory>, offset: u64, len: usize, seed: u8) {
     let bytes: Vec<u8> = (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
         .collect();
@@ -400,24 +400,6 @@ fn zero_chunks_overwrite_an_older_image_left_in_the_staging_memory() {
     sparse[WASM_PAGE as usize + 5] = 9;
     restore(&mut k, 3, &sparse); // lands on B, which still holds `full`
     assert_eq!(k.image_bytes(), sparse);
-}
-
-#[test]
-fn very_large_images_get_larger_chunks() {
-    use crate::state::{MAX_CHUNKS_PER_IMAGE, effective_chunk_size};
-    const GIB: u64 = 1 << 30;
-    let kib = |k: u32| k * 1024;
-    assert_eq!(effective_chunk_size(kib(64), GIB), kib(64));
-    assert_eq!(effective_chunk_size(kib(64), 16 * GIB), kib(64));
-    assert_eq!(effective_chunk_size(kib(64), 16 * GIB + 1), kib(128));
-    assert_eq!(effective_chunk_size(kib(64), 100 * GIB), kib(512));
-    assert_eq!(effective_chunk_size(kib(192), 100 * GIB), kib(768));
-    assert_eq!(effective_chunk_size(kib(64), 400 * GIB), kib(1024));
-    for gib in [1, 17, 64, 200, 256] {
-        let cs = effective_chunk_size(kib(64), gib * GIB);
-        assert!(chunk::valid_chunk_size(cs), "{cs}");
-        assert!(u64::from(chunk::chunk_count(gib * GIB, cs)) <= MAX_CHUNKS_PER_IMAGE);
-    }
 }
 
 /// Restores `image` as snapshot `id` into `k` in one batch.

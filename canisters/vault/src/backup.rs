@@ -26,11 +26,12 @@ use crate::vault::Vault;
 
 /// Largest image accepted (1 TiB, beyond the largest stable memory).
 pub const MAX_IMAGE_SIZE: u64 = 1 << 40;
-/// Most chunks in one snapshot: 2^22, a 256 GiB image at 64 KiB chunks (1 TiB from
-/// 256 KiB chunks). A table never holds more entries than its geometry's chunk count,
-/// and every walk over a table is budgeted (`catalogue::chores`), so this bounds the
-/// storage one snapshot's table takes (about 0.3 GB), not the work of one message.
-pub const MAX_SNAPSHOT_CHUNKS: u32 = 1 << 22;
+/// Most chunks in one snapshot: 2^23, a 512 GiB image at 64 KiB chunks (the IC's
+/// 500 GiB stable-memory limit fits; 1 TiB from 128 KiB chunks). A table never holds
+/// more entries than its geometry's chunk count, and every walk over a table is
+/// budgeted (`catalogue::chores`), so this bounds the storage one snapshot's table
+/// takes (about 0.6 GB), not the work of one message.
+pub const MAX_SNAPSHOT_CHUNKS: u32 = 1 << 23;
 /// Most entries in one `put_chunks`.
 pub const MAX_BATCH_ENTRIES: usize = 10_000;
 /// Most encoded bytes in one `put_chunks` (the message limit is 2 MiB anyway).

@@ -284,11 +284,6 @@ impl<M: Memory> Catalogue<M> {
         }
     }
 
-    /// Number of table entries of `id`.
-    pub fn entry_count(&self, id: SnapshotId) -> u64 {
-        self.tables.range((id, 0)..=(id, u32::MAX)).count() as u64
-    }
-
     /// Every table entry of every snapshot (for consistency checks).
     pub fn all_entries(&self) -> impl Iterator<Item = ((SnapshotId, u32), TableEntry)> + '_ {
         self.tables.iter().map(|e| e.into_pair())

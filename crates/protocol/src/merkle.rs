@@ -10,6 +10,9 @@
 //! geometry into the root means two images with the same chunks but different sizes
 //! never share a root.
 
+use candid::CandidType;
+use serde::{Deserialize, Serialize};
+
 use crate::Hash256;
 
 const LEAF: u8 = 0x00;
@@ -53,7 +56,66 @@ pub fn image_root<I: IntoIterator<Item = Hash256>>(
     let hashes: Vec<Hash256> = chunk_hashes.into_iter().collect();
     let count = crate::chunk::chunk_count(image_size, chunk_size);
     assert_eq!(hashes.len(), count as usize, "one digest per chunk");
-    let tree = tree_root(hashes);
+    geometry_root(image_size, chunk_size, count, &tree_root(hashes))
+}
+
+/// The image root computed as digests arrive, in O(log n) state: push chunk digests in
+/// index order, over as many executions as needed (the frontier is small enough to
+/// persist between them), then ask for the root. Equal to [`image_root`] over the same
+/// digests.
+///
+/// Invariant: `stack` holds the roots of perfect subtrees over consecutive leaves, their
+/// heights strictly decreasing; the final root folds them from the right, which is
+/// where the level-by-level tree carries its odd nodes.
+#[derive(CandidType, Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+pub struct Frontier {
+    /// Digests pushed so far (the index of the next one).
+    pub pushed: u32,
+    /// `(height, subtree root)`, heights strictly decreasing.
+    pub stack: Vec<(u8, Hash256)>,
+}
+
+impl Frontier {
+    /// Adds the digest of chunk `self.pushed`.
+    pub fn push(&mut self, chunk_hash: &Hash256) {
+        let mut node = (0u8, Hash256::of_parts(&[&[LEAF], &chunk_hash.0]));
+        while let Some(&(height, left)) = self.stack.last()
+            && height == node.0
+        {
+            self.stack.pop();
+            node = (
+                height + 1,
+                Hash256::of_parts(&[&[NODE], &left.0, &node.1.0]),
+            );
+        }
+        self.stack.push(node);
+        self.pushed += 1;
+    }
+
+    /// The tree root over the digests pushed ([`tree_root`]).
+    #[must_use]
+    pub fn tree_root(&self) -> Hash256 {
+        let mut nodes = self.stack.iter().rev().map(|(_, h)| *h);
+        let Some(mut acc) = nodes.next() else {
+            return Hash256::of(&[EMPTY]);
+        };
+        for left in nodes {
+            acc = Hash256::of_parts(&[&[NODE], &left.0, &acc.0]);
+        }
+        acc
+    }
+
+    /// The image root ([`image_root`]), or `None` until every chunk of the geometry
+    /// was pushed.
+    #[must_use]
+    pub fn image_root(&self, image_size: u64, chunk_size: u32) -> Option<Hash256> {
+        let count = crate::chunk::chunk_count(image_size, chunk_size);
+        (self.pushed == count)
+            .then(|| geometry_root(image_size, chunk_size, count, &self.tree_root()))
+    }
+}
+
+fn geometry_root(image_size: u64, chunk_size: u32, count: u32, tree: &Hash256) -> Hash256 {
     Hash256::of_parts(&[
         &[IMAGE],
         &image_size.to_le_bytes(),

@@ -2,7 +2,7 @@
 //! deterministic, geometry-bound and sensitive to every chunk.
 
 use canvault_protocol::chunk::{self, Codec};
-use canvault_protocol::merkle::{image_root, image_root_of_bytes, tree_root};
+use canvault_protocol::merkle::{Frontier, image_root, image_root_of_bytes, tree_root};
 use canvault_protocol::vault_api::{ChunkBody, ChunkPut, PutChunksRequest};
 use canvault_protocol::{ChunkError, Hash256};
 use proptest::prelude::*;
@@ -17,6 +17,20 @@ fn chunk_bytes() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
+    #[test]
+    fn a_frontier_computes_the_level_by_level_root(n in 0usize..300, seed in any::<u8>()) {
+        let hashes: Vec<Hash256> = (0..n).map(|i| Hash256::of(&[seed, i as u8, (i >> 8) as u8])).collect();
+        let mut f = Frontier::default();
+        for h in &hashes {
+            f.push(h);
+        }
+        prop_assert_eq!(f.tree_root(), tree_root(hashes.iter().copied()));
+        let chunk_size = chunk::MIN_CHUNK_SIZE;
+        let size = n as u64 * u64::from(chunk_size);
+        prop_assert_eq!(f.image_root(size, chunk_size), Some(image_root(size, chunk_size, hashes.iter().copied())));
+        prop_assert_eq!(f.image_root(size + u64::from(chunk_size), chunk_size), None);
+    }
+
     #[test]
     fn seal_then_open_round_trips(raw in chunk_bytes()) {
         let sealed = chunk::seal(&raw);

@@ -20,6 +20,9 @@ use crate::root::RootBuilder;
 use crate::storable::candid_storable;
 use crate::store::ChunkStore;
 
+/// Parent entries [`Catalogue::advance_inherit`] reads per range read.
+const INHERIT_SLICE: usize = 64;
+
 /// A budget: `true` while the current message may do more work.
 pub type Budget<'a> = &'a dyn Fn() -> bool;
 
@@ -133,33 +136,38 @@ impl<M: Memory> Catalogue<M> {
         };
         let count = info.chunk_count;
         loop {
-            let found = if next < count {
+            // One range read per slice of entries, not per entry.
+            let slice: Vec<((SnapshotId, u32), TableEntry)> = if next < count {
                 self.tables
                     .range((parent, next)..(parent, count))
-                    .next()
+                    .take(INHERIT_SLICE)
                     .map(|e| e.into_pair())
+                    .collect()
             } else {
-                None
+                Vec::new()
             };
-            let Some(((_, index), entry)) = found else {
+            if slice.is_empty() {
                 self.inherits.remove(&child);
                 return true;
-            };
-            if !self.tables.contains_key(&(child, index)) {
+            }
+            for ((_, index), entry) in slice {
                 let entry = TableEntry {
                     set_here: false,
                     ..entry
                 };
-                if !entry.zero {
+                // Inserting first and putting back an entry sent for the child (rare)
+                // saves a lookup per entry over asking first.
+                if let Some(sent) = self.tables.insert((child, index), entry) {
+                    self.tables.insert((child, index), sent);
+                } else if !entry.zero {
                     store.add_ref(&entry.hash);
                     self.index_add((child, index), info.source, &entry.hash);
                 }
-                self.tables.insert((child, index), entry);
-            }
-            next = index + 1;
-            if !budget() {
-                self.inherits.insert(child, (parent, next));
-                return false;
+                next = index + 1;
+                if !budget() {
+                    self.inherits.insert(child, (parent, next));
+                    return false;
+                }
             }
         }
     }
