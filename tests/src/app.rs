@@ -147,6 +147,22 @@ impl AppScenario {
         r.unwrap()
     }
 
+    /// A fresh example app (nothing restored yet) on the third subnet, neither the app's
+    /// nor the vault's: where restores go to show they cross subnets.
+    pub fn fresh_app_elsewhere(&mut self) -> Principal {
+        let subnet = self.ic.topology().app_subnets[2];
+        let fresh = self
+            .ic
+            .create_canister_on_subnet(Some(self.admin), None, subnet);
+        self.ic.install_canister(
+            fresh,
+            crate::wasm("canvault_example_app"),
+            Encode!().unwrap(),
+            Some(self.admin),
+        );
+        fresh
+    }
+
     /// Starts a backup of the app now.
     pub fn start_backup(&mut self) {
         let (r,): (Result<(), KitError>,) = self

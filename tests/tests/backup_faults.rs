@@ -2,7 +2,6 @@
 //! responses, a trapping vault, an offline subnet. Each backup either completes or ends
 //! as failed with a clear reason, and earlier snapshots stay intact and restorable.
 
-use candid::Encode;
 use canvault_protocol::vault_api::{RestoreJobState, SnapshotState};
 use canvault_scenarios::app::AppScenario;
 use ic_harness::RejectCode;
@@ -31,14 +30,7 @@ fn assert_intact(s: &mut AppScenario, id: u64, image: &[u8]) {
         .expect("earlier snapshot kept");
     assert_eq!(info.state, SnapshotState::Complete);
     assert_eq!(s.download(id), image);
-    let subnet = s.ic.topology().app_subnets[2];
-    let fresh = s.ic.create_canister_on_subnet(Some(s.admin), None, subnet);
-    s.ic.install_canister(
-        fresh,
-        canvault_scenarios::wasm("canvault_example_app"),
-        Encode!().unwrap(),
-        Some(s.admin),
-    );
+    let fresh = s.fresh_app_elsewhere();
     let job = s.restore_into(fresh, id);
     assert_eq!(job.state, RestoreJobState::Done, "{job:?}");
     assert_eq!(s.app_image(fresh), image);

@@ -81,14 +81,7 @@ fn multi_gib_images_back_up_and_restore_byte_for_byte() {
         );
 
         let last = status.last_backup.expect("complete").snapshot_id;
-        let subnet = s.ic.topology().app_subnets[2];
-        let fresh = s.ic.create_canister_on_subnet(Some(s.admin), None, subnet);
-        s.ic.install_canister(
-            fresh,
-            canvault_scenarios::wasm("canvault_example_app"),
-            Encode!().unwrap(),
-            Some(s.admin),
-        );
+        let fresh = s.fresh_app_elsewhere();
         s.ic.reset_metrics(vault);
         s.ic.reset_metrics(fresh);
         let start = s.ic.rounds();

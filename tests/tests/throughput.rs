@@ -30,6 +30,16 @@ fn update_latency(s: &mut AppScenario, seed: u64) -> u64 {
     s.ic.rounds() - at
 }
 
+/// Asserts that a transfer of `bytes` took at most 1.5 times its floor.
+fn within_floor(phase: &str, rounds: u64, bytes: u64, latency: u64) {
+    let floor = floor_rounds(bytes, latency);
+    println!("{phase}: {rounds} rounds, floor {floor} ({bytes} bytes sent)");
+    assert!(
+        rounds * 2 <= floor * 3,
+        "{phase}: {rounds} rounds for a floor of {floor}"
+    );
+}
+
 #[test]
 fn a_bandwidth_bound_backup_and_its_restore_stay_within_one_and_a_half_times_the_floor() {
     let mut s = random_app(128);
@@ -39,39 +49,16 @@ fn a_bandwidth_bound_backup_and_its_restore_stay_within_one_and_a_half_times_the
     let start = s.ic.rounds();
     let status = s.backup();
     let rounds = s.ic.rounds() - start;
-    let floor = floor_rounds(s.ic.metrics(app).bytes_sent, latency);
-    println!(
-        "backup: {rounds} rounds, floor {floor} ({} bytes sent)",
-        s.ic.metrics(app).bytes_sent
-    );
-    assert!(
-        rounds * 2 <= floor * 3,
-        "backup: {rounds} rounds for a floor of {floor}"
-    );
+    within_floor("backup", rounds, s.ic.metrics(app).bytes_sent, latency);
 
     let last = status.last_backup.expect("complete").snapshot_id;
-    let subnet = s.ic.topology().app_subnets[2];
-    let fresh = s.ic.create_canister_on_subnet(Some(s.admin), None, subnet);
-    s.ic.install_canister(
-        fresh,
-        canvault_scenarios::wasm("canvault_example_app"),
-        Encode!().unwrap(),
-        Some(s.admin),
-    );
+    let fresh = s.fresh_app_elsewhere();
     s.ic.reset_metrics(vault);
     let start = s.ic.rounds();
     let job = s.restore_into(fresh, last);
     assert_eq!(job.state, RestoreJobState::Done, "{job:?}");
     let rounds = s.ic.rounds() - start;
-    let floor = floor_rounds(s.ic.metrics(vault).bytes_sent, latency);
-    println!(
-        "restore: {rounds} rounds, floor {floor} ({} bytes sent)",
-        s.ic.metrics(vault).bytes_sent
-    );
-    assert!(
-        rounds * 2 <= floor * 3,
-        "restore: {rounds} rounds for a floor of {floor}"
-    );
+    within_floor("restore", rounds, s.ic.metrics(vault).bytes_sent, latency);
     assert!(s.images_equal(app, fresh), "restored byte for byte");
 }
 

@@ -256,14 +256,7 @@ fn main() {
             inc.cycles as f64 * 100.0 / full.cycles as f64
         );
         let last = s.kit_status(app).last_backup.expect("complete").snapshot_id;
-        let subnet = s.ic.topology().app_subnets[2];
-        let fresh = s.ic.create_canister_on_subnet(Some(s.admin), None, subnet);
-        s.ic.install_canister(
-            fresh,
-            canvault_scenarios::wasm("canvault_example_app"),
-            Encode!().unwrap(),
-            Some(s.admin),
-        );
+        let fresh = s.fresh_app_elsewhere();
         let restore = measure(&mut s, &[vault, fresh], fresh, |s| {
             let job = s.restore_into(fresh, last);
             assert_eq!(

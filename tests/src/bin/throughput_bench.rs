@@ -71,6 +71,11 @@ impl UpdateProbe {
             self.pending.push((id, s.ic.rounds()));
         }
         s.ic.tick();
+        self.collect(s);
+    }
+
+    /// Records the updates answered by now.
+    fn collect(&mut self, s: &AppScenario) {
         let now = s.ic.rounds();
         let ic = &s.ic;
         let latencies = &mut self.latencies;
@@ -88,17 +93,7 @@ impl UpdateProbe {
     fn drain(&mut self, s: &mut AppScenario) {
         while !self.pending.is_empty() {
             s.ic.tick();
-            let now = s.ic.rounds();
-            let ic = &s.ic;
-            let latencies = &mut self.latencies;
-            self.pending
-                .retain(|(id, at)| match ic.ingress_status(*id) {
-                    Some(_) => {
-                        latencies.push(now - at);
-                        false
-                    }
-                    None => true,
-                });
+            self.collect(s);
         }
     }
 }
@@ -179,14 +174,7 @@ fn main() {
         );
 
         let last = status.last_backup.expect("complete").snapshot_id;
-        let subnet = s.ic.topology().app_subnets[2];
-        let fresh = s.ic.create_canister_on_subnet(Some(s.admin), None, subnet);
-        s.ic.install_canister(
-            fresh,
-            canvault_scenarios::wasm("canvault_example_app"),
-            Encode!().unwrap(),
-            Some(s.admin),
-        );
+        let fresh = s.fresh_app_elsewhere();
         s.ic.reset_metrics(vault);
         let start = s.ic.rounds();
         let job = s.restore_into(fresh, last);
