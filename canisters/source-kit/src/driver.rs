@@ -466,20 +466,19 @@ async fn send_pipelined(vault: Principal, snapshot_id: u64) -> Result<bool, Call
 /// Plans the batches that fit the flow limit (with `in_pipe` calls outstanding) and this
 /// execution's and round's preparation budgets, and marks their chunks in flight.
 fn prepare(in_pipe: usize) -> Vec<Batch> {
-    let (room, in_flight, force) = PUMP.with(|p| {
-        let p = p.borrow();
-        let room = (p.flow.limit() as usize).saturating_sub(in_pipe);
-        (room, p.in_flight.clone(), p.force_data.clone())
-    });
+    let room = PUMP.with(|p| (p.borrow().flow.limit() as usize).saturating_sub(in_pipe));
     if room == 0 {
         return Vec::new();
     }
     let start = ic_cdk::api::instruction_counter();
     let round_left = PUMP.with(|p| p.borrow_mut().round_budget_left(now()));
-    let batches = with_kit(|k| {
-        k.plan_batches(room, &in_flight, &force, || {
-            let counter = ic_cdk::api::instruction_counter();
-            counter < PREPARE_INSTRUCTION_BUDGET && counter - start < round_left
+    let batches = PUMP.with(|p| {
+        let p = p.borrow();
+        with_kit(|k| {
+            k.plan_batches(room, &p.in_flight, &p.force_data, || {
+                let counter = ic_cdk::api::instruction_counter();
+                counter < PREPARE_INSTRUCTION_BUDGET && counter - start < round_left
+            })
         })
     });
     let spent = ic_cdk::api::instruction_counter() - start;
