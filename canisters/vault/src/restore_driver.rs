@@ -172,6 +172,7 @@ async fn push_pipelined(id: u64, target: Principal, first: Vec<Batch>) -> Option
     let mut planned: VecDeque<Batch> = first.into();
     let mut pipe = FuturesUnordered::new();
     let mut failure: Option<Failure> = None;
+    let mut sent_any = false;
     loop {
         if failure.is_none() {
             let limit = FLOWS.with_borrow_mut(|f| f.entry(id).or_insert_with(new_flow).limit());
@@ -183,6 +184,7 @@ async fn push_pipelined(id: u64, target: Principal, first: Vec<Batch>) -> Option
                     break;
                 };
                 cursor = batch.end;
+                sent_any = true;
                 pipe.push(push_batch(target, batch));
             }
         }
@@ -218,10 +220,18 @@ async fn push_pipelined(id: u64, target: Principal, first: Vec<Batch>) -> Option
             }
         }
     }
-    match failure {
-        Some(f) => with_vault(|v| v.restore_record(id, Outcome::Failed(f), time())),
-        None => Some(Duration::ZERO),
-    }
+    let outcome = match failure {
+        Some(f) => Outcome::Failed(f),
+        // Nothing to send while pushing: the job record fails it as an internal error
+        // (no progress) rather than arming an empty step forever.
+        None if !sent_any => Outcome::Pushed {
+            next_index: from,
+            bytes: 0,
+            error: None,
+        },
+        None => return Some(Duration::ZERO),
+    };
+    with_vault(|v| v.restore_record(id, outcome, time()))
 }
 
 fn new_flow() -> FlowControl {
