@@ -102,3 +102,23 @@ fn congestion_rejects_in_the_middle_of_the_pipeline_cost_retries_not_data() {
     let snapshot = s.download(last.snapshot_id);
     assert_eq!(snapshot, s.app_image(app), "the snapshot is the image");
 }
+
+#[test]
+fn the_in_flight_ceiling_an_admin_sets_is_bounded() {
+    let mut s = AppScenario::new();
+    let app = s.app;
+    for (window, accepted) in [(0, false), (1, true), (256, true), (257, false)] {
+        let config = canvault_kit::KitConfig {
+            window: Some(window),
+            ..Default::default()
+        };
+        let (r,): (Result<(), canvault_kit::KitError>,) =
+            s.ic.update_candid(app, s.admin, "canvault_configure", (config,))
+                .unwrap();
+        match (r, accepted) {
+            (Ok(()), true) => {}
+            (Err(canvault_kit::KitError::InvalidRequest(_)), false) => {}
+            (other, _) => panic!("window {window}: {other:?}"),
+        }
+    }
+}
