@@ -27,6 +27,10 @@ use ic_harness::{CanisterId, Harness, HarnessBuilder, load_canister_wasm};
 const CANISTER: &str = "harness_conformance_canister";
 const CALL_MIB: u64 = 64;
 const SEED: u64 = 0x5ca1_ab1e;
+mod support;
+
+use support::host_checksum;
+
 const MIB: u64 = 1024 * 1024;
 const HEAP_PAGES: u64 = 16_384;
 const HEAP_TOUCHES: u32 = 100;
@@ -229,22 +233,4 @@ fn kib_field(path: &str, field: &str) -> u64 {
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
-}
-
-/// The canister's `fill_word`, on the host.
-fn fill_word(seed: u64, index: u64) -> u64 {
-    let mut z = seed ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// The canister's `stable_checksum` over what `stable_fill` wrote, on the host.
-fn host_checksum(offset_mib: u64, mib: u64, seed: u64) -> u64 {
-    let first = offset_mib * MIB / 8;
-    let words = mib * MIB / 8;
-    (first..first + words).fold(0xcbf2_9ce4_8422_2325, |acc, index| {
-        (acc ^ fill_word(seed, index)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
