@@ -4,7 +4,7 @@
 //! spend memory before any content arrives. The live image may only change through a
 //! verified restore.
 
-use candid::{Encode, Principal};
+use candid::Principal;
 use canvault_kit::{ArmRestoreRequest, KitError, RestoreBeginRequest, RestoreChunksRequest};
 use canvault_protocol::chunk::{self, MAX_BATCH_DECODED_BYTES, MIN_CHUNK_SIZE};
 use canvault_protocol::merkle::image_root_of_bytes;
@@ -14,19 +14,6 @@ use canvault_scenarios::app::AppScenario;
 const MIB: u64 = 1024 * 1024;
 const CS: u32 = MIN_CHUNK_SIZE;
 const SNAPSHOT: u64 = 7;
-
-/// A fresh example app on subnet 2, controlled by the scenario's admin.
-fn fresh_app(s: &mut AppScenario) -> Principal {
-    let subnet = s.ic.topology().app_subnets[2];
-    let app = s.ic.create_canister_on_subnet(Some(s.admin), None, subnet);
-    s.ic.install_canister(
-        app,
-        canvault_scenarios::wasm("canvault_example_app"),
-        Encode!().unwrap(),
-        Some(s.admin),
-    );
-    app
-}
 
 fn arm(s: &mut AppScenario, app: Principal, fake: Principal, expected_root: Option<[u8; 32]>) {
     let req = ArmRestoreRequest {
@@ -123,7 +110,7 @@ fn kit_a_data_then_zero_resend_cannot_switch_the_app_to_unverified_bytes() {
     for same_batch in [false, true] {
         let mut s = AppScenario::new();
         let (image, zero) = image_with_a_zero_chunk(&mut s);
-        let app = fresh_app(&mut s);
+        let app = s.fresh_app_elsewhere();
         let live = s.app_image(app);
         let fake = canvault_scenarios::principal("a vault that lies");
         arm(&mut s, app, fake, Some(image_root_of_bytes(&image, CS).0));
@@ -153,7 +140,7 @@ fn kit_a_data_then_zero_resend_cannot_switch_the_app_to_unverified_bytes() {
 fn kit_resending_the_same_chunk_is_idempotent() {
     let mut s = AppScenario::new();
     let (image, zero) = image_with_a_zero_chunk(&mut s);
-    let app = fresh_app(&mut s);
+    let app = s.fresh_app_elsewhere();
     let fake = canvault_scenarios::principal("an honest pusher");
     arm(&mut s, app, fake, Some(image_root_of_bytes(&image, CS).0));
     begin(&mut s, app, fake, &image).unwrap();
@@ -172,7 +159,7 @@ fn kit_resending_the_same_chunk_is_idempotent() {
 #[test]
 fn kit_an_unverified_restore_cannot_grow_staging_before_content_nor_overfill_a_batch() {
     let mut s = AppScenario::new();
-    let app = fresh_app(&mut s);
+    let app = s.fresh_app_elsewhere();
     let fake = canvault_scenarios::principal("a greedy vault");
     arm(&mut s, app, fake, None);
     let before = s.ic.get_stable_memory(app).len();

@@ -5,7 +5,8 @@
 //! that tree is the same as folding, right to left, the perfect subtrees of the binary
 //! decomposition of the leaf count (largest first). [`RootBuilder`] keeps those
 //! subtrees (at most 32: one per bit of a `u32` count) as a frontier: pushing a leaf
-//! merges equal-height neighbours like a binary carry.
+//! merges equal-height neighbours like a binary carry (`merkle::frontier_push`, shared
+//! with the kit's `merkle::Frontier`; this type keeps its own stored candid layout).
 //!
 //! Invariant: `frontier` holds subtree roots of strictly decreasing height, and the
 //! leaves pushed so far are exactly the leaves of those subtrees, in order.
@@ -13,12 +14,8 @@
 use candid::CandidType;
 use canvault_protocol::Hash256;
 use canvault_protocol::chunk::chunk_count;
+use canvault_protocol::merkle::{frontier_push, frontier_root, geometry_root};
 use serde::Deserialize;
-
-const LEAF: u8 = 0x00;
-const NODE: u8 = 0x01;
-const IMAGE: u8 = 0x02;
-const EMPTY: u8 = 0x03;
 
 /// A partial Merkle tree over the chunk digests pushed so far.
 #[derive(CandidType, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
@@ -32,18 +29,7 @@ pub struct RootBuilder {
 impl RootBuilder {
     /// Appends the digest of the next chunk.
     pub fn push(&mut self, chunk_hash: Hash256) {
-        let mut node = (0u8, Hash256::of_parts(&[&[LEAF], &chunk_hash.0]));
-        while let Some(&(height, left)) = self.frontier.last() {
-            if height != node.0 {
-                break;
-            }
-            self.frontier.pop();
-            node = (
-                height + 1,
-                Hash256::of_parts(&[&[NODE], &left.0, &node.1.0]),
-            );
-        }
-        self.frontier.push(node);
+        frontier_push(&mut self.frontier, &chunk_hash);
         self.leaves += 1;
     }
 
@@ -54,29 +40,15 @@ impl RootBuilder {
 
     /// The tree root over the leaves pushed (`merkle::tree_root` of them).
     pub fn tree_root(&self) -> Hash256 {
-        let mut nodes = self.frontier.iter().rev();
-        let Some(&(_, mut acc)) = nodes.next() else {
-            return Hash256::of(&[EMPTY]);
-        };
-        for (_, left) in nodes {
-            acc = Hash256::of_parts(&[&[NODE], &left.0, &acc.0]);
-        }
-        acc
+        frontier_root(&self.frontier)
     }
 
     /// The image root (`merkle::image_root`) once every chunk was pushed; `None` if the
     /// leaf count does not match the geometry.
     pub fn image_root(&self, image_size: u64, chunk_size: u32) -> Option<Hash256> {
         let count = chunk_count(image_size, chunk_size);
-        (u64::from(count) == self.leaves).then(|| {
-            Hash256::of_parts(&[
-                &[IMAGE],
-                &image_size.to_le_bytes(),
-                &chunk_size.to_le_bytes(),
-                &count.to_le_bytes(),
-                &self.tree_root().0,
-            ])
-        })
+        (u64::from(count) == self.leaves)
+            .then(|| geometry_root(image_size, chunk_size, count, &self.tree_root()))
     }
 }
 

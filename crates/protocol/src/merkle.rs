@@ -78,31 +78,14 @@ pub struct Frontier {
 impl Frontier {
     /// Adds the digest of chunk `self.pushed`.
     pub fn push(&mut self, chunk_hash: &Hash256) {
-        let mut node = (0u8, Hash256::of_parts(&[&[LEAF], &chunk_hash.0]));
-        while let Some(&(height, left)) = self.stack.last()
-            && height == node.0
-        {
-            self.stack.pop();
-            node = (
-                height + 1,
-                Hash256::of_parts(&[&[NODE], &left.0, &node.1.0]),
-            );
-        }
-        self.stack.push(node);
+        frontier_push(&mut self.stack, chunk_hash);
         self.pushed += 1;
     }
 
     /// The tree root over the digests pushed ([`tree_root`]).
     #[must_use]
     pub fn tree_root(&self) -> Hash256 {
-        let mut nodes = self.stack.iter().rev().map(|(_, h)| *h);
-        let Some(mut acc) = nodes.next() else {
-            return Hash256::of(&[EMPTY]);
-        };
-        for left in nodes {
-            acc = Hash256::of_parts(&[&[NODE], &left.0, &acc.0]);
-        }
-        acc
+        frontier_root(&self.stack)
     }
 
     /// The image root ([`image_root`]), or `None` until every chunk of the geometry
@@ -115,7 +98,39 @@ impl Frontier {
     }
 }
 
-fn geometry_root(image_size: u64, chunk_size: u32, count: u32, tree: &Hash256) -> Hash256 {
+/// Pushes the next leaf onto `stack`, a frontier of `(height, subtree root)` with
+/// strictly decreasing heights: equal-height neighbours merge like a binary carry.
+/// Shared by [`Frontier`] and the vault's stored commit walk.
+pub fn frontier_push(stack: &mut Vec<(u8, Hash256)>, chunk_hash: &Hash256) {
+    let mut node = (0u8, Hash256::of_parts(&[&[LEAF], &chunk_hash.0]));
+    while let Some(&(height, left)) = stack.last()
+        && height == node.0
+    {
+        stack.pop();
+        node = (
+            height + 1,
+            Hash256::of_parts(&[&[NODE], &left.0, &node.1.0]),
+        );
+    }
+    stack.push(node);
+}
+
+/// The [`tree_root`] of the leaves a frontier `stack` holds (folded right to left).
+#[must_use]
+pub fn frontier_root(stack: &[(u8, Hash256)]) -> Hash256 {
+    let mut nodes = stack.iter().rev().map(|(_, h)| *h);
+    let Some(mut acc) = nodes.next() else {
+        return Hash256::of(&[EMPTY]);
+    };
+    for left in nodes {
+        acc = Hash256::of_parts(&[&[NODE], &left.0, &acc.0]);
+    }
+    acc
+}
+
+/// The image root over a tree root `tree` of `count` chunks of the geometry.
+#[must_use]
+pub fn geometry_root(image_size: u64, chunk_size: u32, count: u32, tree: &Hash256) -> Hash256 {
     Hash256::of_parts(&[
         &[IMAGE],
         &image_size.to_le_bytes(),
